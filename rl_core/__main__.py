@@ -1,0 +1,7 @@
+"""`python -m rl_core` runs the command-line interface."""
+
+import sys
+
+from rl_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""Soft Actor-Critic: the networks, their optimizers and one gradient step.
+
+The loss terms are Stable-Baselines3's (log-probs in the squashed space, alpha tuned on
+log-alpha), so results compare with RL-Zoo. The update stays on tensors end to end: no
+`.item()`, no numpy round trips.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_core.buffer import Batch
+from rl_core.config import SACConfig
+from rl_core.networks import Actor, TwinQCritic
+
+
+def _adam(params: Any, lr: float) -> torch.optim.Adam:
+    """Adam with the fused CPU kernel: one call updates every parameter."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+class SAC:
+    """Actor, twin critics with Polyak targets, and (optionally tuned) entropy coefficient."""
+
+    def __init__(
+        self,
+        config: SACConfig,
+        obs_dim: int,
+        act_dim: int,
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+    ) -> None:
+        self.config = config
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        self.actor = Actor(obs_dim, act_dim, config.hidden_sizes, low, high)
+        self.critic = TwinQCritic(obs_dim, act_dim, config.hidden_sizes)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_optimizer = _adam(self.critic.parameters(), config.learning_rate)
+
+        self.tune_alpha = config.ent_coef == "auto"
+        initial_alpha = config.ent_coef_init if self.tune_alpha else float(config.ent_coef)
+        self.log_alpha = torch.tensor([math.log(initial_alpha)], requires_grad=self.tune_alpha)
+        self.target_entropy = (
+            -float(act_dim) if config.target_entropy == "auto" else float(config.target_entropy)
+        )
+        # Actor and log-alpha step together: one backward, one fused Adam call.
+        self._policy_params = [*self.actor.parameters()] + (
+            [self.log_alpha] if self.tune_alpha else []
+        )
+        self.policy_optimizer = _adam(self._policy_params, config.learning_rate)
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+
+    @torch.inference_mode()
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """A stochastic action for data collection, squashed to [-1, 1] (the replay space)."""
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        mean, log_std = self.actor(obs_tensor)
+        return torch.tanh(mean + torch.randn_like(mean) * log_std.exp())[0].numpy()
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic evaluation action tanh(mean), in the env's bounds."""
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        return self.actor.deterministic_action(obs_tensor)[0].numpy()
+
+    def update(self, batch: Batch) -> torch.Tensor:
+        """One gradient step on a batch; returns [critic_loss, actor_loss, alpha] (detached).
+
+        Critics first, then actor and entropy coefficient together (CleanRL's order). The
+        alpha used everywhere in a step is its value before that step, as in SB3.
+        """
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_actions, next_log_prob = self.actor.sample(batch.next_obs)
+            next_q = self.critic_target(batch.next_obs, next_actions).amin(0)
+            soft_next_value = next_q - alpha * next_log_prob
+            target_q = (
+                batch.rewards + self.config.gamma * (1.0 - batch.terminated) * soft_next_value
+            )
+
+        current_q = self.critic(batch.obs, batch.actions)
+        critic_loss = 0.5 * (current_q - target_q).square().mean(1).sum()
+        self.critic_optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        actions_pi, log_prob = self.actor.sample(batch.obs)
+        q_pi = self.critic(batch.obs, actions_pi).amin(0)
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        loss = actor_loss
+        if self.tune_alpha:
+            loss = loss - (self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.policy_optimizer.zero_grad()
+        # Gradients for actor and log-alpha only: the critic's weight-gradient matmuls are
+        # skipped entirely, and its parameters keep the gradients of the critic step.
+        loss.backward(inputs=self._policy_params)
+        self.policy_optimizer.step()
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._critic_params, self.config.tau)
+        return torch.stack([critic_loss.detach(), actor_loss.detach(), alpha[0]])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every tensor and optimizer state needed to continue training exactly."""
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "policy_optimizer": self.policy_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved."""
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])

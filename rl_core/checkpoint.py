@@ -1,0 +1,65 @@
+"""One-file checkpoints that resume training exactly.
+
+A checkpoint holds the agent (actor, critics, targets, optimizers, entropy coefficient), the
+replay buffer's filled rows, every RNG state, the step counter, the episode history and the
+resolved config. It is written at an episode boundary, so the environment needs nothing but
+its RNG state to continue, and saved with plain tensors so `torch.load(weights_only=True)`
+can read it safely.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_core.agent import SAC
+from rl_core.config import SACConfig, build_config
+from rl_core.envs import make_env, space_dims
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically write `state` (plus a format version) to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **_to_torch(state)}, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not an rlops checkpoint of format {CHECKPOINT_FORMAT} "
+            f"(found format {state.get('format')!r})"
+        )
+    return state
+
+
+def _to_torch(value: Any) -> Any:
+    """Numpy arrays become tensors so the file loads with `weights_only=True`."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return {key: _to_torch(item) for key, item in value.items()}
+    return value
+
+
+def load_agent(path: str | Path) -> tuple[SAC, SACConfig]:
+    """The trained agent and its config from a checkpoint file (for evaluation and export)."""
+    state = load_checkpoint(path)
+    config = build_config(state["config"])
+    env = make_env(config.env_id)
+    obs_dim, act_dim = space_dims(env)
+    agent = SAC(config, obs_dim, act_dim, env.action_space.low, env.action_space.high)
+    env.close()
+    agent.load_state_dict(state["agent"])
+    return agent, config

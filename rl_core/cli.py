@@ -1,0 +1,194 @@
+"""`python -m rl_core` / `rlops`: train, evaluate, export and benchmark from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich_argparse import RichHelpFormatter
+
+from rl_core.config import ConfigError, SACConfig, load_config
+
+console = Console(soft_wrap=True)  # never break paths and numbers across lines
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    """`1000-1009` or `1,2,3` -> seeds."""
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-", 1))
+            return tuple(range(first, last + 1))
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text!r}: expected a range like 1000-1009 or a list like 1,2,3"
+        ) from None
+
+
+def _print_eval(result: object) -> None:
+    console.print(
+        f"mean return [bold]{result.mean:.1f}[/] ± {result.std:.1f} "
+        f"over seeds {result.seeds[0]}..{result.seeds[-1]}"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rl_core.evaluation import evaluate
+    from rl_core.tracking import make_tracker
+    from rl_core.training import train
+
+    config = load_config(args.config, args.set)
+    checkpoint = Path(args.out) / "checkpoint.pt"
+    console.print(
+        f"training SAC on [bold]{config.env_id}[/] for {config.total_timesteps} steps "
+        f"(seed {config.seed}, config {config.config_hash()})"
+    )
+    with make_tracker(args.experiment, run_name=args.run_name) as tracker:
+        result = train(
+            config,
+            tracker=tracker,
+            checkpoint_path=checkpoint,
+            resume_from=args.resume,
+            show_progress=not args.no_progress,
+        )
+        evaluation = evaluate(result.agent.act, config.env_id, config.eval_seeds)
+        tracker.log_metrics(
+            {"eval_mean_return": evaluation.mean, "eval_std_return": evaluation.std}, result.steps
+        )
+    console.print(
+        f"{result.steps} steps at {result.steps_per_second:.0f} steps/s; checkpoint {checkpoint}"
+    )
+    _print_eval(evaluation)
+    if tracker.run_id:
+        console.print(f"MLflow run {tracker.run_id}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rl_core.checkpoint import load_agent
+    from rl_core.evaluation import evaluate
+
+    agent, config = load_agent(args.checkpoint)
+    result = evaluate(agent.act, config.env_id, args.seeds or config.eval_seeds)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        _print_eval(result)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rl_core.checkpoint import load_agent
+    from rl_core.export import export_actor
+
+    agent, config = load_agent(args.checkpoint)
+    result = export_actor(agent.actor, args.out, config.env_id)
+    console.print(
+        f"TorchScript actor -> {result.path} (max |Δaction| {result.max_abs_diff:.2e} "
+        f"on {result.n_checked} observations)"
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rl_core.benchmark import benchmark_latency, latency_table
+    from rl_core.checkpoint import load_agent
+    from rl_core.envs import make_env, space_dims
+    from rl_core.export import export_actor, load_exported
+
+    agent, config = load_agent(args.checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = export_actor(agent.actor, Path(tmp) / "actor.pt", config.env_id)
+        scripted = load_exported(exported.path)
+    env = make_env(config.env_id)
+    obs_dim, _ = space_dims(env)
+    env.close()
+    rows = benchmark_latency(agent.actor, scripted, obs_dim, args.batch_sizes, args.calls)
+    console.print(latency_table(rows))
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlops",
+        description="Soft Actor-Critic: train, evaluate, export, benchmark.",
+        formatter_class=RichHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train SAC and save a checkpoint",
+        formatter_class=RichHelpFormatter,
+        description="Train SAC. Logs to MLflow when "
+        "MLFLOW_TRACKING_URI is set. Fields: " + ", ".join(SACConfig.model_fields),
+    )
+    train.add_argument("--config", help="YAML or JSON file of config fields")
+    train.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config fields, e.g. --set total_timesteps=5000 seed=3",
+    )
+    train.add_argument("--out", default="runs/latest", help="folder for checkpoint.pt")
+    train.add_argument("--resume", help="checkpoint to resume from")
+    train.add_argument("--experiment", default="rlops", help="MLflow experiment name")
+    train.add_argument("--run-name", help="MLflow run name")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint deterministically",
+        formatter_class=RichHelpFormatter,
+    )
+    evaluate.add_argument("checkpoint", help="checkpoint.pt written by train")
+    evaluate.add_argument("--seeds", type=_parse_seeds, help="env seeds, e.g. 1000-1009")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    export = commands.add_parser(
+        "export",
+        help="export the actor as TorchScript (checked)",
+        formatter_class=RichHelpFormatter,
+    )
+    export.add_argument("checkpoint", help="checkpoint.pt written by train")
+    export.add_argument("--out", default="actor.pt", help="TorchScript file to write")
+    export.set_defaults(func=cmd_export)
+
+    bench = commands.add_parser(
+        "bench", help="latency of eager vs TorchScript actor", formatter_class=RichHelpFormatter
+    )
+    bench.add_argument("checkpoint", help="checkpoint.pt written by train")
+    bench.add_argument("--calls", type=int, default=2_000, help="timed calls per batch size")
+    bench.add_argument(
+        "--batch-sizes",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        default=(1, 8, 32, 128),
+        help="comma-separated, e.g. 1,8,32,128",
+    )
+    bench.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

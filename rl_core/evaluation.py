@@ -1,0 +1,45 @@
+"""Deterministic evaluation on a fixed list of env seeds: the number every gate compares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rl_core.envs import make_env
+
+Policy = Callable[[np.ndarray], np.ndarray]
+"""Maps one observation to one env action (already in the env's bounds)."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Returns of one deterministic episode per seed, and their summary."""
+
+    mean: float
+    std: float
+    returns: list[float]
+    seeds: list[int]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def evaluate(policy: Policy, env_id: str, seeds: Sequence[int]) -> EvalResult:
+    """Run one episode per seed with `policy` and summarise the undiscounted returns."""
+    env = make_env(env_id)
+    returns: list[float] = []
+    try:
+        for seed in seeds:
+            obs, _ = env.reset(seed=int(seed))
+            episode_return, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(policy(obs))
+                episode_return += float(reward)
+                done = terminated or truncated
+            returns.append(episode_return)
+    finally:
+        env.close()
+    values = np.asarray(returns, dtype=np.float64)
+    return EvalResult(float(values.mean()), float(values.std()), returns, [int(s) for s in seeds])

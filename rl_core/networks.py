@@ -1,0 +1,113 @@
+"""The two networks of SAC: a squashed-Gaussian actor and a fused pair of Q critics.
+
+The critics are one module whose weights carry a leading "which critic" dimension, so both
+Q-networks run in one batched matmul per layer instead of two separate networks: half the
+kernel launches, same maths.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def _mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Squashed-Gaussian policy: a = tanh(u) * scale + bias with u ~ N(mean, std).
+
+    `action_scale` / `action_bias` are buffers so they travel with the module into
+    checkpoints and exported files.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: tuple[int, ...],
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.act_dim = act_dim
+        self.trunk = _mlp(obs_dim, hidden_sizes)
+        # Mean and log-std heads share one matmul: rows [:act_dim] are the mean.
+        self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
+        self.register_buffer("action_scale", (action_high - action_low) / 2.0)
+        self.register_buffer("action_bias", (action_high + action_low) / 2.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and (clamped) log-std of the pre-squash Gaussian."""
+        mean, log_std = self.head(self.trunk(obs)).split(self.act_dim, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised squashed action in [-1, 1] and its log-probability.
+
+        The log-prob is taken in the squashed [-1, 1] space, as Stable-Baselines3 does, so the
+        entropy target -dim(A) means the same for every env's action bounds. The tanh
+        correction uses log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact, no epsilon.
+        """
+        mean, log_std = self(obs)
+        noise = torch.randn_like(mean)
+        pre_tanh = mean + noise * log_std.exp()
+        gaussian_log_prob = -0.5 * noise.square() - log_std - _HALF_LOG_2PI
+        squash_correction = 2.0 * (_LOG_2 - pre_tanh - F.softplus(-2.0 * pre_tanh))
+        log_prob = (gaussian_log_prob - squash_correction).sum(-1)
+        return torch.tanh(pre_tanh), log_prob
+
+    def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The evaluation action tanh(mean), scaled to the env's bounds."""
+        mean, _ = self(obs)
+        return self.to_env_action(torch.tanh(mean))
+
+    def to_env_action(self, squashed: torch.Tensor) -> torch.Tensor:
+        """Map an action from [-1, 1] to the env's [low, high]."""
+        return squashed * self.action_scale + self.action_bias
+
+
+class TwinQCritic(nn.Module):
+    """`n_critics` Q-networks Q(s, a) evaluated together with batched matmuls.
+
+    Weight `i` has shape (n_critics, in, out); initialisation matches `nn.Linear` per critic.
+    """
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], n_critics: int = 2
+    ) -> None:
+        super().__init__()
+        sizes = [obs_dim + act_dim, *hidden_sizes, 1]
+        self.n_critics = n_critics
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default init
+            self.weights.append(nn.Parameter(torch.empty(n_critics, fan_in, fan_out)))
+            self.biases.append(nn.Parameter(torch.empty(n_critics, 1, fan_out)))
+            nn.init.uniform_(self.weights[-1], -bound, bound)
+            nn.init.uniform_(self.biases[-1], -bound, bound)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q-values of shape (n_critics, batch)."""
+        x = torch.cat([obs, action], dim=-1).expand(self.n_critics, -1, -1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(bias, x, weight)
+            if i < last:
+                x = torch.relu(x)
+        return x.squeeze(-1)

@@ -1,0 +1,152 @@
+"""Experiment tracking that costs nothing unless MLflow is configured.
+
+`make_tracker()` returns a `NullTracker` when `MLFLOW_TRACKING_URI` is unset: every call is a
+no-op and mlflow is never imported, so rl_core runs (and tests) without it. Otherwise an
+`MlflowTracker` logs to one MLflow run through `MlflowClient` (no global active-run state),
+batching metric points so a long run does not make one HTTP call per episode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+_METRIC_BATCH = 500  # MLflow's log_batch accepts up to 1000 metrics per call
+
+
+class NullTracker:
+    """The tracker used when MLflow is not configured: does nothing, imports nothing."""
+
+    run_id: str | None = None
+    enabled = False
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Record run parameters."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record metric values at an env step."""
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a file to the run's artifact store."""
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Set run tags."""
+
+
+class MlflowTracker(NullTracker):
+    """Logs to one MLflow run: a new one in `experiment`, or the existing `run_id`.
+
+    A run this tracker created is ended on exit (FAILED if an exception escaped); an existing
+    run passed by id is left open for whoever owns it, unless `end_on_exit` says otherwise.
+    """
+
+    enabled = True
+
+    def __init__(
+        self,
+        experiment: str,
+        run_name: str | None = None,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        end_on_exit: bool | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.run_name = run_name
+        self.run_id = run_id
+        self.tags = dict(tags or {})
+        self.end_on_exit = run_id is None if end_on_exit is None else end_on_exit
+        self._pending: list[Any] = []
+        self._client: Any = None
+
+    def __enter__(self) -> MlflowTracker:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient()
+        if self.run_id is None:
+            experiment = self._client.get_experiment_by_name(self.experiment)
+            experiment_id = (
+                experiment.experiment_id
+                if experiment is not None
+                else self._client.create_experiment(self.experiment)
+            )
+            run = self._client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
+            self.run_id = run.info.run_id
+        elif self.tags:
+            self.set_tags(self.tags)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.flush()
+        if self.end_on_exit:
+            self._client.set_terminated(self.run_id, "FAILED" if exc_type else "FINISHED")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self._client.log_batch(
+            self.run_id, params=[Param(key, str(value)) for key, value in params.items()]
+        )
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        timestamp = _now_ms()
+        self._pending += [Metric(k, float(v), timestamp, step) for k, v in metrics.items()]
+        if len(self._pending) >= _METRIC_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send buffered metric points."""
+        while self._pending:
+            chunk, self._pending = self._pending[:_METRIC_BATCH], self._pending[_METRIC_BATCH:]
+            self._client.log_batch(self.run_id, metrics=chunk)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self._client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def mlflow_configured() -> bool:
+    """True when `MLFLOW_TRACKING_URI` points somewhere."""
+    return bool(os.environ.get(TRACKING_URI_ENV))
+
+
+def make_tracker(
+    experiment: str = "rlops",
+    run_name: str | None = None,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    end_on_exit: bool | None = None,
+) -> NullTracker:
+    """An `MlflowTracker` if MLflow is configured, else a `NullTracker`."""
+    if not mlflow_configured():
+        return NullTracker()
+    return MlflowTracker(experiment, run_name, run_id, tags, end_on_exit)

@@ -1,0 +1,22 @@
+import torch
+
+from rl_core.benchmark import benchmark_latency, format_latency_table
+from rl_core.export import script_actor
+from rl_core.networks import Actor
+
+
+def test_benchmark_rows_and_table() -> None:
+    actor = Actor(3, 1, (64, 64), torch.tensor([-2.0]), torch.tensor([2.0]))
+    threads = torch.get_num_threads()
+    rows = benchmark_latency(actor, script_actor(actor), 3, batch_sizes=(1, 4), calls=50, warmup=5)
+    assert torch.get_num_threads() == threads  # restored after the single-threaded run
+    assert [r.batch_size for r in rows] == [1, 4]
+    for row in rows:
+        assert 0 < row.eager_median_us <= row.eager_p95_us
+        assert 0 < row.exported_median_us <= row.exported_p95_us
+        assert row.speedup == row.eager_median_us / row.exported_median_us
+        assert set(row.as_dict()) >= {"batch_size", "speedup", "exported_p95_us"}
+    text = format_latency_table(rows)
+    for word in ("batch", "eager", "scripted", "speedup"):
+        assert word in text
+    assert f"x{rows[0].speedup:.2f}" in text

@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from rl_core.checkpoint import load_agent, load_checkpoint, save_checkpoint
+from rl_core.config import SACConfig
+from rl_core.training import train
+
+SMALL = dict(hidden_sizes=(32, 32), batch_size=32, learning_starts=50, seed=4)
+
+
+def _params(agent) -> dict[str, torch.Tensor]:
+    return {
+        **{f"actor.{k}": v for k, v in agent.actor.state_dict().items()},
+        **{f"critic.{k}": v for k, v in agent.critic.state_dict().items()},
+        **{f"target.{k}": v for k, v in agent.critic_target.state_dict().items()},
+        "log_alpha": agent.log_alpha.detach(),
+    }
+
+
+def test_checkpoint_holds_everything(tmp_path) -> None:
+    cfg = SACConfig(total_timesteps=400, **SMALL)
+    result = train(cfg, checkpoint_path=tmp_path / "c.pt", show_progress=False)
+    state = load_checkpoint(result.checkpoint_path)
+    assert state["step"] == 400
+    assert state["config"] == cfg.resolved()
+    assert set(state["agent"]) == {
+        "actor",
+        "critic",
+        "critic_target",
+        "policy_optimizer",
+        "critic_optimizer",
+        "log_alpha",
+    }
+    assert state["agent"]["critic_optimizer"]["state"]  # Adam moments are saved
+    assert len(state["buffer"]["table"]) == 400
+    assert set(state["rng"]) == {"torch", "action", "sample", "env"}
+    agent, loaded_cfg = load_agent(result.checkpoint_path)
+    assert loaded_cfg == cfg
+    for key, value in _params(result.agent).items():
+        assert torch.equal(value, _params(agent)[key]), key
+
+
+def test_resume_continues_bit_for_bit(tmp_path) -> None:
+    straight = train(SACConfig(total_timesteps=1000, **SMALL), show_progress=False)
+
+    # Checkpoints land at episode ends (Pendulum: every 200 steps); stop after the one at 600.
+    half = train(
+        SACConfig(total_timesteps=600, checkpoint_every=600, **SMALL),
+        checkpoint_path=tmp_path / "c.pt",
+        show_progress=False,
+    )
+    assert half.steps == 600
+    resumed = train(
+        SACConfig(total_timesteps=1000, checkpoint_every=600, **SMALL),
+        resume_from=tmp_path / "c.pt",
+        show_progress=False,
+    )
+
+    assert resumed.episode_returns == straight.episode_returns
+    for key, value in _params(straight.agent).items():
+        assert torch.equal(value, _params(resumed.agent)[key]), key
+
+
+def test_resume_refuses_a_different_recipe(tmp_path) -> None:
+    train(
+        SACConfig(total_timesteps=200, **SMALL),
+        checkpoint_path=tmp_path / "c.pt",
+        show_progress=False,
+    )
+    with pytest.raises(ValueError, match="different config"):
+        train(
+            SACConfig(total_timesteps=400, **{**SMALL, "seed": 5}),
+            resume_from=tmp_path / "c.pt",
+            show_progress=False,
+        )
+
+
+def test_foreign_file_is_refused(tmp_path) -> None:
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an rlops checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_save_is_atomic(tmp_path) -> None:
+    path = save_checkpoint(tmp_path / "x.pt", {"step": 1})
+    assert path.exists()
+    assert not (tmp_path / "x.pt.tmp").exists()

@@ -1,0 +1,74 @@
+import copy
+import warnings
+
+import pytest
+import torch
+
+from rl_core import export
+from rl_core.config import SACConfig
+from rl_core.export import (
+    ExportMismatchError,
+    export_actor,
+    load_exported,
+    max_action_difference,
+    random_observations,
+)
+from rl_core.training import train
+
+
+@pytest.fixture(scope="module")
+def trained_actor():
+    cfg = SACConfig(total_timesteps=400, hidden_sizes=(64, 64), batch_size=64, learning_starts=100)
+    return train(cfg, show_progress=False).agent.actor
+
+
+def test_export_round_trip_matches_eager_actor(trained_actor, tmp_path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no TorchScript deprecation warning reaches the user
+        result = export_actor(trained_actor, tmp_path / "actor.pt", "Pendulum-v1")
+        loaded = load_exported(result.path)
+    assert result.max_abs_diff <= 1e-5
+    assert result.n_checked > 512  # random plus real observations
+    obs = random_observations("Pendulum-v1", 64, seed=5)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            loaded(obs), trained_actor.deterministic_action(obs), atol=1e-5, rtol=0
+        )
+        assert loaded(obs).abs().max() <= 2.0  # Pendulum's torque bound
+    assert isinstance(loaded, torch.jit.ScriptModule)
+
+
+def test_exported_actor_has_no_distribution_code(trained_actor, tmp_path) -> None:
+    result = export_actor(trained_actor, tmp_path / "actor.pt", "Pendulum-v1")
+    code = load_exported(result.path).code
+    assert "distributions" not in code
+    assert "randn" not in code
+
+
+def test_mismatch_fails_loudly(trained_actor, tmp_path, monkeypatch) -> None:
+    real_script = export.script_actor
+
+    def broken_script(actor):
+        """Exports a policy whose mean is off by 1e-3: what a buggy export would ship."""
+        shifted = copy.deepcopy(actor)
+        with torch.no_grad():
+            shifted.head.bias[: actor.act_dim] += 1e-3
+        return real_script(shifted)
+
+    monkeypatch.setattr(export, "script_actor", broken_script)
+    with pytest.raises(ExportMismatchError, match=r"differs from the eager actor by \d"):
+        export_actor(trained_actor, tmp_path / "bad.pt", "Pendulum-v1")
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_max_action_difference_sees_a_changed_weight(trained_actor, tmp_path) -> None:
+    loaded = load_exported(export_actor(trained_actor, tmp_path / "a.pt", "Pendulum-v1").path)
+    obs = random_observations("Pendulum-v1", 32, seed=1)
+    assert max_action_difference(trained_actor, loaded, obs) <= 1e-5
+    with torch.no_grad():
+        trained_actor.head.bias[0] += 0.5
+    try:
+        assert max_action_difference(trained_actor, loaded, obs) > 1e-3
+    finally:
+        with torch.no_grad():
+            trained_actor.head.bias[0] -= 0.5
