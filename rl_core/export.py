@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from rl_core.envs import make_env
+from rl_core.evaluation import Policy
 from rl_core.networks import Actor
 
 EQUIVALENCE_TOLERANCE = 1e-5
@@ -75,6 +76,16 @@ def load_exported(path: str | Path) -> torch.jit.ScriptModule:
     """Load a TorchScript actor saved by `export_actor`."""
     with quiet_torchscript():
         return torch.jit.load(str(path), map_location="cpu")
+
+
+def exported_policy(exported: torch.jit.ScriptModule) -> Policy:
+    """An exported actor as an `evaluate()` policy: one observation in, one action out."""
+
+    @torch.inference_mode()
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return exported(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+
+    return policy
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ class TrainResult:
     episode_returns: list[float]
     episode_end_steps: list[int]
     steps_per_second: float
-    """Env steps per wall-clock second over the steps this process ran."""
+    """Env steps per wall-clock second over the steps this call ran."""
+    start_step: int = 0
+    """Step this call started from: 0, or the step of the checkpoint it resumed."""
     checkpoint_path: Path | None = None
 
 
@@ -271,24 +273,34 @@ def train(
     torch.set_flush_denormal(True)  # denormal floats in late training slow every CPU op
     _keep_freed_memory_mapped()
     run = _Run(config, tracker)
+    start_step = 0
     if resume_from is not None:
         run.load_state_dict(state)
-        log.info("resumed from %s at step %d", resume_from, run.progress.step)
+        start_step = run.progress.step
+        log.info("resumed from %s at step %d", resume_from, start_step)
     else:
         tracker.log_params(config.resolved())
     with tempfile.TemporaryDirectory() as scratch:
-        if checkpoint_path is None and tracker.enabled:
-            checkpoint_path = Path(scratch) / "checkpoint.pt"  # the tracker keeps the copy
-        checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        speed = run.run(checkpoint_path, show_progress)
+        kept = Path(checkpoint_path) if checkpoint_path else None
+        # With a tracker, checkpoints always go to the artifact store, via scratch if need be.
+        path = kept or (Path(scratch) / "checkpoint.pt" if tracker.enabled else None)
+        speed = run.run(path, show_progress)
         tracker.log_metrics({"steps_per_second_total": speed}, run.progress.step)
-        final_checkpoint = run.checkpoint(checkpoint_path) if checkpoint_path else None
+        if path is not None:
+            run.checkpoint(path)
         if tracker.enabled:
             _log_run_artifacts(run, tracker, Path(scratch))
     run.env.close()
     p = run.progress
     return TrainResult(
-        run.agent, config, p.step, p.episode_returns, p.episode_end_steps, speed, final_checkpoint
+        run.agent,
+        config,
+        p.step,
+        p.episode_returns,
+        p.episode_end_steps,
+        speed,
+        start_step,
+        kept,
     )
 
 

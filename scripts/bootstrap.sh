@@ -16,9 +16,13 @@ wanted=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "==> installing pinned requirements into .venv (first run: a few minutes)"
   # torch==2.13.0 resolves to the local CPU wheel; see README "Installing".
-  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install --quiet -r requirements-dev.txt -e . 2>&1 \
-    | grep -v "^WARNING: Location" || true
+  log=.venv/pip-install.log
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+         && .venv/bin/python -m pip install -r requirements-dev.txt -e .; } > "$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" | tail -40
+    echo "pip install failed; full log: $log" >&2
+    exit 1
+  fi
   .venv/bin/python -m pip check
   echo "$wanted" > "$stamp"
 fi

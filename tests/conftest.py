@@ -1,11 +1,33 @@
-"""Shared fixtures: a clean MLflow environment per test and a real local MLflow store."""
+"""Shared fixtures: Airflow configured for tests, a clean MLflow environment per test, and a
+real local MLflow store.
+
+Airflow reads its configuration once, at import, so the test Airflow home (a temporary folder
+with a SQLite metadata DB, this repo's dags/ and plugins/) is set here, before any test module
+can import airflow.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="rlops-test-airflow-"))
+AIRFLOW_ENV = {
+    "AIRFLOW_HOME": str(AIRFLOW_HOME),
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+}
+os.environ.update(AIRFLOW_ENV)
 
 MLFLOW_ENV = (
     "MLFLOW_TRACKING_URI",
@@ -34,3 +56,19 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) stays in tmp
     yield uri
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> dict[str, str]:
+    """A migrated Airflow metadata DB (SQLite) with the pipeline DAG serialized.
+
+    Returns the Airflow variables a subprocess needs on top of its environment.
+    """
+    env = {**os.environ, **AIRFLOW_ENV}
+    airflow = [sys.executable, "-m", "airflow"]
+    for command in (["db", "migrate"], ["dags", "reserialize"]):
+        done = subprocess.run(
+            [*airflow, *command], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return dict(AIRFLOW_ENV)

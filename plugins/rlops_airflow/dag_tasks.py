@@ -1,0 +1,114 @@
+"""The pipeline's Airflow tasks: thin TaskFlow wrappers around `rlops_airflow.tasks`.
+
+This module is imported when the DAG file is parsed, so it imports only Airflow; torch,
+gymnasium and mlflow load inside the task bodies, on the worker. No task argument is named
+after an Airflow context key except the context values it asks Airflow for (`params`,
+`dag_run`, `ti`), which default to None as TaskFlow requires.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import task
+
+from rlops_airflow import MLFLOW_RUN_URL_XCOM_KEY
+
+if TYPE_CHECKING:
+    from rlops_airflow.mlflow_run import AirflowRun
+    from rlops_airflow.settings import PipelineSettings
+
+TRAIN_RETRIES = 3
+"""Training resumes from its last uploaded checkpoint, so retrying it is cheap."""
+
+
+def _settings(params: dict[str, Any]) -> PipelineSettings:
+    from rlops_airflow.settings import PipelineSettings
+
+    return PipelineSettings(**params)
+
+
+def _airflow_run(dag_run: Any) -> AirflowRun:
+    from airflow.sdk.configuration import conf
+
+    from rlops_airflow.mlflow_run import AirflowRun
+
+    base_url = conf.get("api", "base_url", fallback=None)
+    ui_url = (
+        f"{base_url.rstrip('/')}/dags/{dag_run.dag_id}/runs/{dag_run.run_id}" if base_url else None
+    )
+    return AirflowRun(dag_run.dag_id, dag_run.run_id, ui_url)
+
+
+def _publish_run_link(ti: Any, mlflow_run_id: str) -> None:
+    from rlops_airflow.mlflow_run import run_url
+
+    url = run_url(mlflow_run_id)
+    if url:
+        ti.xcom_push(key=MLFLOW_RUN_URL_XCOM_KEY, value=url)
+
+
+@task(retries=TRAIN_RETRIES, retry_delay=timedelta(seconds=30))
+def train(params: dict | None = None, dag_run: Any = None, ti: Any = None) -> dict[str, Any]:
+    """Train SAC (resuming from the last checkpoint on retry); returns the MLflow run id."""
+    from rlops_airflow import tasks
+
+    result = tasks.train_candidate(_settings(params), _airflow_run(dag_run))
+    _publish_run_link(ti, result["mlflow_run_id"])
+    return result
+
+
+@task
+def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None) -> dict[str, Any]:
+    """Quality gate: mean deterministic return on the fixed eval seeds."""
+    from rlops_airflow import tasks
+
+    _publish_run_link(ti, trained["mlflow_run_id"])
+    return tasks.evaluate_candidate(_settings(params), trained["mlflow_run_id"])
+
+
+@task
+def export_torchscript(trained: dict[str, Any], ti: Any = None) -> dict[str, Any]:
+    """TorchScript actor, checked against the eager actor, into the artifact store."""
+    from rlops_airflow import tasks
+
+    _publish_run_link(ti, trained["mlflow_run_id"])
+    return tasks.export_candidate(trained["mlflow_run_id"])
+
+
+@task
+def benchmark_latency(trained: dict[str, Any], ti: Any = None) -> dict[str, Any]:
+    """Eager vs TorchScript latency at batch 1/8/32/128; speedup as metrics."""
+    from rlops_airflow import tasks
+
+    _publish_run_link(ti, trained["mlflow_run_id"])
+    return tasks.benchmark_candidate(trained["mlflow_run_id"])
+
+
+@task
+def register(
+    trained: dict[str, Any],
+    evaluation: dict[str, Any],
+    latency: dict[str, Any],
+    params: dict | None = None,
+    dag_run: Any = None,
+    ti: Any = None,
+) -> dict[str, Any]:
+    """A model version in the MLflow registry, tagged with the gate results."""
+    from rlops_airflow import tasks
+
+    _publish_run_link(ti, trained["mlflow_run_id"])
+    return tasks.register_candidate(
+        _settings(params), _airflow_run(dag_run), trained["mlflow_run_id"], evaluation, latency
+    )
+
+
+def promote(
+    trained: dict[str, Any], registered: dict[str, Any], params: dict, ti: Any
+) -> dict[str, Any]:
+    """PythonOperator callable: champion only if the gate passes; else tagged rejected."""
+    from rlops_airflow import tasks
+
+    _publish_run_link(ti, trained["mlflow_run_id"])
+    return tasks.promote_candidate(_settings(params), trained["mlflow_run_id"], registered)

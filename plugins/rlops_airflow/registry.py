@@ -1,0 +1,123 @@
+"""The MLflow model registry as the pipeline uses it: versions, tags and aliases.
+
+Aliases, not the deprecated stages: `champion` is what is served, `challenger` the newest
+candidate, `previous_champion` the version `champion` replaced, so a rollback is one call.
+Every write is idempotent, so a retried task never duplicates a version or moves an alias twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+RUN_KEY_TAG = "airflow.run_key"
+REPLACED_VERSION_TAG = "rlops.replaced_version"
+"""On a promoted version: the champion it replaced (the next rollback target after it)."""
+
+
+class NoPreviousChampion(RuntimeError):
+    """A rollback was asked for but no earlier champion is recorded."""
+
+
+class ModelRegistry:
+    """Registry operations for one registered model name."""
+
+    def __init__(self, name: str, client: MlflowClient | None = None) -> None:
+        self.name = name
+        self.client = client or MlflowClient()
+
+    def ensure_model(self) -> None:
+        """Create the registered model unless it exists."""
+        try:
+            self.client.create_registered_model(self.name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+    def version_for_run_key(self, run_key: str) -> ModelVersion | None:
+        """The version an Airflow DAG run already registered, if any."""
+        found = self.client.search_model_versions(
+            f"name = '{_quoted(self.name)}' and tags.`{RUN_KEY_TAG}` = '{_quoted(run_key)}'",
+            order_by=["version_number ASC"],
+        )
+        return found[0] if found else None
+
+    def register(
+        self, run_id: str, artifact_path: str, run_key: str, tags: dict[str, Any]
+    ) -> ModelVersion:
+        """A model version for the run's artifact folder; the existing one on a retry."""
+        self.ensure_model()
+        existing = self.version_for_run_key(run_key)
+        if existing is not None:
+            self.set_tags(existing.version, tags)
+            return existing
+        return self.client.create_model_version(
+            self.name,
+            source=f"runs:/{run_id}/{artifact_path}",
+            run_id=run_id,
+            tags={**_as_strings(tags), RUN_KEY_TAG: run_key},
+        )
+
+    def version(self, version: str | int) -> ModelVersion:
+        return self.client.get_model_version(self.name, str(version))
+
+    def alias(self, alias: str) -> ModelVersion | None:
+        """The version an alias points to, or None if the alias (or model) is unset."""
+        try:
+            return self.client.get_model_version_by_alias(self.name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+                return None
+            raise
+
+    def set_alias(self, alias: str, version: str | int) -> None:
+        self.client.set_registered_model_alias(self.name, alias, str(version))
+
+    def set_tags(self, version: str | int, tags: dict[str, Any]) -> None:
+        for key, value in _as_strings(tags).items():
+            self.client.set_model_version_tag(self.name, str(version), key, value)
+
+    def crown(self, version: str | int) -> ModelVersion | None:
+        """Make `version` the champion; returns the champion it replaced (None if none).
+
+        Re-crowning the current champion changes nothing, so a re-run of promote is harmless.
+        """
+        current = self.alias(CHAMPION)
+        if current is not None and str(current.version) == str(version):
+            return None
+        if current is not None:
+            self.set_alias(PREVIOUS_CHAMPION, current.version)
+            self.set_tags(version, {REPLACED_VERSION_TAG: current.version})
+        self.set_alias(CHAMPION, version)
+        return current
+
+    def rollback(self) -> ModelVersion:
+        """Point `champion` back at `previous_champion`, and walk `previous_champion` one
+        step further back (to what that version had replaced), so rollbacks can repeat."""
+        previous = self.alias(PREVIOUS_CHAMPION)
+        if previous is None:
+            raise NoPreviousChampion(f"model {self.name!r} has no {PREVIOUS_CHAMPION!r} alias")
+        self.set_alias(CHAMPION, previous.version)
+        earlier = previous.tags.get(REPLACED_VERSION_TAG)
+        if earlier:
+            self.set_alias(PREVIOUS_CHAMPION, earlier)
+        else:
+            self.client.delete_registered_model_alias(self.name, PREVIOUS_CHAMPION)
+        return previous
+
+
+def _as_strings(tags: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in tags.items()}
+
+
+def _quoted(value: str) -> str:
+    """Refuse what would break out of a quoted MLflow filter value."""
+    if "'" in value:
+        raise ValueError(f"{value!r} may not contain a single quote")
+    return value

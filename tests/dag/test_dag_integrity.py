@@ -1,0 +1,138 @@
+"""What CI exists to catch: a DAG that does not load, is wired wrong, or accepts bad input."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import subprocess
+import sys
+import warnings
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import REPO
+
+DAG_ID = "rlops_sac_pipeline"
+ORDER = ["train", "evaluate", "export_torchscript", "benchmark_latency", "register", "promote"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+    bag.caught_warnings = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    return bag
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.dags[DAG_ID]
+
+
+def test_dagbag_loads_without_errors_or_deprecations(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert list(dagbag.dag_ids) == [DAG_ID]
+    assert [str(w.message) for w in dagbag.caught_warnings] == []
+
+
+def test_tasks_run_in_the_designed_order(dag) -> None:
+    assert set(dag.task_ids) == set(ORDER)
+    for upstream, downstream in itertools.pairwise(ORDER):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    assert dag.get_task("train").upstream_task_ids == set()
+    assert dag.get_task("promote").downstream_task_ids == set()
+    dag.check_cycle()  # raises on a cycle
+
+
+def test_schedule_and_run_policy(dag) -> None:
+    assert dag.timetable.expression == "0 2 * * *"
+    assert str(dag.timetable.timezone) == "UTC"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+        assert task.retry_delay >= timedelta(seconds=30), task.task_id
+    assert dag.get_task("train").retries == 3
+    assert dag.doc_md and "champion" in dag.doc_md
+
+
+def test_promote_is_a_python_operator(dag) -> None:
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    assert type(dag.get_task("promote")) is PythonOperator
+
+
+def _validate(dag, conf: dict) -> None:
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    params.validate()
+
+
+def test_defaults_are_valid_and_documented(dag) -> None:
+    _validate(dag, {})
+    schemas = {name: dag.params.get_param(name) for name in dag.params}
+    for name, param in schemas.items():
+        assert param.schema.get("title"), name
+        assert param.description, name
+        assert param.schema.get("section") in {"Training", "Evaluation", "Promotion", "Advanced"}
+    assert dag.params["total_timesteps"] == 20_000
+    assert dag.params["min_reward"] == -250.0
+
+
+@pytest.mark.parametrize(
+    ("conf", "field"),
+    [
+        ({"total_timesteps": 10}, "total_timesteps"),
+        ({"total_timesteps": "many"}, "total_timesteps"),
+        ({"env_id": "CartPole-v1"}, "env_id"),
+        ({"eval_episodes": 0}, "eval_episodes"),
+        ({"min_speedup": -1}, "min_speedup"),
+        ({"registered_model_name": "bad name!"}, "registered_model_name"),
+        ({"compare_with_champion": "yes"}, "compare_with_champion"),
+        ({"seed": -3}, "seed"),
+    ],
+)
+def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}:"):
+        _validate(dag, conf)
+
+
+def test_no_taskflow_argument_is_named_after_a_context_key(dag) -> None:
+    from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
+
+    for task in dag.tasks:
+        passed = set(getattr(task, "op_kwargs", {}) or {})
+        assert not passed & KNOWN_CONTEXT_KEYS, (task.task_id, passed & KNOWN_CONTEXT_KEYS)
+        signature = inspect.signature(task.python_callable)
+        for name, parameter in signature.parameters.items():
+            if name in KNOWN_CONTEXT_KEYS and task.task_type != "PythonOperator":
+                assert parameter.default is None, (task.task_id, name)
+
+
+def test_parsing_the_dag_imports_no_ml_library() -> None:
+    code = (
+        "import sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "top = {name.split('.')[0] for name in sys.modules}\n"
+        "heavy = sorted(top & {'torch', 'gymnasium', 'mlflow'})\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_plugin_registers_the_mlflow_link() -> None:
+    from rlops_links import MlflowRunLink, RlopsPlugin
+
+    assert [type(link) for link in RlopsPlugin.global_operator_extra_links] == [MlflowRunLink]
+    assert MlflowRunLink.name == "MLflow run"

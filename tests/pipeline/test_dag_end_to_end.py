@@ -1,0 +1,83 @@
+"""The whole DAG, run by Airflow itself (`airflow dags test`) on SQLite, logging to MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+DAG_ID = "rlops_sac_pipeline"
+TINY = {
+    "total_timesteps": 1000,
+    "checkpoint_every": 400,
+    "eval_episodes": 3,
+    "sac_overrides": {"hidden_sizes": [64, 64], "batch_size": 64},
+    "registered_model_name": "rlops-e2e",
+}
+
+
+def _dags_test(env: dict[str, str], conf: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _last_run_state(env: dict[str, str]) -> tuple[str, str]:
+    """Run id and state of the newest DAG run, from Airflow's metadata DB itself."""
+    db = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1",
+            (DAG_ID,),
+        ).fetchone()
+
+
+@pytest.mark.slow
+def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, tmp_path: Path):
+    env = {**os.environ, **airflow_db}
+    client = MlflowClient()
+
+    first = _dags_test(env, {**TINY, "min_reward": -100_000, "min_speedup": 0})
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    run_id, state = _last_run_state(env)
+    assert state == "success"
+
+    experiment = client.get_experiment_by_name("rlops-test")
+    (run,) = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`airflow.run_id` = '{run_id}'"
+    )
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["airflow.dag_id"] == DAG_ID
+    assert tags["rlops.outcome"] == "promoted"
+    assert {"eval_mean_return", "speedup_b1", "critic_loss", "episode_return"} <= set(metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"checkpoint", "model", "benchmark", "evaluation", "reward_curve.png"} <= artifacts
+    version = client.get_model_version_by_alias("rlops-e2e", "champion")
+    assert version.run_id == run.info.run_id
+    assert version.tags["airflow.run_id"] == run_id
+    assert version.tags["gate.reward"] == "passed"
+    assert client.get_model_version_by_alias("rlops-e2e", "challenger").version == version.version
+
+    second = _dags_test(env, {**TINY, "seed": 1, "min_reward": 0, "min_speedup": 0})
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    second_run_id, state = _last_run_state(env)
+    assert state == "success"  # a rejection is an outcome, not a failure
+    (rejected,) = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`airflow.run_id` = '{second_run_id}'"
+    )
+    assert rejected.data.tags["rlops.outcome"].startswith("rejected: reward ")
+    assert client.get_model_version_by_alias("rlops-e2e", "champion").version == version.version
+    challenger = client.get_model_version_by_alias("rlops-e2e", "challenger")
+    assert challenger.version != version.version
+    assert challenger.tags["rlops.promotion"] == "rejected"

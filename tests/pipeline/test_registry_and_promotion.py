@@ -1,0 +1,157 @@
+"""Gate and promotion against a real MLflow registry (SQLite): what moves, what never does."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from rlops_airflow.mlflow_run import AirflowRun, get_or_create_pipeline_run
+from rlops_airflow.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    ModelRegistry,
+    NoPreviousChampion,
+)
+from rlops_airflow.settings import PipelineSettings
+from rlops_airflow.tasks import (
+    export_candidate,
+    promote_candidate,
+    register_candidate,
+    train_candidate,
+)
+
+DAG = "rlops_sac_pipeline"
+
+
+def _registered(settings: PipelineSettings, n: int, reward: float, speedup: float) -> dict:
+    """What the upstream tasks of DAG run `n` hand to register (their outputs, as XCom)."""
+    airflow = AirflowRun(DAG, f"manual__{n}")
+    run_id = get_or_create_pipeline_run(airflow, run_name=f"candidate {n}")
+    registered = register_candidate(
+        settings, airflow, run_id, {"mean_return": reward}, {"speedup": speedup}
+    )
+    return {"run_id": run_id, **registered}
+
+
+def _promote(settings: PipelineSettings, candidate: dict) -> dict:
+    return promote_candidate(settings, candidate["run_id"], candidate)
+
+
+def _alias(settings: PipelineSettings, alias: str) -> str | None:
+    version = ModelRegistry(settings.registered_model_name).alias(alias)
+    return None if version is None else str(version.version)
+
+
+def _tags(settings: PipelineSettings, version: str) -> dict[str, str]:
+    return ModelRegistry(settings.registered_model_name).version(version).tags
+
+
+def test_passing_candidate_becomes_champion(pipeline_store, tiny_settings) -> None:
+    candidate = _registered(tiny_settings, 1, reward=-180.0, speedup=2.2)
+    assert _alias(tiny_settings, CHALLENGER) == candidate["version"]
+    result = _promote(tiny_settings, candidate)
+    assert result == {"outcome": "promoted", "version": "1", "champion_version": "1"}
+    assert _alias(tiny_settings, CHAMPION) == "1"
+    tags = _tags(tiny_settings, "1")
+    assert tags["rlops.promotion"] == "promoted"
+    assert (tags["gate.reward"], tags["gate.speedup"]) == ("passed", "passed")
+    assert tags["airflow.dag_id"] == DAG
+    assert tags["airflow.run_id"] == "manual__1"
+    assert tags["git_sha"]
+    assert float(tags["reward"]) == -180.0
+    run = MlflowClient().get_run(candidate["run_id"])
+    assert run.data.tags["rlops.outcome"] == "promoted"
+
+
+@pytest.mark.parametrize(
+    ("reward", "speedup", "reason"),
+    [
+        (-412.0, 2.0, "reward -412.0 < -250; reward -412.0 < champion v1 -170.0"),
+        (-150.0, 1.1, "speedup x1.10 < x1.5"),
+        (-190.0, 2.0, "reward -190.0 < champion v1 -170.0"),
+    ],
+)
+def test_rejected_candidate_leaves_champion_untouched(
+    pipeline_store, tiny_settings, reward, speedup, reason
+) -> None:
+    _promote(tiny_settings, _registered(tiny_settings, 1, reward=-170.0, speedup=2.0))
+    candidate = _registered(tiny_settings, 2, reward=reward, speedup=speedup)
+    result = _promote(tiny_settings, candidate)
+    assert result["outcome"] == f"rejected: {reason}"
+    assert result["champion_version"] == "1"
+    assert _alias(tiny_settings, CHAMPION) == "1"
+    assert _alias(tiny_settings, PREVIOUS_CHAMPION) is None
+    assert _alias(tiny_settings, CHALLENGER) == "2"  # the candidate is always the challenger
+    tags = _tags(tiny_settings, "2")
+    assert tags["rlops.promotion"] == "rejected"
+    assert tags["rlops.rejection_reasons"] == reason
+    outcome = MlflowClient().get_run(candidate["run_id"]).data.tags["rlops.outcome"]
+    assert outcome == f"rejected: {reason}"
+
+
+def test_champion_comparison_can_be_switched_off(pipeline_store, tiny_settings) -> None:
+    lenient = tiny_settings.model_copy(update={"compare_with_champion": False})
+    _promote(lenient, _registered(lenient, 1, reward=-170.0, speedup=2.0))
+    assert _promote(lenient, _registered(lenient, 2, -190.0, 2.0))["outcome"] == "promoted"
+    assert (_alias(lenient, CHAMPION), _alias(lenient, PREVIOUS_CHAMPION)) == ("2", "1")
+
+
+def test_retried_tasks_create_no_duplicates(pipeline_store, tiny_settings) -> None:
+    airflow = AirflowRun(DAG, "manual__retry")
+    first = get_or_create_pipeline_run(airflow, "a")
+    assert get_or_create_pipeline_run(airflow, "b") == first
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("rlops-test")
+    assert len(client.search_runs([experiment.experiment_id])) == 1
+
+    _promote(tiny_settings, _registered(tiny_settings, 1, -170.0, 2.0))
+    candidate = _registered(tiny_settings, 2, -160.0, 2.0)
+    again = _registered(tiny_settings, 2, -160.0, 2.0)  # register retried
+    assert again["version"] == candidate["version"] == "2"
+    assert len(client.search_model_versions("name = 'rlops-test-model'")) == 2
+
+    for _ in range(2):  # promote retried: harmless
+        assert _promote(tiny_settings, candidate)["outcome"] == "promoted"
+        assert (_alias(tiny_settings, CHAMPION), _alias(tiny_settings, PREVIOUS_CHAMPION)) == (
+            "2",
+            "1",
+        )
+
+
+def test_rollback_is_one_call_and_walks_back(pipeline_store, tiny_settings) -> None:
+    for n, reward in ((1, -200.0), (2, -190.0), (3, -180.0)):
+        _promote(tiny_settings, _registered(tiny_settings, n, reward, 2.0))
+    registry = ModelRegistry(tiny_settings.registered_model_name)
+    assert registry.rollback().version == 2
+    assert (_alias(tiny_settings, CHAMPION), _alias(tiny_settings, PREVIOUS_CHAMPION)) == (
+        "2",
+        "1",
+    )
+    assert registry.rollback().version == 1
+    assert _alias(tiny_settings, CHAMPION) == "1"
+    assert _alias(tiny_settings, PREVIOUS_CHAMPION) is None
+    with pytest.raises(NoPreviousChampion):
+        registry.rollback()
+    assert _alias(tiny_settings, CHAMPION) == "1"
+
+
+def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_settings) -> None:
+    """A champion evaluated on other seeds is scored again on this run's seeds."""
+    airflow = AirflowRun(DAG, "manual__real")
+    run_id = train_candidate(tiny_settings, airflow)["mlflow_run_id"]
+    export_candidate(run_id)
+    champion = register_candidate(
+        tiny_settings, airflow, run_id, {"mean_return": -100.0}, {"speedup": 3.0}
+    )
+    _promote(tiny_settings, {"run_id": run_id, **champion})
+
+    other_seeds = tiny_settings.model_copy(update={"eval_seed_start": 5000})
+    # Better than the champion's tag (-100 on seeds 1000..) but the champion, re-scored on
+    # seeds 5000.., is a 400-step policy: far below -100, so the candidate must win.
+    candidate = _registered(other_seeds, 9, reward=-99.0, speedup=2.0)
+    assert _promote(other_seeds, candidate)["outcome"] == "promoted"
+    # And one that is worse than the re-scored champion loses against it.
+    candidate = _registered(other_seeds, 10, reward=-5000.0, speedup=2.0)
+    outcome = _promote(other_seeds, candidate)["outcome"]
+    assert outcome.startswith("rejected: reward -5000.0 < -250; reward -5000.0 < champion v")
