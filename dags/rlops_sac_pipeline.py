@@ -3,10 +3,13 @@
 
 Nightly at 02:00 UTC, and on demand from **Trigger** (the form below validates every field):
 
-`train` → `evaluate` (quality gate) → `export_torchscript` → `benchmark_latency` → `register`
-→ `promote`
+`sweep_seeds` → `train` → `evaluate` (quality gate) → `select_candidate` → `export_torchscript`
+→ `benchmark_latency` → `register` → `promote`
 
-The whole DAG run is one MLflow run (each task has an **MLflow run** link). The candidate is
+`train` and `evaluate` are mapped over `n_seeds` seeds (default 1); the best candidate on the
+eval seeds goes on, the others stay as MLflow runs. Each candidate is one MLflow run, and the
+selected one collects the gate, latency and registry results (every task has an **MLflow
+run** link). The candidate is
 registered as a new model version with alias `challenger`; it becomes `champion` only if its
 mean return ≥ `min_reward`, its TorchScript speedup ≥ `min_speedup` and (optionally) it is not
 worse than the current champion on the same eval seeds. Otherwise the version is tagged
@@ -28,6 +31,8 @@ from rlops_airflow.dag_tasks import (
     export_torchscript,
     promote,
     register,
+    select_candidate,
+    sweep_seeds,
     train,
 )
 
@@ -58,6 +63,15 @@ PARAMS = {
         maximum=2**31 - 1,
         title="Seed",
         description="Drives network init, exploration, replay sampling and env resets.",
+        section=TRAINING,
+    ),
+    "n_seeds": Param(
+        1,
+        type="integer",
+        minimum=1,
+        maximum=8,
+        title="Seeds to sweep",
+        description="Train seeds seed..seed+n-1 in parallel; the best one goes to the gate.",
         section=TRAINING,
     ),
     "checkpoint_every": Param(
@@ -139,17 +153,17 @@ PARAMS = {
     tags=["rlops", "sac", "mlflow"],
 )
 def rlops_sac_pipeline() -> None:
-    trained = train()
-    evaluation = evaluate(trained)
-    exported = export_torchscript(trained)
-    latency = benchmark_latency(trained)
-    registered = register(trained, evaluation, latency)
+    evaluations = evaluate.expand(trained=train.expand(seed=sweep_seeds()))
+    candidate = select_candidate(evaluations)
+    exported = export_torchscript(candidate)
+    latency = benchmark_latency(candidate)
+    registered = register(candidate, latency)
     promotion = PythonOperator(
         task_id="promote",
         python_callable=promote,
-        op_kwargs={"trained": trained, "registered": registered},
+        op_kwargs={"candidate": candidate, "registered": registered},
     )
-    evaluation >> exported >> latency >> registered >> promotion
+    exported >> latency >> registered >> promotion
 
 
 rlops_sac_pipeline()

@@ -1,4 +1,4 @@
-"""`python -m rl_core` / `rlops`: train, evaluate, export and benchmark from the shell."""
+"""`python -m rl_core` / `rlops`: train, evaluate, export, benchmark and reproduce."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _print_eval(result: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rl_core.evaluation import evaluate
+    from rl_core.evaluation import evaluate, log_evaluation
     from rl_core.tracking import make_tracker
     from rl_core.training import train
 
@@ -57,9 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
         )
         evaluation = evaluate(result.agent.act, config.env_id, config.eval_seeds)
-        tracker.log_metrics(
-            {"eval_mean_return": evaluation.mean, "eval_std_return": evaluation.std}, result.steps
-        )
+        log_evaluation(tracker, evaluation, result.steps)
     console.print(
         f"{result.steps} steps at {result.steps_per_second:.0f} steps/s; checkpoint {checkpoint}"
     )
@@ -113,6 +111,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([row.as_dict() for row in rows]))
     return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from rl_core.reproduce import reproduce
+
+    result = reproduce(args.reference, args.tolerance, show_progress=not args.no_progress)
+    if result.differences:
+        changes = Table(title="What differs from the original run")
+        for column in ("lineage", "original", "now"):
+            changes.add_column(column)
+        for name, (then, now) in result.differences.items():
+            changes.add_row(name, str(then), str(now))
+        console.print(changes)
+    else:
+        console.print("same code, packages and machine as the original run")
+    table = Table(
+        title=f"Original {result.original_run_id} vs reproduction "
+        f"{result.reproduced_run_id} (tolerance {args.tolerance:g})"
+    )
+    for column in ("metric", "original", "reproduced", "|Δ|", "ok"):
+        table.add_column(column, justify="right")
+    for row in result.rows:
+        table.add_row(
+            row.name,
+            f"{row.original:.4f}",
+            f"{row.reproduced:.4f}",
+            f"{abs(row.reproduced - row.original):.2e}",
+            "[green]pass[/]" if row.passed else "[red]FAIL[/]",
+        )
+    console.print(table)
+    console.print("[bold green]reproduced[/]" if result.passed else "[bold red]NOT reproduced[/]")
+    return 0 if result.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="also print the rows as JSON")
     bench.set_defaults(func=cmd_bench)
+
+    again = commands.add_parser(
+        "reproduce",
+        help="re-train a logged run and compare its evaluation",
+        formatter_class=RichHelpFormatter,
+        description="Fetch a run's config and lineage from MLflow, show what differs from "
+        "now, re-train with the same config and seeds, and compare the evaluation returns.",
+    )
+    again.add_argument(
+        "reference", help="MLflow run id, models:/<name>@<alias> or models:/<name>/<version>"
+    )
+    again.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="largest allowed |difference| per compared return (default 0: exact)",
+    )
+    again.add_argument("--no-progress", action="store_true", help="no progress bar")
+    again.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rl_core.envs import make_env
+from rl_core.tracking import NullTracker
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """Maps one observation to one env action (already in the env's bounds)."""
@@ -24,6 +25,16 @@ class EvalResult:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+EVALUATION_ARTIFACT = "evaluation/returns.json"
+"""Where a tracked run keeps its per-episode evaluation returns (what `reproduce` compares)."""
+
+
+def log_evaluation(tracker: NullTracker, result: EvalResult, step: int) -> None:
+    """Record an evaluation on a tracker: summary metrics plus the per-episode returns."""
+    tracker.log_metrics({"eval_mean_return": result.mean, "eval_std_return": result.std}, step)
+    tracker.log_json(result.as_dict(), EVALUATION_ARTIFACT)
 
 
 def evaluate(policy: Policy, env_id: str, seeds: Sequence[int]) -> EvalResult:

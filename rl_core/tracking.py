@@ -47,6 +47,9 @@ class NullTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         """Set run tags."""
 
+    def log_json(self, data: object, artifact_file: str) -> None:
+        """Store a JSON-able object as an artifact file of the run."""
+
 
 class MlflowTracker(NullTracker):
     """Logs to one MLflow run: a new one in `experiment`, or the existing `run_id`.
@@ -123,6 +126,9 @@ class MlflowTracker(NullTracker):
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         self._client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_json(self, data: object, artifact_file: str) -> None:
+        self._client.log_dict(self.run_id, data, artifact_file)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

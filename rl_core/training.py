@@ -7,6 +7,7 @@ env resets), and a checkpoint restores all of it, so a resumed run continues bit
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import tempfile
 import time
@@ -22,6 +23,7 @@ import torch
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from rl_core import lineage
 from rl_core.agent import SAC
 from rl_core.buffer import ReplayBuffer
 from rl_core.checkpoint import load_checkpoint, save_checkpoint
@@ -32,6 +34,7 @@ from rl_core.tracking import NullTracker
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ARTIFACT_DIR = "checkpoint"
+CONFIG_ARTIFACT = "config.yaml"
 RECENT_EPISODES = 10
 
 
@@ -280,6 +283,8 @@ def train(
         log.info("resumed from %s at step %d", resume_from, start_step)
     else:
         tracker.log_params(config.resolved())
+    run_lineage = lineage.collect(config) if tracker.enabled else {}
+    tracker.set_tags({f"lineage.{key}": _tag_value(value) for key, value in run_lineage.items()})
     with tempfile.TemporaryDirectory() as scratch:
         kept = Path(checkpoint_path) if checkpoint_path else None
         # With a tracker, checkpoints always go to the artifact store, via scratch if need be.
@@ -289,7 +294,7 @@ def train(
         if path is not None:
             run.checkpoint(path)
         if tracker.enabled:
-            _log_run_artifacts(run, tracker, Path(scratch))
+            _log_run_artifacts(run, tracker, Path(scratch), run_lineage)
     run.env.close()
     p = run.progress
     return TrainResult(
@@ -304,11 +309,23 @@ def train(
     )
 
 
-def _log_run_artifacts(run: _Run, tracker: NullTracker, scratch: Path) -> None:
-    """The resolved config and the reward curve, next to the checkpoint."""
-    config_file = scratch / "config.yaml"
+def _tag_value(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _log_run_artifacts(
+    run: _Run, tracker: NullTracker, scratch: Path, run_lineage: dict[str, object]
+) -> None:
+    """Resolved config, lineage, pip freeze and the reward curve, next to the checkpoint."""
+    config_file = scratch / CONFIG_ARTIFACT
     config_file.write_text(yaml.safe_dump(run.config.resolved(), sort_keys=False))
     tracker.log_artifact(config_file)
+    lineage_dir = scratch / "lineage"
+    lineage_dir.mkdir()
+    (lineage_dir / "lineage.json").write_text(json.dumps(run_lineage, indent=2))
+    (lineage_dir / "pip-freeze.txt").write_text(lineage.pip_freeze())
+    for path in sorted(lineage_dir.iterdir()):
+        tracker.log_artifact(path, "lineage")
     p = run.progress
     if p.episode_returns:
         title = f"SAC on {run.config.env_id} (seed {run.config.seed})"

@@ -9,6 +9,7 @@ can import airflow.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,12 +47,29 @@ def _no_ambient_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+@pytest.fixture(scope="session")
+def _mlflow_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite DB with every migration applied, made once per session."""
+    db = tmp_path_factory.mktemp("mlflow-schema") / "mlflow.db"
+    code = (
+        "from mlflow import MlflowClient\n"
+        f"MlflowClient(tracking_uri='sqlite:///{db}').search_registered_models()\n"
+    )
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    return db
+
+
 @pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def mlflow_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_schema: Path
+) -> Iterator[str]:
     """A real MLflow tracking + registry store: a temporary SQLite file and artifact folder.
 
-    Runs land in `tmp_path/artifacts` because experiments are created with that location.
+    The file starts as a copy of the migrated schema (migrating takes seconds per test).
+    MLflow's default artifact root (./mlruns) lands in tmp_path.
     """
+    shutil.copyfile(_mlflow_schema, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) stays in tmp

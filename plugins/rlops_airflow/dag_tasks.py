@@ -49,47 +49,62 @@ def _publish_run_link(ti: Any, mlflow_run_id: str) -> None:
         ti.xcom_push(key=MLFLOW_RUN_URL_XCOM_KEY, value=url)
 
 
+@task
+def sweep_seeds(params: dict | None = None) -> list[int]:
+    """The training seeds: `seed` .. `seed + n_seeds - 1`, one mapped `train` each."""
+    return _settings(params).sweep_seeds
+
+
 @task(retries=TRAIN_RETRIES, retry_delay=timedelta(seconds=30))
-def train(params: dict | None = None, dag_run: Any = None, ti: Any = None) -> dict[str, Any]:
-    """Train SAC (resuming from the last checkpoint on retry); returns the MLflow run id."""
+def train(seed: int, params: dict | None = None, dag_run: Any = None, ti: Any = None) -> dict:
+    """Train SAC with `seed` (resuming from the last checkpoint on retry)."""
     from rlops_airflow import tasks
 
-    result = tasks.train_candidate(_settings(params), _airflow_run(dag_run))
+    result = tasks.train_candidate(_settings(params), _airflow_run(dag_run), seed)
     _publish_run_link(ti, result["mlflow_run_id"])
     return result
 
 
 @task
-def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None) -> dict[str, Any]:
+def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None) -> dict:
     """Quality gate: mean deterministic return on the fixed eval seeds."""
     from rlops_airflow import tasks
 
     _publish_run_link(ti, trained["mlflow_run_id"])
-    return tasks.evaluate_candidate(_settings(params), trained["mlflow_run_id"])
+    return {**trained, **tasks.evaluate_candidate(_settings(params), trained["mlflow_run_id"])}
 
 
 @task
-def export_torchscript(trained: dict[str, Any], ti: Any = None) -> dict[str, Any]:
+def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
+    """The sweep's best candidate goes on; the others stay as MLflow runs."""
+    from rlops_airflow import tasks
+
+    winner = tasks.select_candidate(list(evaluations))
+    _publish_run_link(ti, winner["mlflow_run_id"])
+    return winner
+
+
+@task
+def export_torchscript(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """TorchScript actor, checked against the eager actor, into the artifact store."""
     from rlops_airflow import tasks
 
-    _publish_run_link(ti, trained["mlflow_run_id"])
-    return tasks.export_candidate(trained["mlflow_run_id"])
+    _publish_run_link(ti, candidate["mlflow_run_id"])
+    return tasks.export_candidate(candidate["mlflow_run_id"])
 
 
 @task
-def benchmark_latency(trained: dict[str, Any], ti: Any = None) -> dict[str, Any]:
+def benchmark_latency(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """Eager vs TorchScript latency at batch 1/8/32/128; speedup as metrics."""
     from rlops_airflow import tasks
 
-    _publish_run_link(ti, trained["mlflow_run_id"])
-    return tasks.benchmark_candidate(trained["mlflow_run_id"])
+    _publish_run_link(ti, candidate["mlflow_run_id"])
+    return tasks.benchmark_candidate(candidate["mlflow_run_id"])
 
 
 @task
 def register(
-    trained: dict[str, Any],
-    evaluation: dict[str, Any],
+    candidate: dict[str, Any],
     latency: dict[str, Any],
     params: dict | None = None,
     dag_run: Any = None,
@@ -98,17 +113,13 @@ def register(
     """A model version in the MLflow registry, tagged with the gate results."""
     from rlops_airflow import tasks
 
-    _publish_run_link(ti, trained["mlflow_run_id"])
-    return tasks.register_candidate(
-        _settings(params), _airflow_run(dag_run), trained["mlflow_run_id"], evaluation, latency
-    )
+    _publish_run_link(ti, candidate["mlflow_run_id"])
+    return tasks.register_candidate(_settings(params), _airflow_run(dag_run), candidate, latency)
 
 
-def promote(
-    trained: dict[str, Any], registered: dict[str, Any], params: dict, ti: Any
-) -> dict[str, Any]:
+def promote(candidate: dict[str, Any], registered: dict[str, Any], params: dict, ti: Any) -> dict:
     """PythonOperator callable: champion only if the gate passes; else tagged rejected."""
     from rlops_airflow import tasks
 
-    _publish_run_link(ti, trained["mlflow_run_id"])
-    return tasks.promote_candidate(_settings(params), trained["mlflow_run_id"], registered)
+    _publish_run_link(ti, candidate["mlflow_run_id"])
+    return tasks.promote_candidate(_settings(params), candidate["mlflow_run_id"], registered)

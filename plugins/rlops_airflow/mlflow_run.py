@@ -1,9 +1,11 @@
-"""The one MLflow run that tracks a whole Airflow DAG run, found by a deterministic key.
+"""The MLflow run of each candidate of an Airflow DAG run, found by a deterministic key.
 
-The first task creates it, tagged with the Airflow dag_id, run id and a link to the Airflow UI;
-every later task (and every retry, whose XComs Airflow 3 clears) finds it again by the tag
-`airflow.run_key`, so a DAG run never has two MLflow runs. Artifacts travel through the run's
-artifact store (S3 in production), never through a worker's disk.
+`train` creates one run per candidate seed (one run per DAG run with the default sweep of one
+seed), tagged with the Airflow dag_id, run id, a link to the Airflow UI and the key
+`rlops.candidate_key = <dag_id>/<run_id>/seed=<seed>`. Every later task, and every retry (whose
+XComs Airflow 3 clears), finds it again by that key, so a retry never makes a second run. The
+selected candidate's run then collects the gate, latency and registry results. Artifacts travel
+through the run's artifact store (S3 in production), never through a worker's disk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mlflow import MlflowClient
 from rlops_airflow.registry import RUN_KEY_TAG
 from rlops_airflow.settings import artifact_location, experiment_name
 
+CANDIDATE_KEY_TAG = "rlops.candidate_key"
 MLFLOW_UI_ENV = "RLOPS_MLFLOW_UI_URL"
 """Base URL of an MLflow UI for links; defaults to the tracking URI when that is http(s)."""
 
@@ -34,6 +37,9 @@ class AirflowRun:
     def key(self) -> str:
         return f"{self.dag_id}/{self.run_id}"
 
+    def candidate_key(self, seed: int) -> str:
+        return f"{self.key}/seed={seed}"
+
     def tags(self) -> dict[str, str]:
         tags = {"airflow.dag_id": self.dag_id, "airflow.run_id": self.run_id, RUN_KEY_TAG: self.key}
         if self.ui_url:
@@ -49,28 +55,28 @@ def _experiment_id(client: MlflowClient) -> str:
     return client.create_experiment(name, artifact_location=artifact_location())
 
 
-def find_pipeline_run(airflow: AirflowRun, client: MlflowClient | None = None) -> str | None:
-    """The MLflow run id of this DAG run, if a task already created it."""
-    client = client or MlflowClient()
-    if "'" in airflow.key:
-        raise ValueError(f"Airflow run key {airflow.key!r} may not contain a single quote")
+def find_candidate_run(airflow: AirflowRun, seed: int, client: MlflowClient) -> str | None:
+    """The MLflow run id of this DAG run's candidate `seed`, if `train` already created it."""
+    key = airflow.candidate_key(seed)
+    if "'" in key:
+        raise ValueError(f"Airflow run key {key!r} may not contain a single quote")
     runs = client.search_runs(
         [_experiment_id(client)],
-        filter_string=f"tags.`{RUN_KEY_TAG}` = '{airflow.key}'",
+        filter_string=f"tags.`{CANDIDATE_KEY_TAG}` = '{key}'",
         order_by=["attributes.start_time ASC"],
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
 
 
-def get_or_create_pipeline_run(airflow: AirflowRun, run_name: str) -> str:
-    """The run id for this DAG run, creating the run on first call."""
+def get_or_create_candidate_run(airflow: AirflowRun, seed: int, run_name: str) -> str:
+    """The run id of candidate `seed` of this DAG run, creating the run on first call."""
     client = MlflowClient()
-    existing = find_pipeline_run(airflow, client)
+    existing = find_candidate_run(airflow, seed, client)
     if existing is not None:
         return existing
-    run = client.create_run(_experiment_id(client), run_name=run_name, tags=airflow.tags())
-    return run.info.run_id
+    tags = {**airflow.tags(), CANDIDATE_KEY_TAG: airflow.candidate_key(seed)}
+    return client.create_run(_experiment_id(client), run_name=run_name, tags=tags).info.run_id
 
 
 def ui_base_url() -> str | None:

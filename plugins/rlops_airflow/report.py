@@ -14,16 +14,18 @@ from mlflow.entities import Run
 from rlops_airflow.mlflow_run import run_url
 from rlops_airflow.registry import CHAMPION, ModelRegistry
 from rlops_airflow.settings import experiment_name
+from rlops_airflow.tasks import SELECTED_TAG
 
 
 def latest_pipeline_run(dag_id: str = "rlops_sac_pipeline") -> Run | None:
+    """The MLflow run of the candidate the latest DAG run selected."""
     client = MlflowClient()
     experiment = client.get_experiment_by_name(experiment_name())
     if experiment is None:
         return None
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`airflow.dag_id` = '{dag_id}'",
+        filter_string=f"tags.`airflow.dag_id` = '{dag_id}' and tags.`{SELECTED_TAG}` = 'true'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

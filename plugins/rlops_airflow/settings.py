@@ -26,6 +26,7 @@ class PipelineSettings(BaseModel):
     env_id: str = "Pendulum-v1"
     total_timesteps: int = Field(20_000, ge=1)
     seed: int = Field(0, ge=0)
+    n_seeds: int = Field(1, ge=1)
     eval_episodes: int = Field(10, ge=1)
     eval_seed_start: int = Field(1000, ge=0)
     checkpoint_every: int = Field(5_000, ge=0)
@@ -39,14 +40,19 @@ class PipelineSettings(BaseModel):
     def eval_seeds(self) -> tuple[int, ...]:
         return tuple(range(self.eval_seed_start, self.eval_seed_start + self.eval_episodes))
 
-    def sac_config(self) -> SACConfig:
+    @property
+    def sweep_seeds(self) -> list[int]:
+        """Training seeds of the sweep: seed, seed+1, ..., one candidate each."""
+        return list(range(self.seed, self.seed + self.n_seeds))
+
+    def sac_config(self, seed: int | None = None) -> SACConfig:
         """The training recipe: the form's fields plus any advanced `sac_overrides`."""
         return build_config(
             {
                 **self.sac_overrides,
                 "env_id": self.env_id,
                 "total_timesteps": self.total_timesteps,
-                "seed": self.seed,
+                "seed": self.seed if seed is None else seed,
                 "eval_seeds": self.eval_seeds,
                 "checkpoint_every": self.checkpoint_every,
             }

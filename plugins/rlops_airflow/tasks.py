@@ -19,15 +19,14 @@ from mlflow import MlflowClient
 
 from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.checkpoint import load_agent
-from rl_core.evaluation import evaluate
+from rl_core.evaluation import evaluate, log_evaluation
 from rl_core.export import export_actor, exported_policy, load_exported
-from rl_core.lineage import git_sha
 from rl_core.tracking import MlflowTracker
 from rl_core.training import CHECKPOINT_ARTIFACT_DIR, train
 from rlops_airflow.mlflow_run import (
     AirflowRun,
     download,
-    get_or_create_pipeline_run,
+    get_or_create_candidate_run,
     has_artifact,
 )
 from rlops_airflow.promotion import Candidate, ChampionScore, Decision, Thresholds, decide
@@ -41,6 +40,8 @@ MODEL_DIR = "model"
 """Artifact folder registered as the model version: actor.pt + export.json."""
 ACTOR_FILE = "actor.pt"
 TRAINED_TAG = "rlops.trained"
+SELECTED_TAG = "rlops.selected"
+"""On the candidate run the seed sweep picked: the run the rest of the pipeline logs to."""
 OUTCOME_TAG = "rlops.outcome"
 
 
@@ -48,20 +49,19 @@ def _checkpoint(run_id: str, scratch: Path) -> Path:
     return download(run_id, f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", scratch)
 
 
-def train_candidate(settings: PipelineSettings, airflow: AirflowRun) -> dict[str, Any]:
-    """Train the candidate inside the DAG run's MLflow run, resuming a retried attempt.
+def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) -> dict[str, Any]:
+    """Train candidate `seed` in its own MLflow run, resuming a retried attempt.
 
     Checkpoints are uploaded every `checkpoint_every` steps; a retry (after a crash, a
     killed worker or an expired execution-API token) continues from the last one.
     """
-    config = settings.sac_config()
-    run_id = get_or_create_pipeline_run(airflow, run_name=f"{config.env_id} seed {config.seed}")
+    config = settings.sac_config(seed)
+    run_id = get_or_create_candidate_run(airflow, seed, f"{config.env_id} seed {seed}")
     client = MlflowClient()
+    done = {"mlflow_run_id": run_id, "seed": seed}
     if client.get_run(run_id).data.tags.get(TRAINED_TAG) == "true":
         log.info("MLflow run %s already holds a finished training; not training again", run_id)
-        return {"mlflow_run_id": run_id, "start_step": config.total_timesteps}
-    client.set_tag(run_id, "rlops.git_sha", git_sha())
-    client.set_tag(run_id, "rlops.config_hash", config.config_hash())
+        return {**done, "start_step": config.total_timesteps}
     with tempfile.TemporaryDirectory() as scratch:
         resume_from = None
         if has_artifact(run_id, CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE):
@@ -82,7 +82,7 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun) -> dict[str
         result.steps_per_second,
         run_id,
     )
-    return {"mlflow_run_id": run_id, "start_step": result.start_step}
+    return {**done, "start_step": result.start_step}
 
 
 def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any]:
@@ -91,14 +91,9 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
         agent, config = load_agent(_checkpoint(run_id, Path(scratch)))
     result = evaluate(agent.act, config.env_id, settings.eval_seeds)
     passed = result.mean >= settings.min_reward
-    client = MlflowClient()
     with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
-        tracker.log_metrics(
-            {"eval_mean_return": result.mean, "eval_std_return": result.std},
-            config.total_timesteps,
-        )
-    client.log_dict(run_id, result.as_dict(), "evaluation/returns.json")
-    client.set_tag(run_id, "rlops.gate.reward", "passed" if passed else "failed")
+        log_evaluation(tracker, result, config.total_timesteps)
+        tracker.set_tags({"rlops.gate.reward": _verdict(passed)})
     log.info(
         "mean return %.1f ± %.1f on seeds %s: reward gate %s (min %g)",
         result.mean,
@@ -107,7 +102,51 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
         "passed" if passed else "failed",
         settings.min_reward,
     )
-    return {"mean_return": result.mean, "std_return": result.std, "reward_gate_passed": passed}
+    return {
+        "mlflow_run_id": run_id,
+        "mean_return": result.mean,
+        "std_return": result.std,
+        "reward_gate_passed": passed,
+    }
+
+
+def select_candidate(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best candidate of the seed sweep (highest mean return; ties: first seed).
+
+    Every candidate keeps its MLflow run; each gets its rank, and the winner's run gets the
+    comparison table, so the sweep is visible where the rest of the story is.
+    """
+    ranked = sorted(evaluations, key=lambda e: (-e["mean_return"], e["seed"]))
+    winner = ranked[0]
+    table = [
+        {
+            "rank": rank,
+            "seed": e["seed"],
+            "mlflow_run_id": e["mlflow_run_id"],
+            "mean_return": e["mean_return"],
+            "std_return": e["std_return"],
+        }
+        for rank, e in enumerate(ranked, start=1)
+    ]
+    client = MlflowClient()
+    for row in table:
+        client.set_tag(row["mlflow_run_id"], "rlops.sweep.rank", str(row["rank"]))
+        client.set_tag(row["mlflow_run_id"], "rlops.sweep.winner", winner["mlflow_run_id"])
+    client.set_tag(winner["mlflow_run_id"], SELECTED_TAG, "true")
+    client.log_dict(winner["mlflow_run_id"], table, "sweep/comparison.json")
+    client.log_text(winner["mlflow_run_id"], _markdown(table), "sweep/comparison.md")
+    log.info("seed sweep of %d:\n%s", len(table), _markdown(table))
+    return winner
+
+
+def _markdown(table: list[dict[str, Any]]) -> str:
+    lines = ["| rank | seed | mean return | std | MLflow run |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['rank']} | {r['seed']} | {r['mean_return']:.1f} | {r['std_return']:.1f} "
+        f"| {r['mlflow_run_id']} |"
+        for r in table
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def export_candidate(run_id: str) -> dict[str, Any]:
@@ -161,14 +200,14 @@ def benchmark_candidate(run_id: str) -> dict[str, Any]:
 def register_candidate(
     settings: PipelineSettings,
     airflow: AirflowRun,
-    run_id: str,
-    evaluation: dict[str, Any],
+    candidate: dict[str, Any],
     latency: dict[str, Any],
 ) -> dict[str, Any]:
     """A model version for the exported actor (reused on retry), tagged and `challenger`."""
-    config = settings.sac_config()
+    run_id = candidate["mlflow_run_id"]
+    config = settings.sac_config(candidate["seed"])
     registry = ModelRegistry(settings.registered_model_name)
-    reward, speedup = evaluation["mean_return"], latency["speedup"]
+    reward, speedup = candidate["mean_return"], latency["speedup"]
     version = registry.register(
         run_id,
         MODEL_DIR,
@@ -181,10 +220,11 @@ def register_candidate(
             "eval_seeds": json.dumps(list(settings.eval_seeds)),
             "env_id": config.env_id,
             "config_hash": config.config_hash(),
-            "git_sha": git_sha(),
+            "git_sha": MlflowClient().get_run(run_id).data.tags.get("lineage.git_sha", "unknown"),
             "airflow.dag_id": airflow.dag_id,
             "airflow.run_id": airflow.run_id,
             "source_run_id": run_id,
+            "seed": candidate["seed"],
         },
     )
     registry.set_alias(CHALLENGER, version.version)

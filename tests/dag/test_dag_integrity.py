@@ -15,7 +15,16 @@ import pytest
 from tests.conftest import REPO
 
 DAG_ID = "rlops_sac_pipeline"
-ORDER = ["train", "evaluate", "export_torchscript", "benchmark_latency", "register", "promote"]
+ORDER = [
+    "sweep_seeds",
+    "train",
+    "evaluate",
+    "select_candidate",
+    "export_torchscript",
+    "benchmark_latency",
+    "register",
+    "promote",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,7 @@ def test_tasks_run_in_the_designed_order(dag) -> None:
     assert set(dag.task_ids) == set(ORDER)
     for upstream, downstream in itertools.pairwise(ORDER):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
-    assert dag.get_task("train").upstream_task_ids == set()
+    assert dag.get_task("sweep_seeds").upstream_task_ids == set()
     assert dag.get_task("promote").downstream_task_ids == set()
     dag.check_cycle()  # raises on a cycle
 
@@ -59,6 +68,15 @@ def test_schedule_and_run_policy(dag) -> None:
         assert task.retry_delay >= timedelta(seconds=30), task.task_id
     assert dag.get_task("train").retries == 3
     assert dag.doc_md and "champion" in dag.doc_md
+
+
+def test_train_and_evaluate_are_mapped_over_the_sweep(dag) -> None:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    assert isinstance(dag.get_task("train"), MappedOperator)
+    assert isinstance(dag.get_task("evaluate"), MappedOperator)
+    assert not isinstance(dag.get_task("select_candidate"), MappedOperator)
+    assert dag.params["n_seeds"] == 1
 
 
 def test_promote_is_a_python_operator(dag) -> None:
@@ -95,6 +113,7 @@ def test_defaults_are_valid_and_documented(dag) -> None:
         ({"registered_model_name": "bad name!"}, "registered_model_name"),
         ({"compare_with_champion": "yes"}, "compare_with_champion"),
         ({"seed": -3}, "seed"),
+        ({"n_seeds": 9}, "n_seeds"),
     ],
 )
 def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
@@ -104,15 +123,28 @@ def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
         _validate(dag, conf)
 
 
+def _supplied_arguments(task) -> set[str]:
+    """Callable parameters the DAG fills: positional op_args, op_kwargs and mapped kwargs."""
+    names = list(inspect.signature(task.python_callable).parameters)
+    partial = getattr(task, "partial_kwargs", {})  # what a mapped task was given up front
+    positional = getattr(task, "op_args", None) or partial.get("op_args", [])
+    keyword = getattr(task, "op_kwargs", None) or partial.get("op_kwargs", {})
+    expand = getattr(task, "op_kwargs_expand_input", None)
+    mapped = expand.value if expand is not None else {}
+    return set(names[: len(positional)]) | set(keyword) | set(mapped)
+
+
 def test_no_taskflow_argument_is_named_after_a_context_key(dag) -> None:
+    """Airflow refuses such an argument only at run time ("... is reserved")."""
     from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
 
     for task in dag.tasks:
-        passed = set(getattr(task, "op_kwargs", {}) or {})
-        assert not passed & KNOWN_CONTEXT_KEYS, (task.task_id, passed & KNOWN_CONTEXT_KEYS)
-        signature = inspect.signature(task.python_callable)
-        for name, parameter in signature.parameters.items():
-            if name in KNOWN_CONTEXT_KEYS and task.task_type != "PythonOperator":
+        supplied = _supplied_arguments(task)
+        assert not supplied & KNOWN_CONTEXT_KEYS, (task.task_id, supplied & KNOWN_CONTEXT_KEYS)
+        if task.task_type == "PythonOperator":
+            continue
+        for name, parameter in inspect.signature(task.python_callable).parameters.items():
+            if name in KNOWN_CONTEXT_KEYS:  # asked of Airflow's context: must default to None
                 assert parameter.default is None, (task.task_id, name)
 
 

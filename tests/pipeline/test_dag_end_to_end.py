@@ -69,14 +69,18 @@ def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, 
     assert version.tags["gate.reward"] == "passed"
     assert client.get_model_version_by_alias("rlops-e2e", "challenger").version == version.version
 
-    second = _dags_test(env, {**TINY, "seed": 1, "min_reward": 0, "min_speedup": 0})
+    # A sweep of two seeds this time, and a gate nothing can pass.
+    second = _dags_test(env, {**TINY, "seed": 1, "n_seeds": 2, "min_reward": 0, "min_speedup": 0})
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     second_run_id, state = _last_run_state(env)
     assert state == "success"  # a rejection is an outcome, not a failure
-    (rejected,) = client.search_runs(
+    candidates = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.`airflow.run_id` = '{second_run_id}'"
     )
+    assert sorted(int(r.data.params["seed"]) for r in candidates) == [1, 2]  # both kept
+    (rejected,) = [r for r in candidates if r.data.tags.get("rlops.selected") == "true"]
     assert rejected.data.tags["rlops.outcome"].startswith("rejected: reward ")
+    assert "sweep" in {a.path for a in client.list_artifacts(rejected.info.run_id)}
     assert client.get_model_version_by_alias("rlops-e2e", "champion").version == version.version
     challenger = client.get_model_version_by_alias("rlops-e2e", "challenger")
     assert challenger.version != version.version

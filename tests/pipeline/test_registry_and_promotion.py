@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from rlops_airflow.mlflow_run import AirflowRun, get_or_create_pipeline_run
+from rlops_airflow.mlflow_run import AirflowRun, get_or_create_candidate_run
 from rlops_airflow.registry import (
     CHALLENGER,
     CHAMPION,
@@ -18,6 +18,7 @@ from rlops_airflow.tasks import (
     export_candidate,
     promote_candidate,
     register_candidate,
+    select_candidate,
     train_candidate,
 )
 
@@ -27,10 +28,9 @@ DAG = "rlops_sac_pipeline"
 def _registered(settings: PipelineSettings, n: int, reward: float, speedup: float) -> dict:
     """What the upstream tasks of DAG run `n` hand to register (their outputs, as XCom)."""
     airflow = AirflowRun(DAG, f"manual__{n}")
-    run_id = get_or_create_pipeline_run(airflow, run_name=f"candidate {n}")
-    registered = register_candidate(
-        settings, airflow, run_id, {"mean_return": reward}, {"speedup": speedup}
-    )
+    run_id = get_or_create_candidate_run(airflow, seed=0, run_name=f"candidate {n}")
+    candidate = {"mlflow_run_id": run_id, "seed": 0, "mean_return": reward}
+    registered = register_candidate(settings, airflow, candidate, {"speedup": speedup})
     return {"run_id": run_id, **registered}
 
 
@@ -99,11 +99,12 @@ def test_champion_comparison_can_be_switched_off(pipeline_store, tiny_settings) 
 
 def test_retried_tasks_create_no_duplicates(pipeline_store, tiny_settings) -> None:
     airflow = AirflowRun(DAG, "manual__retry")
-    first = get_or_create_pipeline_run(airflow, "a")
-    assert get_or_create_pipeline_run(airflow, "b") == first
+    first = get_or_create_candidate_run(airflow, 0, "a")
+    assert get_or_create_candidate_run(airflow, 0, "b") == first
+    assert get_or_create_candidate_run(airflow, 1, "c") != first  # another sweep seed
     client = MlflowClient()
     experiment = client.get_experiment_by_name("rlops-test")
-    assert len(client.search_runs([experiment.experiment_id])) == 1
+    assert len(client.search_runs([experiment.experiment_id])) == 2
 
     _promote(tiny_settings, _registered(tiny_settings, 1, -170.0, 2.0))
     candidate = _registered(tiny_settings, 2, -160.0, 2.0)
@@ -139,11 +140,10 @@ def test_rollback_is_one_call_and_walks_back(pipeline_store, tiny_settings) -> N
 def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_settings) -> None:
     """A champion evaluated on other seeds is scored again on this run's seeds."""
     airflow = AirflowRun(DAG, "manual__real")
-    run_id = train_candidate(tiny_settings, airflow)["mlflow_run_id"]
+    run_id = train_candidate(tiny_settings, airflow, seed=0)["mlflow_run_id"]
     export_candidate(run_id)
-    champion = register_candidate(
-        tiny_settings, airflow, run_id, {"mean_return": -100.0}, {"speedup": 3.0}
-    )
+    trained = {"mlflow_run_id": run_id, "seed": 0, "mean_return": -100.0}
+    champion = register_candidate(tiny_settings, airflow, trained, {"speedup": 3.0})
     _promote(tiny_settings, {"run_id": run_id, **champion})
 
     other_seeds = tiny_settings.model_copy(update={"eval_seed_start": 5000})
@@ -155,3 +155,26 @@ def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_se
     candidate = _registered(other_seeds, 10, reward=-5000.0, speedup=2.0)
     outcome = _promote(other_seeds, candidate)["outcome"]
     assert outcome.startswith("rejected: reward -5000.0 < -250; reward -5000.0 < champion v")
+
+
+def test_sweep_selects_the_best_candidate_and_keeps_the_others(pipeline_store) -> None:
+    airflow = AirflowRun(DAG, "manual__sweep")
+    evaluations = [
+        {
+            "mlflow_run_id": get_or_create_candidate_run(airflow, seed, f"seed {seed}"),
+            "seed": seed,
+            "mean_return": mean,
+            "std_return": 5.0,
+        }
+        for seed, mean in ((0, -300.0), (1, -160.0), (2, -160.0))
+    ]
+    winner = select_candidate(evaluations)
+    assert winner["seed"] == 1  # best return; the tie with seed 2 goes to the first seed
+    client = MlflowClient()
+    ranks = {e["seed"]: client.get_run(e["mlflow_run_id"]).data.tags for e in evaluations}
+    assert [ranks[s]["rlops.sweep.rank"] for s in (1, 2, 0)] == ["1", "2", "3"]
+    assert {t["rlops.sweep.winner"] for t in ranks.values()} == {winner["mlflow_run_id"]}
+    assert ranks[1]["rlops.selected"] == "true"
+    assert "rlops.selected" not in ranks[0]
+    table = client.list_artifacts(winner["mlflow_run_id"], "sweep")
+    assert {a.path for a in table} == {"sweep/comparison.json", "sweep/comparison.md"}

@@ -1,0 +1,141 @@
+"""Rebuild a run from its MLflow record alone, and say whether the numbers came back.
+
+`reproduce()` takes a run id or `models:/<name>@<alias>` (or `models:/<name>/<version>`),
+fetches the run's resolved config and lineage, lists what differs between then and now (code,
+packages, machine), trains again with the same config and seeds, evaluates on the same eval
+seeds and compares per-episode returns within a tolerance. The reproduction is its own MLflow
+run, tagged `rlops.reproduces=<original run id>`. Needs MLflow (`MLFLOW_TRACKING_URI`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rl_core import lineage
+from rl_core.config import SACConfig, load_config
+from rl_core.evaluation import EVALUATION_ARTIFACT, evaluate, log_evaluation
+from rl_core.tracking import MlflowTracker, mlflow_configured
+from rl_core.training import CONFIG_ARTIFACT, train
+
+REPRODUCES_TAG = "rlops.reproduces"
+COMPARED_LINEAGE = (
+    "git_sha",
+    "git_dirty",
+    "python",
+    "torch",
+    "gymnasium",
+    "numpy",
+    "mlflow",
+    "apache-airflow",
+    "requirements_sha256",
+    "env_spec_version",
+    "cpu",
+    "torch_threads",
+)
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One compared number: the original value, the reproduced one, within tolerance or not."""
+
+    name: str
+    original: float
+    reproduced: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return abs(self.reproduced - self.original) <= self.tolerance
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    original_run_id: str
+    reproduced_run_id: str
+    rows: list[MetricRow]
+    differences: dict[str, tuple[object, object]]
+    """Lineage fields that differ: name -> (then, now)."""
+
+    @property
+    def passed(self) -> bool:
+        return all(row.passed for row in self.rows)
+
+
+def resolve_run_id(reference: str) -> str:
+    """A run id, or the source run of `models:/<name>@<alias>` / `models:/<name>/<version>`."""
+    from mlflow import MlflowClient
+
+    if not reference.startswith("models:/"):
+        return reference
+    name, sep, alias = reference.removeprefix("models:/").partition("@")
+    client = MlflowClient()
+    if sep:
+        version = client.get_model_version_by_alias(name, alias)
+    else:
+        name, _, number = name.partition("/")
+        version = client.get_model_version(name, number)
+    return version.run_id
+
+
+def compare(original: dict, reproduced: dict, tolerance: float) -> list[MetricRow]:
+    """Mean, std and every episode's return, side by side."""
+    rows = [
+        MetricRow("mean return", original["mean"], reproduced["mean"], tolerance),
+        MetricRow("std return", original["std"], reproduced["std"], tolerance),
+    ]
+    episodes = zip(original["seeds"], original["returns"], reproduced["returns"], strict=True)
+    rows += [MetricRow(f"seed {seed}", a, b, tolerance) for seed, a, b in episodes]
+    return rows
+
+
+def lineage_differences(then: dict, now: dict) -> dict[str, tuple[object, object]]:
+    return {k: (then.get(k), now.get(k)) for k in COMPARED_LINEAGE if then.get(k) != now.get(k)}
+
+
+def _download_json(run_id: str, artifact: str, scratch: Path) -> dict:
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=artifact, dst_path=str(scratch)
+    )
+    return json.loads(Path(local).read_text())
+
+
+def _original_record(run_id: str) -> tuple[SACConfig, dict, dict, str]:
+    """Config, lineage, evaluation and experiment name of the run to reproduce."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    experiment = client.get_experiment(run.info.experiment_id).name
+    with tempfile.TemporaryDirectory() as scratch:
+        config_file = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=scratch
+        )
+        config = load_config(config_file)
+        then = _download_json(run_id, "lineage/lineage.json", Path(scratch))
+        evaluation = _download_json(run_id, EVALUATION_ARTIFACT, Path(scratch))
+    return config, then, evaluation, experiment
+
+
+def reproduce(reference: str, tolerance: float = 0.0, show_progress: bool = True) -> Reproduction:
+    """Re-train and re-evaluate the referenced run; see the module docstring."""
+    if not mlflow_configured():
+        raise RuntimeError("reproduce reads the original run from MLflow: set MLFLOW_TRACKING_URI")
+    run_id = resolve_run_id(reference)
+    config, then, original_eval, experiment = _original_record(run_id)
+    torch.set_num_threads(config.torch_threads)  # so the lineage below is the run's setting
+    differences = lineage_differences(then, lineage.collect(config))
+    tags = {REPRODUCES_TAG: run_id}
+    with MlflowTracker(experiment, run_name=f"reproduce {run_id[:8]}", tags=tags) as tracker:
+        result = train(config, tracker=tracker, show_progress=show_progress)
+        evaluation = evaluate(result.agent.act, config.env_id, original_eval["seeds"])
+        log_evaluation(tracker, evaluation, result.steps)
+    rows = compare(original_eval, evaluation.as_dict(), tolerance)
+    return Reproduction(run_id, tracker.run_id, rows, differences)
