@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/system-deps.sh   # PostgreSQL server, chromium + chromium-driver (integration tests)
 
 echo "==> ruff check / ruff format --check"
 .venv/bin/ruff check .

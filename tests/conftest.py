@@ -39,6 +39,11 @@ MLFLOW_ENV = (
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Integration tests last: their session-scoped stack then stops right after them."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start with MLflow unconfigured, whatever the developer's shell exports."""

@@ -132,6 +132,8 @@ def select_candidate(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
     for row in table:
         client.set_tag(row["mlflow_run_id"], "rlops.sweep.rank", str(row["rank"]))
         client.set_tag(row["mlflow_run_id"], "rlops.sweep.winner", winner["mlflow_run_id"])
+        if row["mlflow_run_id"] != winner["mlflow_run_id"]:
+            client.set_terminated(row["mlflow_run_id"], "FINISHED")  # its story ends here
     client.set_tag(winner["mlflow_run_id"], SELECTED_TAG, "true")
     client.log_dict(winner["mlflow_run_id"], table, "sweep/comparison.json")
     client.log_text(winner["mlflow_run_id"], _markdown(table), "sweep/comparison.md")
@@ -249,7 +251,9 @@ def promote_candidate(
     )
     decision = decide(candidate, thresholds, _champion_score(registry, settings))
     _apply(registry, candidate, decision)
-    MlflowClient().set_tag(run_id, OUTCOME_TAG, decision.outcome)
+    client = MlflowClient()
+    client.set_tag(run_id, OUTCOME_TAG, decision.outcome)
+    client.set_terminated(run_id, "FINISHED")  # the last task: the candidate's run is complete
     champion = registry.alias(CHAMPION)
     log.info("candidate v%s: %s", candidate.version, decision.outcome)
     return {

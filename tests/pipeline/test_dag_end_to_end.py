@@ -60,6 +60,7 @@ def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, 
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["airflow.dag_id"] == DAG_ID
     assert tags["rlops.outcome"] == "promoted"
+    assert run.info.status == "FINISHED"
     assert {"eval_mean_return", "speedup_b1", "critic_loss", "episode_return"} <= set(metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"checkpoint", "model", "benchmark", "evaluation", "reward_curve.png"} <= artifacts
@@ -78,6 +79,7 @@ def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, 
         [experiment.experiment_id], filter_string=f"tags.`airflow.run_id` = '{second_run_id}'"
     )
     assert sorted(int(r.data.params["seed"]) for r in candidates) == [1, 2]  # both kept
+    assert {r.info.status for r in candidates} == {"FINISHED"}
     (rejected,) = [r for r in candidates if r.data.tags.get("rlops.selected") == "true"]
     assert rejected.data.tags["rlops.outcome"].startswith("rejected: reward ")
     assert "sweep" in {a.path for a in client.list_artifacts(rejected.info.run_id)}

@@ -1,0 +1,87 @@
+"""`python -m devstack up|down|status`: the compose topology as local processes, for people."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from devstack.postgres import REPO
+from devstack.processes import StackError
+from devstack.stack import Stack
+
+
+def _up(state_dir: Path, with_airflow: bool) -> int:
+    began = time.monotonic()
+    stack = Stack.start(state_dir, with_airflow=with_airflow)
+    print(f"stack up in {time.monotonic() - began:.1f} s (state: {state_dir / 'state.json'})")
+    _describe(stack)
+    return 0
+
+
+def _down(state_dir: Path) -> int:
+    try:
+        stack = Stack.load(state_dir)
+    except FileNotFoundError:
+        print(f"no stack recorded in {state_dir}")
+        return 0
+    stack.stop()
+    print("stack stopped")
+    return 0
+
+
+def _status(state_dir: Path) -> int:
+    try:
+        stack = Stack.load(state_dir)
+    except FileNotFoundError:
+        print(f"no stack recorded in {state_dir}")
+        return 1
+    states = stack.service_states()
+    for name, running in states.items():
+        ref = stack.processes.get(name)
+        pid = ref.pid if ref else stack.postgres.pid()
+        print(f"{name:<24}{'running' if running else 'STOPPED':<10}pid {pid}")
+    _describe(stack)
+    return 0 if all(states.values()) else 1
+
+
+def _describe(stack: Stack) -> None:
+    print(f"MLflow     {stack.mlflow_uri}   (export MLFLOW_TRACKING_URI={stack.mlflow_uri})")
+    if stack.airflow_port is not None:
+        print(f"Airflow    {stack.airflow_url}   user {stack.airflow_username}")
+        print(f"           password {stack.airflow_password}")
+    print(f"S3 (moto)  {stack.s3_endpoint}   bucket {stack.bucket}")
+    for db in ("airflow", "mlflow"):
+        print(f"Postgres   {stack.postgres_dsn(db)}")
+    print(f"logs       {stack.state_dir / 'logs'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=REPO / ".local" / "devstack",
+        help="PIDs, ports, credentials, logs and data (default: %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start Postgres, S3, MLflow and Airflow; wait until ready")
+    up.add_argument("--no-airflow", action="store_true", help="only Postgres, S3 and MLflow")
+    commands.add_parser("down", help="stop every process of the stack")
+    commands.add_parser("status", help="which services run, and where (exit 1 if any is down)")
+    args = parser.parse_args(argv)
+    state_dir = args.state_dir.resolve()
+    try:
+        if args.command == "up":
+            return _up(state_dir, with_airflow=not args.no_airflow)
+        if args.command == "down":
+            return _down(state_dir)
+        return _status(state_dir)
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The stack: one Postgres with two databases, S3 (moto), an MLflow server, Airflow's services.
+
+The same topology as docker-compose.yaml, as plain processes on 127.0.0.1 with free ports.
+Everything but Postgres is in memory or thrown away: moto keeps S3 objects in RAM, so the
+Postgres cluster is recreated by every `up` to keep MLflow's rows and artifacts consistent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+import httpx
+from pydantic import BaseModel, Field, PrivateAttr
+
+from devstack.postgres import REPO, PostgresCluster
+from devstack.processes import (
+    ProcessRef,
+    StackError,
+    free_port,
+    http_ok,
+    log_tail,
+    ref_of,
+    spawn,
+    stop_groups,
+    wait_until,
+)
+
+STATE_FILE = "state.json"
+AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
+Database = Literal["postgres", "airflow", "mlflow"]
+
+
+def _secret() -> str:
+    """URL-safe, so it can sit in a connection URL without quoting."""
+    return secrets.token_urlsafe(24)
+
+
+class Stack(BaseModel):
+    """A running stack, as recorded in `<state_dir>/state.json` (PIDs, ports, credentials)."""
+
+    state_dir: Path
+    postgres_port: int = Field(default_factory=free_port)
+    # One login role per database, as in the compose file's init script; `postgres` is superuser.
+    db_passwords: dict[str, str] = Field(
+        default_factory=lambda: {db: _secret() for db in ("postgres", "airflow", "mlflow")}
+    )
+    s3_port: int = Field(default_factory=free_port)
+    s3_access_key: str = Field(default_factory=lambda: secrets.token_hex(10).upper())
+    s3_secret_key: str = Field(default_factory=_secret)
+    bucket: str = "rlops-mlflow"
+    mlflow_port: int = Field(default_factory=free_port)
+    airflow_port: int | None = None
+    airflow_username: str = "admin"
+    airflow_password: str = Field(default_factory=_secret)
+    # Shared by every Airflow process: the scheduler signs task tokens the API server checks.
+    airflow_jwt_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(64))
+    airflow_api_secret_key: str = Field(default_factory=_secret)
+    airflow_fernet_key: str = Field(
+        default_factory=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()
+    )
+    processes: dict[str, ProcessRef] = Field(default_factory=dict)
+    _popen: dict[str, subprocess.Popen[bytes]] = PrivateAttr(default_factory=dict)
+
+    # -- where things are ---------------------------------------------------------------------
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        if self.airflow_port is None:
+            raise StackError("this stack was started without Airflow")
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def postgres(self) -> PostgresCluster:
+        return PostgresCluster(
+            self.state_dir / "postgres", self.postgres_port, self.db_passwords["postgres"]
+        )
+
+    def postgres_dsn(self, db: Database, driver: str = "postgresql") -> str:
+        """Connection URL for `db`, logged in as the role that owns it (`postgres` is superuser)."""
+        return f"{driver}://{db}:{self.db_passwords[db]}@127.0.0.1:{self.postgres_port}/{db}"
+
+    def log(self, service: str) -> Path:
+        return self.state_dir / "logs" / f"{service}.log"
+
+    def s3_client(self) -> Any:  # botocore generates the client class at run time
+        """boto3 S3 client on the moto endpoint, with the stack's keys."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            aws_access_key_id=self.s3_access_key,
+            aws_secret_access_key=self.s3_secret_key,
+            region_name="us-east-1",
+        )
+
+    # -- environments -------------------------------------------------------------------------
+
+    @staticmethod
+    def _base_env() -> dict[str, str]:
+        """A clean environment: nothing from the caller's MLFLOW_*, AIRFLOW_*, AWS_* leaks in."""
+        env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ") if k in os.environ}
+        path = os.environ.get("PATH", os.defpath)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
+        env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        env["DO_NOT_TRACK"] = "true"
+        return env
+
+    def mlflow_env(self) -> dict[str, str]:
+        """The MLflow server's env: the only place with S3 credentials (clients go through it)."""
+        return self._base_env() | {
+            "PGPASSWORD": self.db_passwords["mlflow"],  # keeps the password off the command line
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            # The GenAI job runner costs ~2 GB and 10 s of start-up; the pipeline does not use it.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+
+    def airflow_env(self) -> dict[str, str]:
+        """Environment of every Airflow process; also right for `airflow` CLI calls on the stack."""
+        home = self.state_dir / "airflow"
+        url = self.airflow_url
+        return self._base_env() | {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres_dsn(
+                "airflow", "postgresql+psycopg2"
+            ),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Unpausing is an explicit act (UI, REST): a cron DAG created unpaused would start
+            # its latest missed tick at once.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # LocalExecutor forks `parallelism` workers at start: 32 by default, 2 suit 2 cores.
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__FERNET_KEY": self.airflow_fernet_key,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.airflow_username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            # An edited DAG file is re-serialized at once, and new files show up within 10 s.
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.airflow_port),
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__API__SECRET_KEY": self.airflow_api_secret_key,
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.airflow_jwt_secret,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            # Task tokens outlive a long training task (default 600 s); tasks also resume.
+            "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "3600",
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, state_dir: Path) -> Stack:
+        """The stack recorded in state_dir (raises FileNotFoundError when there is none)."""
+        return cls.model_validate_json((state_dir / STATE_FILE).read_text())
+
+    @classmethod
+    def start(cls, state_dir: Path, *, with_airflow: bool = True) -> Stack:
+        """Start every service, wait until each answers, and record the stack in state_dir.
+
+        Leftovers of an earlier stack in state_dir are deleted; a running one is an error.
+        On any failure, whatever was already started is stopped again.
+        """
+        state_dir = state_dir.resolve()
+        try:
+            if cls.load(state_dir).running():
+                raise StackError(f"a stack is already running from {state_dir}: stop it first")
+        except FileNotFoundError:
+            pass
+        for leftover in ("postgres", "airflow", "logs"):
+            shutil.rmtree(state_dir / leftover, ignore_errors=True)
+        stack = cls(state_dir=state_dir, airflow_port=free_port() if with_airflow else None)
+        try:
+            stack._start_services()
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / STATE_FILE
+        path.touch(mode=0o600)  # it holds credentials
+        path.write_text(self.model_dump_json(indent=2))
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        proc = spawn(argv, env, self.log(name))
+        self._popen[name] = proc
+        self.processes[name] = ref_of(proc)
+        self._save()
+
+    def _wait(
+        self, what: str, ready: Callable[[], bool], *names: str, timeout: float = 120.0
+    ) -> None:
+        wait_until(
+            ready,
+            what=what,
+            procs={name: self._popen[name] for name in names},
+            logs={name: self.log(name) for name in names},
+            timeout=timeout,
+        )
+
+    def _start_services(self) -> None:
+        python = sys.executable
+        self._save()  # from here on, `down` can clean up after a failed `up`
+        postgres = self.postgres
+        postgres.init()
+        postgres.start()
+        postgres.create_app_databases(self.db_passwords)
+        self._spawn(
+            "s3",
+            [python, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(self.s3_port)],
+            self._base_env(),
+        )
+        backend = f"postgresql+psycopg2://mlflow@127.0.0.1:{self.postgres_port}/mlflow"
+        self._spawn(
+            "mlflow",
+            [
+                *(python, "-m", "mlflow", "server"),
+                *("--host", "127.0.0.1", "--port", str(self.mlflow_port)),
+                *("--backend-store-uri", backend),
+                *("--artifacts-destination", f"s3://{self.bucket}/", "--serve-artifacts"),
+                *("--workers", "1"),
+            ],
+            self.mlflow_env(),
+        )
+        if self.airflow_port is not None:
+            self._migrate_airflow()  # meanwhile MLflow migrates its own database
+            airflow = [python, "-m", "airflow"]
+            env = self.airflow_env()
+            self._spawn("airflow-apiserver", [*airflow, "api-server"], env)
+            # Tasks run inside the scheduler (LocalExecutor) and inherit its environment.
+            # --skip-serve-logs: its log server would listen on every interface; the API
+            # server reads the task logs from the shared AIRFLOW_HOME instead.
+            self._spawn(
+                "airflow-scheduler",
+                [*airflow, "scheduler", "--skip-serve-logs"],
+                env | {"MLFLOW_TRACKING_URI": self.mlflow_uri},
+            )
+            self._spawn("airflow-dag-processor", [*airflow, "dag-processor"], env)
+        self._wait("S3", lambda: http_ok(f"{self.s3_endpoint}/moto-api/"), "s3")
+        self.s3_client().create_bucket(Bucket=self.bucket)  # moto starts empty every time
+        self._wait("MLflow", lambda: http_ok(f"{self.mlflow_uri}/health"), "mlflow")
+        if self.airflow_port is not None:
+            self._wait("Airflow", self._airflow_healthy, *AIRFLOW_SERVICES)
+
+    def _migrate_airflow(self) -> None:
+        """Schema migration, and a fixed admin password instead of a generated one."""
+        home = self.state_dir / "airflow"
+        home.mkdir(parents=True)
+        passwords = home / "passwords.json"
+        passwords.touch(mode=0o600)
+        passwords.write_text(json.dumps({self.airflow_username: self.airflow_password}))
+        log = self.log("airflow-migrate")
+        with log.open("ab") as out:
+            done = subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"],
+                env=self.airflow_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+            )
+        if done.returncode != 0:
+            raise StackError(f"airflow db migrate failed ({done.returncode})\n{log_tail(log)}")
+
+    def _airflow_healthy(self) -> bool:
+        """The API server answers, and reports the scheduler and DAG processor heartbeating."""
+        url = f"{self.airflow_url}/api/v2/monitor/health"
+        try:
+            health = httpx.get(url, timeout=2.0, trust_env=False).json()
+        except (httpx.TransportError, json.JSONDecodeError):
+            return False
+        parts = ("metadatabase", "scheduler", "dag_processor")
+        return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
+
+    def service_states(self) -> dict[str, bool]:
+        """Each recorded service (and Postgres): is it running?"""
+        states = {name: bool(ref.members()) for name, ref in self.processes.items()}
+        return {"postgres": self.postgres.is_ready(), **states}
+
+    def running(self) -> bool:
+        """Anything of this stack still alive (a cluster whose pid file remains counts)."""
+        alive = any(ref.members() for ref in self.processes.values())
+        return alive or self.postgres.pid() is not None
+
+    def stop(self) -> None:
+        """Stop every service (as process groups), then Postgres; forget the stack."""
+        stop_groups(self.processes.values())
+        for proc in self._popen.values():
+            proc.wait()  # reap our children: the grace period already saw them exit
+        self.postgres.stop()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)

@@ -1,0 +1,87 @@
+"""The policy being served: one registered version's TorchScript actor, loaded and checked.
+
+The version's model folder (what the pipeline registered: `export.json` naming the TorchScript
+file, and that file) is fetched by version number, never by alias, so the alias moving during a
+download cannot mix two versions. A version is only served after a warm-up forward pass proves
+it maps observations of its declared size to finite actions of its declared size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import torch
+
+from rl_core.export import load_exported
+
+EXPORT_METADATA = "export.json"
+"""Written next to the actor by the pipeline's export step: env_id, obs_dim, act_dim, file."""
+WARM_UP_BATCHES = (1, 2, 1)
+"""TorchScript profiles the first calls; running them here keeps them off live requests."""
+
+
+class PolicyLoadError(RuntimeError):
+    """A registered version cannot be served (files missing, wrong or non-finite outputs)."""
+
+
+@dataclass(frozen=True)
+class ServedPolicy:
+    """A loaded actor and what clients need to know about it."""
+
+    model_name: str
+    version: str
+    env_id: str
+    obs_dim: int
+    act_dim: int
+    module: torch.jit.ScriptModule
+
+    @torch.inference_mode()
+    def act(self, observations: list[list[float]]) -> list[list[float]]:
+        """Deterministic actions for a batch of observations, in one forward pass."""
+        return self.module(torch.tensor(observations, dtype=torch.float32)).tolist()
+
+
+def load_policy(model_name: str, version: str) -> ServedPolicy:
+    """Download version `version` of `model_name`, load its actor and check it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=scratch)
+        )
+        try:
+            meta = json.loads((folder / EXPORT_METADATA).read_text())
+            module = load_exported(folder / meta["file"])
+            policy = ServedPolicy(
+                model_name=model_name,
+                version=str(version),
+                env_id=str(meta["env_id"]),
+                obs_dim=int(meta["obs_dim"]),
+                act_dim=int(meta["act_dim"]),
+                module=module,
+            )
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise PolicyLoadError(f"{model_name} v{version}: unusable model folder: {exc}") from exc
+    _check(policy)
+    return policy
+
+
+def _check(policy: ServedPolicy) -> None:
+    for batch in WARM_UP_BATCHES:
+        try:
+            actions = policy.act([[0.0] * policy.obs_dim] * batch)
+        except RuntimeError as exc:
+            raise PolicyLoadError(
+                f"{policy.model_name} v{policy.version}: forward pass on a batch of {batch} "
+                f"zero observations (obs_dim {policy.obs_dim}) failed: {exc}"
+            ) from exc
+        shapes_ok = len(actions) == batch and all(len(a) == policy.act_dim for a in actions)
+        if not shapes_ok or not all(math.isfinite(x) for a in actions for x in a):
+            raise PolicyLoadError(
+                f"{policy.model_name} v{policy.version}: a batch of {batch} zero observations "
+                f"(obs_dim {policy.obs_dim}) gave {actions!r}, expected {batch} finite actions "
+                f"of act_dim {policy.act_dim}"
+            )

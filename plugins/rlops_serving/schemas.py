@@ -1,0 +1,59 @@
+"""The request body of `POST /v1/act`, and the checks that make a bad one a 422.
+
+Numbers are strict (no "1.5" strings, no booleans) and finite (JSON's NaN and Infinity, and
+1e999, are refused); unknown fields are refused. Pydantic reports each problem with its place
+in the body, e.g. `["observations", 3, 1]`, so every 422 names the field. The limits that
+depend on the server (batch size) and on the served model (values per observation) are checked
+by `batch_errors`, in the same shape.
+
+The response is `{"action": [...]}` for `observation`, `{"actions": [[...], ...]}` for
+`observations`, plus `model_name` and `model_version`: the version that computed them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, model_validator
+
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Observation = Annotated[list[Number], Field(min_length=1)]
+
+
+class ActRequest(BaseModel):
+    """Exactly one of `observation` (one) or `observations` (a batch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    observation: Observation | None = Field(None, description="One observation.")
+    observations: Annotated[list[Observation], Field(min_length=1)] | None = Field(
+        None, description="A batch of observations (up to the server's max_batch)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ActRequest:
+        if (self.observation is None) == (self.observations is None):
+            raise ValueError("give exactly one of `observation` or `observations`")
+        return self
+
+    def rows(self) -> list[list[float]]:
+        """The observations as a batch (a single one is a batch of one)."""
+        return [self.observation] if self.observation is not None else self.observations
+
+
+def batch_errors(request: ActRequest, obs_dim: int, max_batch: int) -> list[dict[str, Any]]:
+    """Errors, in pydantic's shape, for a batch the served model cannot take (none if it can)."""
+    if request.observation is not None:
+        located = [(("observation",), request.observation)]
+    elif len(request.observations) > max_batch:
+        return [_error(("observations",), f"at most {max_batch} observations per request")]
+    else:
+        located = [(("observations", i), row) for i, row in enumerate(request.observations)]
+    expected = f"expected {obs_dim} values (the served model's obs_dim)"
+    return [
+        _error(loc, f"{expected}, got {len(row)}") for loc, row in located if len(row) != obs_dim
+    ]
+
+
+def _error(loc: tuple[str | int, ...], message: str) -> dict[str, Any]:
+    return {"type": "value_error", "loc": loc, "msg": message}

@@ -1,0 +1,196 @@
+"""The pipeline on the production topology, triggered through Airflow's REST API as the UI does.
+
+Every result is checked where it is stored, not through the tools' clients: Airflow's and
+MLflow's rows in their two databases of one Postgres instance, artifacts as objects in S3.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import pytest
+from psycopg2.extras import RealDictCursor
+
+from devstack import Stack
+from devstack.stack import Database
+from tests.integration.conftest import DAG_ID, DAG_PATH, TINY_CONF, AirflowApi
+
+pytestmark = pytest.mark.integration
+
+MODEL = "rlops-rest"
+TINY = {**TINY_CONF, "registered_model_name": MODEL}
+
+
+def _rows(stack: Stack, db: Database, sql: str, *params: object) -> list[dict[str, Any]]:
+    """Query one of the stack's databases directly, as the role that owns it."""
+    with (
+        closing(psycopg2.connect(stack.postgres_dsn(db))) as conn,
+        conn.cursor(cursor_factory=RealDictCursor) as cur,
+    ):
+        cur.execute(sql, params)
+        return [dict(row) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What one DAG run left in the MLflow database: its run, model version and outcome."""
+
+    run_uuid: str
+    artifact_uri: str
+    version: int
+    source: str
+    outcome: str
+
+    @classmethod
+    def of(cls, stack: Stack, dag_run_id: str) -> Registered:
+        """The one version registered from an MLflow run tagged with this Airflow run id."""
+        (row,) = _rows(
+            stack,
+            "mlflow",
+            """SELECT mv.run_id AS run_uuid, run.artifact_uri, mv.version, mv.source,
+                      outcome.value AS outcome
+               FROM model_versions mv
+               JOIN runs run ON run.run_uuid = mv.run_id
+               JOIN tags dag_run ON dag_run.run_uuid = mv.run_id
+               LEFT JOIN tags outcome
+                 ON outcome.run_uuid = mv.run_id AND outcome.key = 'rlops.outcome'
+               WHERE mv.name = %s AND dag_run.key = 'airflow.run_id' AND dag_run.value = %s""",
+            MODEL,
+            dag_run_id,
+        )
+        return cls(**row)
+
+
+def _aliases(stack: Stack) -> dict[str, int]:
+    sql = "SELECT alias, version FROM registered_model_aliases WHERE name = %s"
+    rows = _rows(stack, "mlflow", sql, MODEL)
+    return {row["alias"]: row["version"] for row in rows}
+
+
+@pytest.fixture(scope="module")
+def promoted(pipeline_api: AirflowApi) -> dict[str, Any]:
+    """The first run on the stack: it registers MODEL's first version and makes it champion."""
+    run = pipeline_api.run_to_end(TINY)
+    assert run["state"] == "success", pipeline_api.tasks(run["dag_run_id"])
+    return run
+
+
+def test_invalid_conf_is_refused_with_400_naming_the_field(pipeline_api: AirflowApi) -> None:
+    runs_before = pipeline_api.get(f"{DAG_PATH}/dagRuns")["total_entries"]
+
+    response = pipeline_api.trigger({**TINY, "total_timesteps": 10})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith(
+        "Invalid input for param total_timesteps: 10 is less than the minimum of 1000"
+    )
+    assert pipeline_api.get(f"{DAG_PATH}/dagRuns")["total_entries"] == runs_before
+
+
+def test_airflow_rows_are_in_the_airflow_database_of_the_same_instance(
+    stack: Stack, pipeline_api: AirflowApi, promoted: dict[str, Any]
+) -> None:
+    run_id = promoted["dag_run_id"]
+    (dag_run,) = _rows(
+        stack,
+        "airflow",
+        "SELECT state, run_type, conf FROM dag_run WHERE dag_id = %s AND run_id = %s",
+        DAG_ID,
+        run_id,
+    )
+    assert dag_run == {"state": "success", "run_type": "manual", "conf": TINY}
+
+    # Whatever the task list is (mapped tasks included), the rows are what the API reports.
+    task_rows = _rows(
+        stack,
+        "airflow",
+        "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
+        DAG_ID,
+        run_id,
+    )
+    states = {(row["task_id"], row["map_index"]): row["state"] for row in task_rows}
+    assert states == pipeline_api.tasks(run_id)
+    assert set(states.values()) == {"success"}
+
+    # Both databases live in one cluster: same system identifier, different databases.
+    cluster = "SELECT system_identifier, current_database() AS db FROM pg_control_system()"
+    (airflow,), (mlflow,) = _rows(stack, "airflow", cluster), _rows(stack, "mlflow", cluster)
+    assert airflow["system_identifier"] == mlflow["system_identifier"]
+    assert (airflow["db"], mlflow["db"]) == ("airflow", "mlflow")
+
+
+def test_mlflow_run_and_model_version_are_rows_in_the_mlflow_database(
+    stack: Stack, promoted: dict[str, Any]
+) -> None:
+    registered = Registered.of(stack, promoted["dag_run_id"])
+
+    assert registered.source == f"runs:/{registered.run_uuid}/model"
+    assert registered.outcome == "promoted"
+    tags = _rows(
+        stack,
+        "mlflow",
+        "SELECT key, value FROM tags WHERE run_uuid = %s AND key LIKE 'airflow.%%'",
+        registered.run_uuid,
+    )
+    assert {row["key"]: row["value"] for row in tags}.items() >= {
+        ("airflow.dag_id", DAG_ID),
+        ("airflow.run_id", promoted["dag_run_id"]),
+    }
+    (version,) = _rows(
+        stack,
+        "mlflow",
+        "SELECT status FROM model_versions WHERE name = %s AND version = %s",
+        MODEL,
+        registered.version,
+    )
+    assert version["status"] == "READY"
+    (run,) = _rows(
+        stack, "mlflow", "SELECT status FROM runs WHERE run_uuid = %s", registered.run_uuid
+    )
+    assert run["status"] == "FINISHED"  # promote, the last task, closes the run
+
+
+def test_checkpoint_and_torchscript_actor_are_objects_in_the_bucket(
+    stack: Stack, promoted: dict[str, Any]
+) -> None:
+    # The server proxies mlflow-artifacts:/<path> to s3://<bucket>/<path> (--serve-artifacts).
+    artifact_uri = Registered.of(stack, promoted["dag_run_id"]).artifact_uri
+    prefix = artifact_uri.removeprefix("mlflow-artifacts:/") + "/"
+    s3 = stack.s3_client()
+    listing = s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+    keys = [obj["Key"] for obj in listing.get("Contents", [])]
+
+    def archive(suffix: str) -> list[str]:
+        (key,) = [key for key in keys if key.endswith(suffix)]
+        body = s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+        return zipfile.ZipFile(io.BytesIO(body)).namelist()
+
+    # torch.save writes a zip around data.pkl; TorchScript adds the compiled code/ of the model.
+    assert any(name.endswith("/data.pkl") for name in archive("checkpoint/checkpoint.pt"))
+    assert any("/code/" in name for name in archive("model/actor.pt"))
+
+
+def test_champion_points_at_the_new_version(stack: Stack, promoted: dict[str, Any]) -> None:
+    version = Registered.of(stack, promoted["dag_run_id"]).version
+
+    assert _aliases(stack) == {"champion": version, "challenger": version}
+
+
+def test_impossible_min_reward_leaves_the_champion_where_it_was(
+    stack: Stack, pipeline_api: AirflowApi, promoted: dict[str, Any]
+) -> None:
+    champion = Registered.of(stack, promoted["dag_run_id"]).version
+
+    # Pendulum's rewards are never positive: a mean return of 0 is out of reach.
+    run = pipeline_api.run_to_end({**TINY, "seed": 1, "min_reward": 0})
+
+    assert run["state"] == "success", pipeline_api.tasks(run["dag_run_id"])  # an outcome
+    rejected = Registered.of(stack, run["dag_run_id"])
+    assert rejected.outcome.startswith("rejected: reward ")
+    assert rejected.version != champion
+    assert _aliases(stack) == {"champion": champion, "challenger": rejected.version}

@@ -1,0 +1,174 @@
+"""The champion monitor DAG: it loads, is wired and scheduled as designed, refuses bad params,
+alerts on failure, and (run by Airflow itself) rolls a dropped champion back."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from rlops_airflow.monitoring_tasks import ALERT_WEBHOOK_VARIABLE, alert_on_failure
+from rlops_airflow.registry import CHAMPION, ModelRegistry
+from tests.conftest import REPO
+from tests.serving.policies import register_policy
+
+DAG_ID = "rlops_champion_monitor"
+WEBHOOK_ENV = f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}"
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags[DAG_ID]
+
+
+def test_wiring_schedule_and_failure_policy(dag) -> None:
+    assert set(dag.task_ids) == {"evaluate_champion", "drift_guard"}
+    assert dag.get_task("evaluate_champion").downstream_task_ids == {"drift_guard"}
+    assert dag.timetable.expression == "30 * * * *"  # hourly
+    assert str(dag.timetable.timezone) == "UTC"
+    assert (dag.catchup, dag.max_active_runs) == (False, 1)
+    for task in dag.tasks:
+        assert task.on_failure_callback == [alert_on_failure], task.task_id
+        assert task.retries >= 2, task.task_id
+        assert task.retry_delay >= timedelta(seconds=30), task.task_id
+    assert "online < recorded - tolerance * |recorded|" in dag.doc_md
+
+
+def _validate(dag, conf: dict) -> None:
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    params.validate()
+
+
+def test_default_params_are_valid_and_documented(dag) -> None:
+    _validate(dag, {})
+    assert dag.params["drift_tolerance"] == 0.05
+    assert dag.params["episodes"] == 200
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        assert param.schema.get("title"), name
+        assert param.description, name
+
+
+@pytest.mark.parametrize(
+    ("conf", "field"),
+    [
+        ({"episodes": 0}, "episodes"),
+        ({"episodes": "many"}, "episodes"),
+        ({"drift_tolerance": -0.01}, "drift_tolerance"),
+        ({"drift_tolerance": 1.5}, "drift_tolerance"),
+        ({"drift_tolerance": "5%"}, "drift_tolerance"),
+        ({"registered_model_name": "bad name!"}, "registered_model_name"),
+    ],
+)
+def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}:"):
+        _validate(dag, conf)
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    """Records each POSTed JSON body; answers with the server's `status`."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.server.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(self.server.status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    server.received, server.status = [], 200
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def _failure_context() -> dict:
+    ti = SimpleNamespace(dag_id=DAG_ID, task_id="drift_guard", run_id="scheduled__1")
+    return {"ti": ti, "exception": RuntimeError("drift: online -1200 < -105")}
+
+
+def test_the_alert_goes_to_the_webhook(webhook, monkeypatch, caplog) -> None:
+    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{webhook.server_port}/hook")
+    alert_on_failure(_failure_context())
+    (message,) = webhook.received
+    assert message["text"] == (
+        f"rlops alert: {DAG_ID}.drift_guard failed in run scheduled__1: drift: online -1200 < -105"
+    )
+    assert message["text"] in caplog.text
+
+
+def test_without_a_webhook_the_alert_is_logged(monkeypatch, caplog) -> None:
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    alert_on_failure(_failure_context())
+    assert "rlops alert: rlops_champion_monitor.drift_guard failed" in caplog.text
+
+
+def test_a_broken_webhook_never_hides_the_failure(webhook, monkeypatch, caplog) -> None:
+    webhook.status = 500
+    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{webhook.server_port}/hook")
+    alert_on_failure(_failure_context())  # does not raise
+    assert "could not deliver the alert" in caplog.text
+
+
+def _dags_test(env: dict[str, str], conf: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_store, webhook):
+    model = "rlops-monitor-e2e"
+    registry = ModelRegistry(model)
+    good = register_policy(model, reward=-5000.0, seed=1)
+    registry.crown(good)
+    dropped = register_policy(model, reward=-100.0, seed=2)
+    registry.crown(dropped)
+    env = {
+        **os.environ,
+        **airflow_db,
+        WEBHOOK_ENV: f"http://127.0.0.1:{webhook.server_port}/hook",
+    }
+    conf = {"registered_model_name": model, "episodes": 3}
+
+    failed = _dags_test(env, conf)
+    assert failed.returncode == 1, failed.stdout[-4000:] + failed.stderr[-4000:]
+    assert str(registry.alias(CHAMPION).version) == good
+    assert registry.version(dropped).tags["rlops.drift.action"] == f"rolled back to v{good}"
+    (alert,) = webhook.received
+    assert alert["text"].startswith(f"rlops alert: {DAG_ID}.drift_guard failed in run ")
+    assert f"drift: {model} v{dropped}: online mean return" in alert["text"]
+
+    healthy = _dags_test(env, conf)  # the restored champion passes the next check
+    assert healthy.returncode == 0, healthy.stdout[-4000:] + healthy.stderr[-4000:]
+    assert "rlops.online_return" in registry.version(good).tags
+    assert len(webhook.received) == 1

@@ -1,0 +1,76 @@
+"""`python -m rlops_serving` as a real process, configured only through its environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.conftest import REPO
+from tests.serving.conftest import MODEL, START_TIMEOUT
+
+STOP_TIMEOUT = 30
+
+
+def _env(**serving: str) -> dict[str, str]:
+    paths = [str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]
+    variables = {f"RLOPS_SERVING_{name.upper()}": value for name, value in serving.items()}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths)), **variables}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serves_the_champion_and_stops_cleanly(champion) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlops_serving"],
+        env=_env(model_name=MODEL, port=str(port), poll_seconds="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert process.poll() is None, process.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "not ready in time"
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        answer = httpx.post(f"{url}/v1/act", json={"observation": [1.0, 0.0, 0.0]}, timeout=10)
+        assert answer.status_code == 200
+        assert answer.json()["model_version"] == champion
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=STOP_TIMEOUT)[0]
+    assert f"serving {MODEL} v{champion}" in output
+    assert "Application shutdown complete" in output, output[-3000:]  # graceful
+    # uvicorn re-raises the signal it shut down on: the usual exit status of a SIGTERM.
+    assert process.returncode == -signal.SIGTERM
+
+
+def test_a_bad_setting_stops_it_at_start_naming_the_variable() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rlops_serving"],
+        env=_env(max_batch="0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "max_batch" in done.stderr
+    assert "greater than or equal to 1" in done.stderr
