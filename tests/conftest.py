@@ -8,6 +8,7 @@ can import airflow.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,6 +80,18 @@ def mlflow_store(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) stays in tmp
     yield uri
+
+
+def airflow_dags_test(dag_id: str, env: dict[str, str], conf: dict) -> subprocess.CompletedProcess:
+    """`airflow dags test <dag_id> -c <conf>`: Airflow runs every task; rc 0 iff it succeeded."""
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,7 +16,7 @@ import pytest
 
 from rlops_airflow.monitoring_tasks import ALERT_WEBHOOK_VARIABLE, alert_on_failure
 from rlops_airflow.registry import CHAMPION, ModelRegistry
-from tests.conftest import REPO
+from tests.conftest import REPO, airflow_dags_test
 from tests.serving.policies import register_policy
 
 DAG_ID = "rlops_champion_monitor"
@@ -134,17 +132,6 @@ def test_a_broken_webhook_never_hides_the_failure(webhook, monkeypatch, caplog) 
     assert "could not deliver the alert" in caplog.text
 
 
-def _dags_test(env: dict[str, str], conf: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
 @pytest.mark.slow
 def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_store, webhook):
     model = "rlops-monitor-e2e"
@@ -160,7 +147,7 @@ def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_sto
     }
     conf = {"registered_model_name": model, "episodes": 3}
 
-    failed = _dags_test(env, conf)
+    failed = airflow_dags_test(DAG_ID, env, conf)
     assert failed.returncode == 1, failed.stdout[-4000:] + failed.stderr[-4000:]
     assert str(registry.alias(CHAMPION).version) == good
     assert registry.version(dropped).tags["rlops.drift.action"] == f"rolled back to v{good}"
@@ -168,7 +155,7 @@ def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_sto
     assert alert["text"].startswith(f"rlops alert: {DAG_ID}.drift_guard failed in run ")
     assert f"drift: {model} v{dropped}: online mean return" in alert["text"]
 
-    healthy = _dags_test(env, conf)  # the restored champion passes the next check
+    healthy = airflow_dags_test(DAG_ID, env, conf)  # the restored champion passes the next check
     assert healthy.returncode == 0, healthy.stdout[-4000:] + healthy.stderr[-4000:]
     assert "rlops.online_return" in registry.version(good).tags
     assert len(webhook.received) == 1

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+from tests.conftest import airflow_dags_test
 
 DAG_ID = "rlops_sac_pipeline"
 TINY = {
@@ -20,17 +19,6 @@ TINY = {
     "sac_overrides": {"hidden_sizes": [64, 64], "batch_size": 64},
     "registered_model_name": "rlops-e2e",
 }
-
-
-def _dags_test(env: dict[str, str], conf: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def _last_run_state(env: dict[str, str]) -> tuple[str, str]:
@@ -48,7 +36,7 @@ def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, 
     env = {**os.environ, **airflow_db}
     client = MlflowClient()
 
-    first = _dags_test(env, {**TINY, "min_reward": -100_000, "min_speedup": 0})
+    first = airflow_dags_test(DAG_ID, env, {**TINY, "min_reward": -100_000, "min_speedup": 0})
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     run_id, state = _last_run_state(env)
     assert state == "success"
@@ -71,7 +59,9 @@ def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, 
     assert client.get_model_version_by_alias("rlops-e2e", "challenger").version == version.version
 
     # A sweep of two seeds this time, and a gate nothing can pass.
-    second = _dags_test(env, {**TINY, "seed": 1, "n_seeds": 2, "min_reward": 0, "min_speedup": 0})
+    second = airflow_dags_test(
+        DAG_ID, env, {**TINY, "seed": 1, "n_seeds": 2, "min_reward": 0, "min_speedup": 0}
+    )
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     second_run_id, state = _last_run_state(env)
     assert state == "success"  # a rejection is an outcome, not a failure
