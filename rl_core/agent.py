@@ -24,6 +24,36 @@ def _adam(params: Any, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
+def soft_q_target(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    alpha: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """r + gamma * (1 - terminated) * (Q'(s', a') - alpha * log pi(a'|s')).
+
+    A terminal transition does not bootstrap; a truncated one (time limit) does, because its
+    `terminated` flag is 0.
+    """
+    return rewards + gamma * (1.0 - terminated) * (next_q - alpha * next_log_prob)
+
+
+def actor_objective(
+    q_pi: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
+    """Minimised by the actor: alpha * log pi(a|s) - Q(s, a), i.e. maximise Q plus entropy."""
+    return (alpha * log_prob - q_pi).mean()
+
+
+def alpha_objective(
+    log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float
+) -> torch.Tensor:
+    """Minimised by log-alpha: alpha grows while the policy's entropy is below the target."""
+    return -(log_alpha * (log_prob + target_entropy)).mean()
+
+
 class SAC:
     """Actor, twin critics with Polyak targets, and (optionally tuned) entropy coefficient."""
 
@@ -77,35 +107,52 @@ class SAC:
         alpha used everywhere in a step is its value before that step, as in SB3.
         """
         alpha = self.log_alpha.detach().exp()
+        critic_loss = self.critic_step(batch, alpha)
+        actor_loss = self.policy_step(batch, alpha)
+        self.update_targets()
+        return torch.stack([critic_loss, actor_loss, alpha[0]])
+
+    def bootstrap_target(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
+        """The critics' regression target, from the target critics and a fresh next action.
+
+        No gradient flows through it: the critics chase a fixed target (semi-gradient TD).
+        """
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.sample(batch.next_obs)
-            next_q = self.critic_target(batch.next_obs, next_actions).amin(0)
-            soft_next_value = next_q - alpha * next_log_prob
-            target_q = (
-                batch.rewards + self.config.gamma * (1.0 - batch.terminated) * soft_next_value
+            next_q = self.critic_target(batch.next_obs, next_actions).amin(0)  # twin minimum
+            return soft_q_target(
+                batch.rewards, batch.terminated, next_q, next_log_prob, alpha, self.config.gamma
             )
 
+    def critic_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
+        """One Adam step of both critics towards the bootstrap target; returns the loss."""
+        target_q = self.bootstrap_target(batch, alpha)
         current_q = self.critic(batch.obs, batch.actions)
         critic_loss = 0.5 * (current_q - target_q).square().mean(1).sum()
         self.critic_optimizer.zero_grad()
         critic_loss.backward()
         self.critic_optimizer.step()
+        return critic_loss.detach()
 
+    def policy_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
+        """One fused Adam step of actor and log-alpha; returns the actor loss."""
         actions_pi, log_prob = self.actor.sample(batch.obs)
         q_pi = self.critic(batch.obs, actions_pi).amin(0)
-        actor_loss = (alpha * log_prob - q_pi).mean()
-        loss = actor_loss
+        loss = actor_objective(q_pi, log_prob, alpha)
+        actor_loss = loss.detach()
         if self.tune_alpha:
-            loss = loss - (self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            loss = loss + alpha_objective(self.log_alpha, log_prob.detach(), self.target_entropy)
         self.policy_optimizer.zero_grad()
         # Gradients for actor and log-alpha only: the critic's weight-gradient matmuls are
         # skipped entirely, and its parameters keep the gradients of the critic step.
         loss.backward(inputs=self._policy_params)
         self.policy_optimizer.step()
+        return actor_loss
 
+    def update_targets(self) -> None:
+        """Polyak averaging: target <- (1 - tau) * target + tau * critic."""
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, self.config.tau)
-        return torch.stack([critic_loss.detach(), actor_loss.detach(), alpha[0]])
 
     def state_dict(self) -> dict[str, Any]:
         """Every tensor and optimizer state needed to continue training exactly."""

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rl_core import cpu
+
 
 class ConfigError(ValueError):
     """A config value or override that cannot be used; the message names the field."""
@@ -59,10 +61,12 @@ class SACConfig(BaseModel):
     """Env seeds of the deterministic evaluation episodes, one episode per seed."""
     torch_threads: int = Field(2, ge=1, le=256)
     """Intra-op threads for the update (2 is the sweet spot on a 2-core CPU)."""
-    matmul_precision: Literal["bf16", "ieee"] = "bf16"
+    matmul_precision: Literal["auto", "bf16", "ieee"] = "auto"
     """GEMM precision in the update. "bf16": oneDNN rounds matmul inputs to bfloat16 and
-    accumulates in fp32 (the CPU analogue of TF32; ~2x faster where the CPU has avx512_bf16,
-    plain fp32 elsewhere). "ieee": full fp32 everywhere."""
+    accumulates in fp32 (the CPU analogue of TF32, ~2x faster GEMMs). "ieee": full fp32.
+    "auto": bf16 where the CPU has bfloat16 instructions (avx512_bf16 or amx_bf16) and the
+    widest hidden layer has at least 256 units, ieee elsewhere (rl_core/cpu.py says why); the
+    choice is logged as the lineage tag `matmul_precision`."""
     checkpoint_every: int = Field(0, ge=0)
     """Write a checkpoint at the first episode end after every N steps (0: only at the end)."""
     log_every: int = Field(1_000, ge=1)
@@ -81,6 +85,11 @@ class SACConfig(BaseModel):
         if not isinstance(value, str) and value <= 0:
             raise ValueError('must be "auto" or a positive number')
         return value
+
+    @property
+    def effective_matmul_precision(self) -> cpu.MatmulPrecision:
+        """The precision this config trains with on this CPU ("auto" resolved)."""
+        return cpu.resolve_matmul_precision(self.matmul_precision, max(self.hidden_sizes))
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain JSON-able values (what is logged and hashed)."""

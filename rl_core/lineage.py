@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from rl_core import cpu
 from rl_core.config import SACConfig
 from rl_core.envs import env_spec_version
 
@@ -73,14 +74,19 @@ def requirements_sha256() -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "unknown"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def numeric_fingerprint(config: SACConfig) -> dict[str, object]:
+    """What must match for two runs of `config` to give bit-identical numbers."""
+    versions = package_versions()
+    return {
+        "cpu": cpu.model(),
+        "cpu_flags": list(cpu.kernel_flags()),
+        "cpu_capability": cpu.capability(),
+        "torch": versions["torch"],
+        "numpy": versions["numpy"],
+        "gymnasium": versions["gymnasium"],
+        "torch_threads": config.torch_threads,
+        "matmul_precision": config.effective_matmul_precision,
+    }
 
 
 def collect(config: SACConfig) -> dict[str, Any]:
@@ -95,7 +101,10 @@ def collect(config: SACConfig) -> dict[str, Any]:
         "env_spec_version": env_spec_version(config.env_id),
         "seed": config.seed,
         "eval_seeds": list(config.eval_seeds),
-        "cpu": cpu_model(),
+        "cpu": cpu.model(),
+        "cpu_flags": list(cpu.kernel_flags()),
+        "cpu_capability": cpu.capability(),
+        "matmul_precision": config.effective_matmul_precision,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

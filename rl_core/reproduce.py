@@ -35,6 +35,9 @@ COMPARED_LINEAGE = (
     "requirements_sha256",
     "env_spec_version",
     "cpu",
+    "cpu_flags",
+    "cpu_capability",
+    "matmul_precision",
     "torch_threads",
 )
 

@@ -23,7 +23,7 @@ import torch
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from rl_core import lineage
+from rl_core import cpu, lineage
 from rl_core.agent import SAC
 from rl_core.buffer import ReplayBuffer
 from rl_core.checkpoint import load_checkpoint, save_checkpoint
@@ -66,7 +66,7 @@ class _Progress:
 
 
 @contextmanager
-def matmul_precision(precision: str) -> Iterator[None]:
+def matmul_precision(precision: cpu.MatmulPrecision) -> Iterator[None]:
     """Set oneDNN's fp32 GEMM precision for the block, then restore the previous value."""
     backend = torch.backends.mkldnn.matmul
     previous = backend.fp32_precision
@@ -126,6 +126,7 @@ class _Run:
         self.buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim)
         self.progress = _Progress(action_rng=action_rng, sample_rng=sample_rng)
         self.act_dim = act_dim
+        self.precision = config.effective_matmul_precision
 
     def state_dict(self) -> dict[str, Any]:
         p = self.progress
@@ -191,7 +192,7 @@ class _Run:
                 p.step += 1
 
                 if p.step > cfg.learning_starts and p.step % cfg.train_freq == 0:
-                    with matmul_precision(cfg.matmul_precision):
+                    with matmul_precision(self.precision):
                         for _ in range(cfg.gradient_steps):
                             batch = self.buffer.sample(cfg.batch_size, p.sample_rng)
                             stats_sum += agent.update(batch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -132,6 +133,18 @@ def test_a_broken_webhook_never_hides_the_failure(webhook, monkeypatch, caplog) 
     assert "could not deliver the alert" in caplog.text
 
 
+def _last_try(airflow_env: dict[str, str], task_id: str) -> tuple[str, int]:
+    """State and try number of the task in the newest monitor run, from Airflow's own DB."""
+    db = airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            """SELECT ti.state, ti.try_number FROM task_instance ti
+               JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id
+               WHERE ti.dag_id = ? AND ti.task_id = ? ORDER BY dr.id DESC LIMIT 1""",
+            (DAG_ID, task_id),
+        ).fetchone()
+
+
 @pytest.mark.slow
 def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_store, webhook):
     model = "rlops-monitor-e2e"
@@ -149,6 +162,10 @@ def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_sto
 
     failed = airflow_dags_test(DAG_ID, env, conf)
     assert failed.returncode == 1, failed.stdout[-4000:] + failed.stderr[-4000:]
+    # Failed on its first try, with retries configured: a retry would have judged the
+    # rolled-back champion and turned the run green.
+    assert _last_try(airflow_db, "drift_guard") == ("failed", 1)
+    assert _last_try(airflow_db, "evaluate_champion") == ("success", 1)
     assert str(registry.alias(CHAMPION).version) == good
     assert registry.version(dropped).tags["rlops.drift.action"] == f"rolled back to v{good}"
     (alert,) = webhook.received

@@ -1,20 +1,49 @@
-"""Long training survives: a killed train task resumes from its last uploaded checkpoint."""
+"""Long training survives: a killed train task resumes from its last uploaded checkpoint and
+ends exactly where an uninterrupted run ends."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from rl_core import training
+from rl_core.checkpoint import load_checkpoint
 from rl_core.config import ConfigError
-from rlops_airflow.mlflow_run import AirflowRun
+from rlops_airflow.mlflow_run import AirflowRun, download
 from rlops_airflow.settings import PipelineSettings
-from rlops_airflow.tasks import TRAINED_TAG, train_candidate
+from rlops_airflow.tasks import CHECKPOINT_FILE, TRAINED_TAG, train_candidate
 
 AIRFLOW = AirflowRun("rlops_sac_pipeline", "scheduled__resume")
+UNINTERRUPTED = AirflowRun("rlops_sac_pipeline", "scheduled__uninterrupted")
 
 
-def test_retry_resumes_from_the_last_checkpoint(pipeline_store, tiny_settings, monkeypatch):
+def _final_state(run_id: str, scratch: Path) -> dict:
+    path = download(run_id, f"{training.CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", scratch)
+    return load_checkpoint(path)
+
+
+def _assert_same_state(resumed: object, uninterrupted: object, where: str = "") -> None:
+    """Equal to the bit: tensors with torch.equal, containers item by item."""
+    if isinstance(resumed, torch.Tensor):
+        assert torch.equal(resumed, uninterrupted), where
+    elif isinstance(resumed, dict):
+        assert resumed.keys() == uninterrupted.keys(), where
+        for key in resumed:
+            _assert_same_state(resumed[key], uninterrupted[key], f"{where}/{key}")
+    elif isinstance(resumed, list | tuple):
+        assert len(resumed) == len(uninterrupted), where
+        for i, (a, b) in enumerate(zip(resumed, uninterrupted, strict=True)):
+            _assert_same_state(a, b, f"{where}[{i}]")
+    else:
+        assert resumed == uninterrupted, where
+
+
+def test_retry_resumes_from_the_last_checkpoint(
+    pipeline_store, tiny_settings, monkeypatch, tmp_path: Path
+):
     real_checkpoint = training._Run.checkpoint
 
     def killed_after_first_checkpoint(self, path):
@@ -36,10 +65,19 @@ def test_retry_resumes_from_the_last_checkpoint(pipeline_store, tiny_settings, m
     returns = client.get_metric_history(run.info.run_id, "episode_return")
     assert [m.step for m in returns] == [200, 400]  # each episode logged once
     experiment = client.get_experiment_by_name("rlops-test")
-    assert len(client.search_runs([experiment.experiment_id])) == 1
+    assert len(client.search_runs([experiment.experiment_id])) == 1  # the retry reused it
 
     # A retry after training finished does not train again.
     assert train_candidate(tiny_settings, AIRFLOW, seed=0)["start_step"] == 400
+
+    # The killed-and-resumed training ends exactly where one uninterrupted attempt ends:
+    # weights, optimizer moments, replay rows, RNG states, episode history.
+    straight = train_candidate(tiny_settings, UNINTERRUPTED, seed=0)
+    assert straight["start_step"] == 0
+    _assert_same_state(
+        _final_state(retried["mlflow_run_id"], tmp_path / "resumed"),
+        _final_state(straight["mlflow_run_id"], tmp_path / "straight"),
+    )
 
 
 def test_bad_sac_override_names_the_field() -> None:

@@ -1,10 +1,11 @@
-"""Produce tests/regression/reference.json: the learning regression test's expected returns.
+"""Record this machine's returns in tests/regression/reference.json for the exact-replay test.
 
     .venv/bin/python tests/regression/make_reference.py
 
-Run it only when a change is *meant* to alter learning (new defaults, a fixed bug), and commit
-the new file with that change, saying why. It records the machine fingerprint: on a matching
-machine the test demands identical returns, elsewhere a tolerance.
+The file holds one record per numeric fingerprint (CPU model and kernel flags, library
+versions, threads, matmul precision): running this adds or replaces this machine's record.
+Re-record every fingerprint only when a change is *meant* to alter learning (new defaults, a
+fixed bug), and commit the file with that change, saying why.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from rl_core.config import SACConfig
 from rl_core.evaluation import evaluate
-from rl_core.lineage import cpu_model, package_versions
+from rl_core.lineage import numeric_fingerprint
 from rl_core.training import train
 
 REFERENCE = Path(__file__).with_name("reference.json")
@@ -28,38 +29,41 @@ CONFIG = {
 }
 
 
-def fingerprint(config: SACConfig) -> dict[str, object]:
-    """What must match for bit-identical returns: CPU, library versions, threads, precision."""
-    versions = package_versions()
-    return {
-        "cpu": cpu_model(),
-        "torch": versions["torch"],
-        "numpy": versions["numpy"],
-        "gymnasium": versions["gymnasium"],
-        "torch_threads": config.torch_threads,
-        "matmul_precision": config.matmul_precision,
-    }
+def fingerprint() -> dict[str, object]:
+    return numeric_fingerprint(SACConfig(**CONFIG))
+
+
+def evaluation_returns() -> list[float]:
+    """Per-episode eval returns of CONFIG, trained from scratch."""
+    config = SACConfig(**CONFIG)
+    agent = train(config, show_progress=False).agent
+    return evaluate(agent.act, config.env_id, config.eval_seeds).returns
+
+
+def recorded_returns(records: list[dict], machine: dict[str, object]) -> list[float] | None:
+    """The returns recorded for `machine`'s fingerprint, if any."""
+    for record in records:
+        if record["fingerprint"] == machine and record["config"] == CONFIG:
+            return record["returns"]
+    return None
 
 
 def main() -> None:
-    config = SACConfig(**CONFIG)
-    agent = train(config, show_progress=False).agent
-    result = evaluate(agent.act, config.env_id, config.eval_seeds)
-    REFERENCE.write_text(
-        json.dumps(
-            {
-                "produced_by": "python tests/regression/make_reference.py",
-                "produced_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "config": CONFIG,
-                "fingerprint": fingerprint(config),
-                "returns": result.returns,
-                "mean": result.mean,
-            },
-            indent=2,
-        )
-        + "\n"
+    machine = fingerprint()
+    records = json.loads(REFERENCE.read_text())["records"] if REFERENCE.exists() else []
+    records = [r for r in records if r["fingerprint"] != machine]
+    returns = evaluation_returns()
+    records.append(
+        {
+            "produced_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": CONFIG,
+            "fingerprint": machine,
+            "returns": returns,
+        }
     )
-    print(f"mean return {result.mean:.3f} -> {REFERENCE}")
+    document = {"produced_by": "python tests/regression/make_reference.py", "records": records}
+    REFERENCE.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"{len(records)} fingerprint(s); this machine's returns {returns} -> {REFERENCE}")
 
 
 if __name__ == "__main__":

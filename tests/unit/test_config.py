@@ -40,7 +40,7 @@ def test_json_file(tmp_path) -> None:
         ("gamma=1.5", "gamma", "less than or equal to 1"),
         ("ent_coef=banana", "ent_coef", "auto"),
         ("ent_coef=-1", "ent_coef", "positive"),
-        ("matmul_precision=fp8", "matmul_precision", "'bf16' or 'ieee'"),
+        ("matmul_precision=fp8", "matmul_precision", "'auto', 'bf16' or 'ieee'"),
         ("hidden_sizes=[256, 0]", "hidden_sizes", "positive integer"),
         ("total_timesteps=ten", "total_timesteps", "valid integer"),
     ],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
-from rl_core import lineage
+from rl_core import cpu, lineage
 from rl_core.cli import main
 from rl_core.reproduce import REPRODUCES_TAG, MetricRow, compare, reproduce, resolve_run_id
 
@@ -44,7 +45,8 @@ def original_run(mlflow_store, tmp_path) -> str:
 def test_lineage_is_logged_on_every_tracked_run(original_run) -> None:
     client = MlflowClient()
     tags = client.get_run(original_run).data.tags
-    assert tags["lineage.torch"] == "2.13.0+cpu"
+    assert tags["lineage.torch"] == torch.__version__
+    assert tags["lineage.matmul_precision"] == cpu.resolve_matmul_precision("auto", 32)
     assert tags["lineage.env_spec_version"] == "1"
     assert tags["lineage.seed"] == "0"
     assert tags["lineage.eval_seeds"] == "[1000, 1001]"
