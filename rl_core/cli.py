@@ -10,9 +10,11 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich_argparse import RichHelpFormatter
 
 from rl_core.config import ConfigError, SACConfig, load_config
+from rl_core.tracking import TrackingServerUnreachable
 
 console = Console(soft_wrap=True)  # never break paths and numbers across lines
 
@@ -236,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (ConfigError, TrackingServerUnreachable) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         return 2
 
 

@@ -7,13 +7,26 @@ the value given and what is allowed.
 
 from __future__ import annotations
 
+import copy
+import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from rl_core import cpu
 
@@ -22,24 +35,52 @@ class ConfigError(ValueError):
     """A config value or override that cannot be used; the message names the field."""
 
 
+MAX_SEED = 2**31 - 1
+"""Largest seed accepted anywhere (torch, numpy and gymnasium all take it)."""
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
+
+
+def _auto_or(number: str, **bounds: float) -> tuple[WrapValidator, WithJsonSchema]:
+    """An `"auto" | number` field: one clear error, and a JSON schema without `anyOf`.
+
+    Validators report a union's failure once per branch, and JSON-schema validators report an
+    `anyOf` failure without the field's name; one schema of two types says it plainly.
+    """
+
+    def validate(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("auto_or_number", f'must be "auto" or {number}') from None
+
+    schema = {"type": ["string", "number"], "pattern": "^auto$", **bounds}
+    return WrapValidator(validate), WithJsonSchema(schema)
+
+
 class SACConfig(BaseModel):
     """Hyperparameters of one SAC training run (RL-Zoo defaults for Pendulum-v1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
+    )
 
     env_id: str = "Pendulum-v1"
     """Gymnasium id of an environment with a continuous (Box) action space."""
     total_timesteps: int = Field(20_000, ge=1, le=100_000_000)
     """Environment steps to collect (one update per step after `learning_starts`)."""
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: Seed = 0
     """Drives torch, numpy, env resets, warm-up actions, replay sampling and action noise."""
-    hidden_sizes: tuple[int, ...] = Field((256, 256), min_length=1, max_length=8)
+    hidden_sizes: tuple[Annotated[int, Field(ge=1, le=65_536)], ...] = Field(
+        (256, 256), min_length=1, max_length=8
+    )
     """Width of each hidden layer, shared by actor and critics."""
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
     """Adam learning rate of actor, critics and entropy coefficient."""
-    buffer_size: int = Field(1_000_000, ge=1)
+    buffer_size: int = Field(1_000_000, ge=1, le=10_000_000)
     """Replay buffer capacity in transitions (memory is only touched as it fills)."""
-    learning_starts: int = Field(100, ge=0)
+    learning_starts: int = Field(100, ge=0, le=10_000_000)
     """Uniform-random steps before the first update."""
     batch_size: int = Field(256, ge=1, le=65_536)
     """Transitions per gradient step."""
@@ -47,17 +88,20 @@ class SACConfig(BaseModel):
     """Discount factor."""
     tau: float = Field(0.005, gt=0.0, le=1.0)
     """Polyak coefficient of the target critics."""
-    train_freq: int = Field(1, ge=1)
+    train_freq: int = Field(1, ge=1, le=1_000_000)
     """Env steps between update phases."""
-    gradient_steps: int = Field(1, ge=1)
+    gradient_steps: int = Field(1, ge=1, le=1_000)
     """Gradient steps per update phase."""
-    ent_coef: Literal["auto"] | float = "auto"
+    ent_coef: Annotated[
+        Literal["auto"] | PositiveFloat,
+        *_auto_or("a positive number up to 1e6", exclusiveMinimum=0.0, maximum=1e6),
+    ] = "auto"
     """Entropy coefficient alpha: "auto" tunes it towards `target_entropy`, a float fixes it."""
-    ent_coef_init: float = Field(1.0, gt=0.0)
+    ent_coef_init: PositiveFloat = 1.0
     """Initial alpha when `ent_coef` is "auto" (SB3's default)."""
-    target_entropy: Literal["auto"] | float = "auto"
+    target_entropy: Annotated[Literal["auto"] | FiniteFloat, *_auto_or("a finite number")] = "auto"
     """Entropy target; "auto" means -dim(action space)."""
-    eval_seeds: tuple[int, ...] = Field(tuple(range(1000, 1010)), min_length=1)
+    eval_seeds: tuple[Seed, ...] = Field(tuple(range(1000, 1010)), min_length=1, max_length=1000)
     """Env seeds of the deterministic evaluation episodes, one episode per seed."""
     torch_threads: int = Field(2, ge=1, le=256)
     """Intra-op threads for the update (2 is the sweet spot on a 2-core CPU)."""
@@ -67,24 +111,24 @@ class SACConfig(BaseModel):
     "auto": bf16 where the CPU has bfloat16 instructions (avx512_bf16 or amx_bf16) and the
     widest hidden layer has at least 256 units, ieee elsewhere (rl_core/cpu.py says why); the
     choice is logged as the lineage tag `matmul_precision`."""
-    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(0, ge=0, le=100_000_000)
     """Write a checkpoint at the first episode end after every N steps (0: only at the end)."""
-    log_every: int = Field(1_000, ge=1)
+    log_every: int = Field(1_000, ge=1, le=100_000_000)
     """Steps between loss/alpha/throughput metric points."""
 
-    @field_validator("hidden_sizes")
-    @classmethod
-    def _positive_widths(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
-        if any(width < 1 for width in sizes):
-            raise ValueError("every hidden layer width must be a positive integer")
-        return sizes
-
-    @field_validator("ent_coef")
-    @classmethod
-    def _positive_ent_coef(cls, value: str | float) -> str | float:
-        if not isinstance(value, str) and value <= 0:
-            raise ValueError('must be "auto" or a positive number')
-        return value
+    @model_validator(mode="after")
+    def _steps_fit_the_run(self) -> SACConfig:
+        if self.checkpoint_every > self.total_timesteps:
+            raise ValueError(
+                f"checkpoint_every ({self.checkpoint_every}) is more than total_timesteps "
+                f"({self.total_timesteps}): set it to at most that, or 0 to checkpoint at the end"
+            )
+        if self.learning_starts >= self.total_timesteps:
+            raise ValueError(
+                f"learning_starts ({self.learning_starts}) is not below total_timesteps "
+                f"({self.total_timesteps}): the run would never update the networks"
+            )
+        return self
 
     @property
     def effective_matmul_precision(self) -> cpu.MatmulPrecision:
@@ -101,10 +145,36 @@ class SACConfig(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _describe_error(error: dict[str, Any]) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "<config>"
-    given = error.get("input")
-    return f"{field}: {error['msg']} (given {given!r})"
+def _known_names(model: type[BaseModel], parent: tuple[str | int, ...]) -> list[str]:
+    """Field names of the (possibly nested) model that `parent` locates inside `model`."""
+    for part in parent:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def describe_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    """One line per problem, naming the field: `field: what is wrong (given value)`.
+
+    An unknown name gets the closest known one ("did you mean ...?"), else the known list.
+    """
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        field = ".".join(str(part) for part in loc)
+        if error["type"] == "extra_forbidden":
+            known = _known_names(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+            lines.append(f"{field}: unknown parameter; {hint}")
+        elif not loc:  # a rule across fields: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+        else:
+            lines.append(f"{field}: {error['msg']} (given {error.get('input')!r})")
+    return lines
 
 
 def build_config(values: dict[str, Any]) -> SACConfig:
@@ -112,11 +182,23 @@ def build_config(values: dict[str, Any]) -> SACConfig:
     try:
         return SACConfig(**values)
     except ValidationError as exc:
-        details = "; ".join(_describe_error(e) for e in exc.errors())
-        allowed = ", ".join(SACConfig.model_fields)
-        if any(e["type"] == "extra_forbidden" for e in exc.errors()):
-            details += f". Known fields: {allowed}"
+        details = "; ".join(describe_errors(exc, SACConfig))
         raise ConfigError(f"invalid SAC config: {details}") from None
+
+
+def overrides_model(name: str, exclude: frozenset[str]) -> type[BaseModel]:
+    """A model of SACConfig's fields but `exclude`, each optional: what a caller may override.
+
+    Every field keeps its type, bounds and docstring, so a bad override is refused with the
+    same message as in a full config, and the model's JSON schema can validate a form.
+    `model_dump(exclude_unset=True)` gives only what was set.
+    """
+    fields: dict[str, Any] = {
+        field_name: (field.annotation, copy.copy(field))
+        for field_name, field in SACConfig.model_fields.items()
+        if field_name not in exclude
+    }
+    return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **fields)
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ batching metric points so a long run does not make one HTTP call per episode.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,78 @@ from typing import Any
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 _METRIC_BATCH = 500  # MLflow's log_batch accepts up to 1000 metrics per call
+WAIT_SECONDS_ENV = "RLOPS_MLFLOW_WAIT_SECONDS"
+DEFAULT_WAIT_SECONDS = 120.0
+"""How long a run waits for an unreachable tracking server before it fails, naming it."""
+MLFLOW_REQUEST_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+"""MLflow's own per-request limits, unless set already. Its defaults (120 s timeout, 7
+retries, backoff factor 2) let one call to a paused server hang for many minutes unseen;
+these bound a call to about 2.5 minutes, and urllib3 logs each retry with the endpoint."""
+
+log = logging.getLogger(__name__)
+
+
+class TrackingServerUnreachable(RuntimeError):
+    """The MLflow tracking server did not answer within the wait budget."""
+
+
+def bound_mlflow_requests() -> None:
+    """Apply `MLFLOW_REQUEST_BOUNDS` where the environment does not set them."""
+    for name, value in MLFLOW_REQUEST_BOUNDS.items():
+        os.environ.setdefault(name, value)
+
+
+def wait_for_tracking_server(uri: str | None = None) -> None:
+    """Return once an http(s) tracking server answers `/health`; else fail naming it.
+
+    Each failed attempt logs what it waits for and when it tries again (exponential backoff
+    up to 15 s), until `RLOPS_MLFLOW_WAIT_SECONDS` (default 120) have passed. A local store
+    (file or database URI) has nothing to wait for.
+    """
+    uri = uri if uri is not None else os.environ.get(TRACKING_URI_ENV, "")
+    if not uri.startswith(("http://", "https://")):
+        return
+    import httpx
+    import tenacity
+
+    budget = float(os.environ.get(WAIT_SECONDS_ENV, DEFAULT_WAIT_SECONDS))
+    health = f"{uri.rstrip('/')}/health"
+
+    attempt_timeout = min(10.0, max(1.0, budget / 4))  # several tries fit in the budget
+
+    def probe() -> None:
+        response = httpx.get(health, timeout=attempt_timeout, trust_env=False)
+        response.raise_for_status()
+
+    def announce(state: tenacity.RetryCallState) -> None:
+        log.warning(
+            "waiting for the MLflow tracking server %s: %s (attempt %d, next in %.0f s, "
+            "giving up after %.0f s)",
+            uri,
+            state.outcome.exception() if state.outcome else "no answer",
+            state.attempt_number,
+            state.next_action.sleep if state.next_action else 0.0,
+            budget,
+        )
+
+    try:
+        tenacity.Retrying(
+            stop=tenacity.stop_after_delay(budget),
+            wait=tenacity.wait_exponential(multiplier=1, max=15),
+            retry=tenacity.retry_if_exception_type(httpx.HTTPError),
+            before_sleep=announce,
+            reraise=True,
+        )(probe)
+    except httpx.HTTPError as exc:
+        raise TrackingServerUnreachable(
+            f"MLflow tracking server {uri} did not answer GET /health within {budget:.0f} s "
+            f"({exc}); check {TRACKING_URI_ENV} and that the server is up "
+            f"({WAIT_SECONDS_ENV} sets how long to wait)"
+        ) from None
 
 
 class NullTracker:
@@ -77,6 +150,8 @@ class MlflowTracker(NullTracker):
         self._client: Any = None
 
     def __enter__(self) -> MlflowTracker:
+        bound_mlflow_requests()
+        wait_for_tracking_server()
         from mlflow import MlflowClient
 
         self._client = MlflowClient()

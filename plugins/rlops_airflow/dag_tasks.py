@@ -9,6 +9,7 @@ after an Airflow context key except the context values it asks Airflow for (`par
 from __future__ import annotations
 
 from datetime import timedelta
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import task
@@ -41,6 +42,21 @@ def _airflow_run(dag_run: Any) -> AirflowRun:
     return AirflowRun(dag_run.dag_id, dag_run.run_id, ui_url)
 
 
+def _task_code() -> ModuleType:
+    """`rlops_airflow.tasks`, once MLflow's requests are bounded and its server answers.
+
+    A paused or unreachable tracking server is waited for with a log line per retry, then
+    fails the task with one line naming the tracking URI, instead of hanging silently.
+    """
+    from rl_core.tracking import bound_mlflow_requests, wait_for_tracking_server
+
+    bound_mlflow_requests()
+    wait_for_tracking_server()
+    from rlops_airflow import tasks
+
+    return tasks
+
+
 def _publish_run_link(ti: Any, mlflow_run_id: str) -> None:
     from rlops_airflow.mlflow_run import run_url
 
@@ -49,17 +65,34 @@ def _publish_run_link(ti: Any, mlflow_run_id: str) -> None:
         ti.xcom_push(key=MLFLOW_RUN_URL_XCOM_KEY, value=url)
 
 
+@task(retries=0)
+def validate_conf(params: dict | None = None) -> dict[str, Any]:
+    """The run's whole conf, validated before anything runs; a bad one fails the run at once.
+
+    Not retried: a bad conf stays bad. The failure names every bad field, with the closest
+    known name for a typo'd key.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from rlops_airflow.settings import ConfError
+    from rlops_airflow.settings import validate_conf as validated
+
+    try:
+        return validated(params).model_dump(mode="json", exclude_unset=True)
+    except ConfError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 @task
-def sweep_seeds(params: dict | None = None) -> list[int]:
+def sweep_seeds(settings: dict[str, Any]) -> list[int]:
     """The training seeds: `seed` .. `seed + n_seeds - 1`, one mapped `train` each."""
-    return _settings(params).sweep_seeds
+    return _settings(settings).sweep_seeds
 
 
 @task(retries=TRAIN_RETRIES, retry_delay=timedelta(seconds=30))
 def train(seed: int, params: dict | None = None, dag_run: Any = None, ti: Any = None) -> dict:
     """Train SAC with `seed` (resuming from the last checkpoint on retry)."""
-    from rlops_airflow import tasks
-
+    tasks = _task_code()
     result = tasks.train_candidate(_settings(params), _airflow_run(dag_run), seed)
     _publish_run_link(ti, result["mlflow_run_id"])
     return result
@@ -68,8 +101,7 @@ def train(seed: int, params: dict | None = None, dag_run: Any = None, ti: Any = 
 @task
 def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None) -> dict:
     """Quality gate: mean deterministic return on the fixed eval seeds."""
-    from rlops_airflow import tasks
-
+    tasks = _task_code()
     _publish_run_link(ti, trained["mlflow_run_id"])
     return {**trained, **tasks.evaluate_candidate(_settings(params), trained["mlflow_run_id"])}
 
@@ -77,8 +109,7 @@ def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None
 @task
 def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
     """The sweep's best candidate goes on; the others stay as MLflow runs."""
-    from rlops_airflow import tasks
-
+    tasks = _task_code()
     winner = tasks.select_candidate(list(evaluations))
     _publish_run_link(ti, winner["mlflow_run_id"])
     return winner
@@ -87,8 +118,7 @@ def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[
 @task
 def export_torchscript(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """TorchScript actor, checked against the eager actor, into the artifact store."""
-    from rlops_airflow import tasks
-
+    tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.export_candidate(candidate["mlflow_run_id"])
 
@@ -96,8 +126,7 @@ def export_torchscript(candidate: dict[str, Any], ti: Any = None) -> dict[str, A
 @task
 def benchmark_latency(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """Eager vs TorchScript latency at batch 1/8/32/128; speedup as metrics."""
-    from rlops_airflow import tasks
-
+    tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.benchmark_candidate(candidate["mlflow_run_id"])
 
@@ -111,15 +140,13 @@ def register(
     ti: Any = None,
 ) -> dict[str, Any]:
     """A model version in the MLflow registry, tagged with the gate results."""
-    from rlops_airflow import tasks
-
+    tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.register_candidate(_settings(params), _airflow_run(dag_run), candidate, latency)
 
 
 def promote(candidate: dict[str, Any], registered: dict[str, Any], params: dict, ti: Any) -> dict:
     """PythonOperator callable: champion only if the gate passes; else tagged rejected."""
-    from rlops_airflow import tasks
-
+    tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.promote_candidate(_settings(params), candidate["mlflow_run_id"], registered)

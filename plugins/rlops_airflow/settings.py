@@ -1,40 +1,150 @@
-"""The pipeline's settings, built from the DAG run's params and validated once more in tasks.
+"""The pipeline's settings: the one definition of every trigger-form param and its bounds.
 
-The trigger form and REST API already validate params against the DAG's JSON schema; this
-model is the typed view the task code uses, and it turns params into an rl_core `SACConfig`.
+The DAG's Params (the trigger form and the REST API's 400s) are generated from this model's
+JSON schema (`rlops_airflow.params`), the `validate_conf` task validates a run's whole conf
+with it before anything runs, and the task code uses it as the typed view of the params.
+So a bound, a title or an allowed value is written once, here.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
-from rl_core.config import SACConfig, build_config
+from rl_core.config import MAX_SEED, SACConfig, build_config, describe_errors, overrides_model
 
 EXPERIMENT_ENV = "RLOPS_MLFLOW_EXPERIMENT"
 ARTIFACT_LOCATION_ENV = "RLOPS_MLFLOW_ARTIFACT_LOCATION"
 DEFAULT_EXPERIMENT = "rlops"
 
+TRAINING, EVALUATION, PROMOTION, ADVANCED = "Training", "Evaluation", "Promotion", "Advanced"
+SECTIONS = (TRAINING, EVALUATION, PROMOTION, ADVANCED)
+
+PIPELINE_OWNED = frozenset({"env_id", "total_timesteps", "seed", "eval_seeds", "checkpoint_every"})
+"""SACConfig fields the form sets through its own params, so not through `sac_overrides`."""
+SACOverrides = overrides_model("SACOverrides", PIPELINE_OWNED)
+
+
+class ConfError(ValueError):
+    """A DAG run's conf that cannot run; the message names every bad field."""
+
+
+def _param(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
+    """A field that is also a trigger-form param: title, description and section shown."""
+    return Field(
+        default,
+        title=title,
+        description=description,
+        json_schema_extra={"section": section},
+        **bounds,
+    )
+
 
 class PipelineSettings(BaseModel):
-    """Everything one pipeline run needs to know; field names match the DAG's params."""
+    """Everything one pipeline run needs to know; field names are the DAG's params."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    env_id: str = "Pendulum-v1"
-    total_timesteps: int = Field(20_000, ge=1)
-    seed: int = Field(0, ge=0)
-    n_seeds: int = Field(1, ge=1)
-    eval_episodes: int = Field(10, ge=1)
-    eval_seed_start: int = Field(1000, ge=0)
-    checkpoint_every: int = Field(5_000, ge=0)
-    sac_overrides: dict[str, Any] = Field(default_factory=dict)
-    min_reward: float = -250.0
-    min_speedup: float = Field(1.5, ge=0.0)
-    compare_with_champion: bool = True
-    registered_model_name: str = "rlops-sac-pendulum"
+    env_id: Literal["Pendulum-v1", "MountainCarContinuous-v0"] = _param(
+        "Pendulum-v1",
+        TRAINING,
+        "Environment",
+        "Gymnasium environment with a continuous (Box) action space.",
+    )
+    total_timesteps: int = _param(
+        20_000,
+        TRAINING,
+        "Total timesteps",
+        "Environment steps to train for (1,000 to 2,000,000).",
+        ge=1_000,
+        le=2_000_000,
+    )
+    seed: int = _param(
+        0,
+        TRAINING,
+        "Seed",
+        "Drives network init, exploration, replay sampling and env resets.",
+        ge=0,
+        le=MAX_SEED,
+    )
+    n_seeds: int = _param(
+        1,
+        TRAINING,
+        "Seeds to sweep",
+        "Train seeds seed..seed+n-1 in parallel; the best one goes to the gate.",
+        ge=1,
+        le=8,
+    )
+    checkpoint_every: int = _param(
+        5_000,
+        TRAINING,
+        "Checkpoint every (steps)",
+        "Upload a checkpoint this often; a retried train task resumes from it. "
+        "0: only at the end. At most total timesteps.",
+        ge=0,
+        le=2_000_000,
+    )
+    eval_episodes: int = _param(
+        10,
+        EVALUATION,
+        "Evaluation episodes",
+        "Deterministic episodes, one per env seed.",
+        ge=1,
+        le=100,
+    )
+    eval_seed_start: int = _param(
+        1000,
+        EVALUATION,
+        "First evaluation seed",
+        "Episodes use env seeds start, start+1, ... (default 1000..1009).",
+        ge=0,
+        le=MAX_SEED - 99,
+    )
+    min_reward: float = _param(
+        -250.0,
+        PROMOTION,
+        "Minimum mean return",
+        "Quality gate: the candidate's mean return must reach this.",
+        ge=-1e9,
+        le=1e9,
+        allow_inf_nan=False,
+    )
+    min_speedup: float = _param(
+        1.5,
+        PROMOTION,
+        "Minimum TorchScript speedup",
+        "Eager over exported median latency at batch 1 must reach this.",
+        ge=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+    )
+    compare_with_champion: StrictBool = _param(
+        True,
+        PROMOTION,
+        "Must beat the current champion",
+        "Also require a return not worse than the champion's on the same seeds.",
+    )
+    registered_model_name: str = _param(
+        "rlops-sac-pendulum",
+        PROMOTION,
+        "Registered model name",
+        "MLflow registry name (letters, digits, '.', '_', '-').",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
+    )
+    sac_overrides: SACOverrides = Field(  # type: ignore[valid-type]
+        default_factory=SACOverrides,
+        title="SAC overrides",
+        description='Any other SACConfig field, e.g. {"hidden_sizes": [64, 64]}.',
+        json_schema_extra={"section": ADVANCED},
+    )
+
+    @model_validator(mode="after")
+    def _seeds_stay_in_range(self) -> PipelineSettings:
+        if self.seed + self.n_seeds - 1 > MAX_SEED:
+            raise ValueError(f"seed + n_seeds - 1 must be at most {MAX_SEED}")
+        return self
 
     @property
     def eval_seeds(self) -> tuple[int, ...]:
@@ -49,7 +159,7 @@ class PipelineSettings(BaseModel):
         """The training recipe: the form's fields plus any advanced `sac_overrides`."""
         return build_config(
             {
-                **self.sac_overrides,
+                **self.sac_overrides.model_dump(exclude_unset=True),
                 "env_id": self.env_id,
                 "total_timesteps": self.total_timesteps,
                 "seed": self.seed if seed is None else seed,
@@ -57,6 +167,24 @@ class PipelineSettings(BaseModel):
                 "checkpoint_every": self.checkpoint_every,
             }
         )
+
+
+def validate_conf(params: dict[str, Any]) -> PipelineSettings:
+    """The settings of a run whose params are `params`, or a `ConfError` naming every problem.
+
+    Field errors (unknown names with the closest known one, bad values, bad `sac_overrides`)
+    come all at once; the rules across fields (e.g. `checkpoint_every` <= `total_timesteps`)
+    follow once every field is valid, because they need valid values to compare.
+    """
+    try:
+        settings = PipelineSettings(**params)
+        settings.sac_config()  # the recipe's own rules, as train will apply them
+    except ValidationError as exc:
+        problems = describe_errors(exc, PipelineSettings)
+        raise ConfError(f"invalid conf: {'; '.join(problems)}") from None
+    except ValueError as exc:  # rl_core's ConfigError: the combined recipe is refused
+        raise ConfError(f"invalid conf: {str(exc).removeprefix('invalid SAC config: ')}") from None
+    return settings
 
 
 def experiment_name() -> str:

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rlops_airflow.registry import ModelRegistry
 from rlops_serving.champion import ChampionWatcher
 from rlops_serving.metrics import RequestMetrics, ServingMetrics
-from rlops_serving.schemas import ActRequest, batch_errors
+from rlops_serving.schemas import ActRequest, batch_errors, non_finite_action_errors
 from rlops_serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,12 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+def _is_json(content_type: str) -> bool:
+    """application/json or any `+json` type, with or without parameters (charset)."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 def _unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
     """422 in FastAPI's shape: each error's `loc` starts with "body" and names the field."""
     detail = [{**error, "loc": ["body", *error["loc"]]} for error in errors]
@@ -75,6 +81,9 @@ def create_app(settings: ServingSettings) -> Starlette:
 
     async def act(request: Request) -> JSONResponse:
         """Deterministic actions for one observation or a batch, and the version that acted."""
+        if not _is_json(request.headers.get("content-type", "")):
+            detail = "the body must be JSON: send Content-Type: application/json"
+            return JSONResponse({"detail": detail}, status_code=415)
         policy = watcher.policy  # read once: the whole request is served by this version
         if policy is None:
             return JSONResponse({"detail": not_loaded}, status_code=503)
@@ -90,6 +99,9 @@ def create_app(settings: ServingSettings) -> Starlette:
             return _unprocessable(errors)
         rows = body.rows()
         actions = policy.act(rows)
+        errors = non_finite_action_errors(body, actions)
+        if errors:
+            return _unprocessable(errors)
         metrics.batch_size.observe(len(rows))
         answer = {"action": actions[0]} if body.observation is not None else {"actions": actions}
         return JSONResponse(

@@ -1,7 +1,8 @@
 """The request body of `POST /v1/act`, and the checks that make a bad one a 422.
 
-Numbers are strict (no "1.5" strings, no booleans) and finite (JSON's NaN and Infinity, and
-1e999, are refused); unknown fields are refused. Pydantic reports each problem with its place
+Numbers are strict (no "1.5" strings, no booleans), finite (JSON's NaN and Infinity, and
+1e999, are refused) and within float32 (the model computes in float32: 1e308 would become
+infinity); unknown fields are refused. Pydantic reports each problem with its place
 in the body, e.g. `["observations", 3, 1]`, so every 422 names the field. The limits that
 depend on the server (batch size) and on the served model (values per observation) are checked
 by `batch_errors`, in the same shape.
@@ -12,11 +13,14 @@ The response is `{"action": [...]}` for `observation`, `{"actions": [[...], ...]
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, model_validator
 
-Number = Annotated[float, Strict(), AllowInfNan(False)]
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: observations beyond it cannot reach the model as numbers."""
+Number = Annotated[float, Strict(), AllowInfNan(False), Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 Observation = Annotated[list[Number], Field(min_length=1)]
 
 
@@ -52,6 +56,22 @@ def batch_errors(request: ActRequest, obs_dim: int, max_batch: int) -> list[dict
     expected = f"expected {obs_dim} values (the served model's obs_dim)"
     return [
         _error(loc, f"{expected}, got {len(row)}") for loc, row in located if len(row) != obs_dim
+    ]
+
+
+def non_finite_action_errors(
+    request: ActRequest, actions: list[list[float]]
+) -> list[dict[str, Any]]:
+    """Errors for observations whose action came out infinite or NaN (overflow in the network).
+
+    Valid float32 inputs can still overflow inside the model (e.g. 1e38 in every field); such
+    an answer cannot be JSON, and is the client's input, so it is a 422 naming the row.
+    """
+    field: tuple[str, ...] = ("observation",) if request.observation is not None else ()
+    return [
+        _error(field or ("observations", i), "the policy's action for it is not finite")
+        for i, action in enumerate(actions)
+        if not all(math.isfinite(value) for value in action)
     ]
 
 

@@ -16,6 +16,7 @@ from tests.conftest import REPO
 
 DAG_ID = "rlops_sac_pipeline"
 ORDER = [
+    "validate_conf",
     "sweep_seeds",
     "train",
     "evaluate",
@@ -53,7 +54,7 @@ def test_tasks_run_in_the_designed_order(dag) -> None:
     assert set(dag.task_ids) == set(ORDER)
     for upstream, downstream in itertools.pairwise(ORDER):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
-    assert dag.get_task("sweep_seeds").upstream_task_ids == set()
+    assert dag.get_task("validate_conf").upstream_task_ids == set()
     assert dag.get_task("promote").downstream_task_ids == set()
     dag.check_cycle()  # raises on a cycle
 
@@ -63,9 +64,11 @@ def test_schedule_and_run_policy(dag) -> None:
     assert str(dag.timetable.timezone) == "UTC"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
+    assert dag.get_task("validate_conf").retries == 0  # a bad conf stays bad
     for task in dag.tasks:
-        assert task.retries >= 2, task.task_id
-        assert task.retry_delay >= timedelta(seconds=30), task.task_id
+        if task.task_id != "validate_conf":
+            assert task.retries >= 2, task.task_id
+            assert task.retry_delay >= timedelta(seconds=30), task.task_id
     assert dag.get_task("train").retries == 3
     assert dag.doc_md and "champion" in dag.doc_md
 

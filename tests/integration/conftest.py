@@ -96,6 +96,13 @@ class AirflowApi:
             time.sleep(2)
         return run
 
+    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The text of one try's task log, as the UI shows it."""
+        path = f"{_run_path(run_id)}/taskInstances/{task_id}/logs/{try_number}"
+        response = self.http.get(path, headers={"Accept": "application/json"})
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+        return "\n".join(str(line.get("event", "")) for line in response.json()["content"])
+
     def tasks(self, run_id: str) -> dict[tuple[str, int], str]:
         """State of every task instance of a run, by (task_id, map_index)."""
         instances = self.get(f"{_run_path(run_id)}/taskInstances")["task_instances"]

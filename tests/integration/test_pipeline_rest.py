@@ -18,6 +18,7 @@ from psycopg2.extras import RealDictCursor
 
 from devstack import Stack
 from devstack.stack import Database
+from tests.dag.test_conf_validation import TRIGGER_REFUSALS
 from tests.integration.conftest import DAG_ID, DAG_PATH, TINY_CONF, AirflowApi
 
 pytestmark = pytest.mark.integration
@@ -80,16 +81,33 @@ def promoted(pipeline_api: AirflowApi) -> dict[str, Any]:
     return run
 
 
-def test_invalid_conf_is_refused_with_400_naming_the_field(pipeline_api: AirflowApi) -> None:
+def test_every_bad_param_is_refused_with_400_naming_it(pipeline_api: AirflowApi) -> None:
     runs_before = pipeline_api.get(f"{DAG_PATH}/dagRuns")["total_entries"]
 
-    response = pipeline_api.trigger({**TINY, "total_timesteps": 10})
+    for conf, param, reason in TRIGGER_REFUSALS:
+        response = pipeline_api.trigger({**TINY, **conf})
+        assert response.status_code == 400, (conf, response.text)
+        detail = response.json()["detail"]
+        assert detail.startswith(f"Invalid input for param {param}:"), (conf, detail)
+        assert reason in detail, (conf, detail)
 
-    assert response.status_code == 400, response.text
-    assert response.json()["detail"].startswith(
-        "Invalid input for param total_timesteps: 10 is less than the minimum of 1000"
-    )
     assert pipeline_api.get(f"{DAG_PATH}/dagRuns")["total_entries"] == runs_before
+
+
+def test_a_typo_the_api_accepts_fails_the_run_at_its_first_task(
+    stack: Stack, pipeline_api: AirflowApi
+) -> None:
+    versions_before = _rows(stack, "mlflow", "SELECT count(*) AS n FROM model_versions")
+
+    run = pipeline_api.run_to_end({**TINY, "total_timestep": 5})  # Airflow accepts unknown keys
+
+    assert run["state"] == "failed"
+    tasks = pipeline_api.tasks(run["dag_run_id"])
+    assert tasks[("validate_conf", -1)] == "failed"
+    assert "success" not in set(tasks.values())  # nothing trained, registered or aliased
+    log = pipeline_api.task_log(run["dag_run_id"], "validate_conf")
+    assert "total_timestep: unknown parameter; did you mean total_timesteps?" in log
+    assert _rows(stack, "mlflow", "SELECT count(*) AS n FROM model_versions") == versions_before
 
 
 def test_airflow_rows_are_in_the_airflow_database_of_the_same_instance(

@@ -224,6 +224,16 @@ def test_form_refuses_invalid_values(
     assert "400 Bad Request" in (refusal := form.refusal())
     assert "Invalid input for param registered_model_name: 'bad name!' does not match" in refusal
     form.screenshot("trigger-form-refused.png", form.dialog, "start")
+
+    # A typo inside the SAC overrides is refused by name too, before any run exists.
+    form.type("registered_model_name", "rlops-ui")
+    form.open("Advanced")
+    form.type_json("sac_overrides", {"hiden_sizes": [8]})
+    form.submit_button().click()
+    refusal = form.refusal()
+    assert "Invalid input for param sac_overrides" in refusal
+    assert "'hiden_sizes' was unexpected" in refusal
+    form.screenshot("trigger-form-refused-overrides.png", form.dialog, "start")
     assert pipeline_api.get(f"{DAG_PATH}/dagRuns")["total_entries"] == runs_before
 
 

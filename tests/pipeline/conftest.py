@@ -23,8 +23,8 @@ def pipeline_store(mlflow_store: str, tmp_path: Path, monkeypatch: pytest.Monkey
 def tiny_settings() -> PipelineSettings:
     """A real but tiny training recipe: seconds, not minutes."""
     return PipelineSettings(
-        total_timesteps=400,
-        checkpoint_every=200,
+        total_timesteps=1_000,
+        checkpoint_every=400,
         eval_episodes=2,
         sac_overrides=TINY_SAC,
         registered_model_name="rlops-test-model",

@@ -11,9 +11,7 @@ from mlflow import MlflowClient
 
 from rl_core import training
 from rl_core.checkpoint import load_checkpoint
-from rl_core.config import ConfigError
 from rlops_airflow.mlflow_run import AirflowRun, download
-from rlops_airflow.settings import PipelineSettings
 from rlops_airflow.tasks import CHECKPOINT_FILE, TRAINED_TAG, train_candidate
 
 AIRFLOW = AirflowRun("rlops_sac_pipeline", "scheduled__resume")
@@ -56,19 +54,19 @@ def test_retry_resumes_from_the_last_checkpoint(
     monkeypatch.setattr(training._Run, "checkpoint", real_checkpoint)
 
     retried = train_candidate(tiny_settings, AIRFLOW, seed=0)
-    assert retried["start_step"] == 200  # the checkpoint at the first episode end
+    assert retried["start_step"] == 400  # the checkpoint at the first episode end after 400
     client = MlflowClient()
     run = client.get_run(retried["mlflow_run_id"])
     assert run.data.tags[TRAINED_TAG] == "true"
     assert run.data.tags["airflow.run_key"] == AIRFLOW.key
     assert run.data.tags["rlops.candidate_key"] == AIRFLOW.candidate_key(0)
     returns = client.get_metric_history(run.info.run_id, "episode_return")
-    assert [m.step for m in returns] == [200, 400]  # each episode logged once
+    assert [m.step for m in returns] == [200, 400, 600, 800, 1000]  # each episode logged once
     experiment = client.get_experiment_by_name("rlops-test")
     assert len(client.search_runs([experiment.experiment_id])) == 1  # the retry reused it
 
     # A retry after training finished does not train again.
-    assert train_candidate(tiny_settings, AIRFLOW, seed=0)["start_step"] == 400
+    assert train_candidate(tiny_settings, AIRFLOW, seed=0)["start_step"] == 1_000
 
     # The killed-and-resumed training ends exactly where one uninterrupted attempt ends:
     # weights, optimizer moments, replay rows, RNG states, episode history.
@@ -78,9 +76,3 @@ def test_retry_resumes_from_the_last_checkpoint(
         _final_state(retried["mlflow_run_id"], tmp_path / "resumed"),
         _final_state(straight["mlflow_run_id"], tmp_path / "straight"),
     )
-
-
-def test_bad_sac_override_names_the_field() -> None:
-    settings = PipelineSettings(sac_overrides={"batch_size": 0})
-    with pytest.raises(ConfigError, match="batch_size"):
-        settings.sac_config()

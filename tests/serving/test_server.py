@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from rlops_airflow.monitoring import ONLINE_RETURN_TAG
 from rlops_airflow.registry import ModelRegistry
 from rlops_serving.app import create_app
+from rlops_serving.schemas import ActRequest, non_finite_action_errors
 from tests.serving.conftest import MODEL, running_server, settings, wait_for
 from tests.serving.policies import register_policy
 
@@ -54,6 +55,9 @@ BAD_INPUTS = [
     ('{"observation": [NaN, 0.2, 0.3]}', ["body", "observation", 0]),
     ('{"observation": [0.1, Infinity, 0.3]}', ["body", "observation", 1]),
     ('{"observations": [[0.1, 0.2, 1e999]]}', ["body", "observations", 0, 2]),
+    ({"observation": [3.5e38, 0.2, 0.3]}, ["body", "observation", 0]),  # beyond float32
+    ({"observation": [0.1, -1e308, 0.3]}, ["body", "observation", 1]),
+    ({"observations": [OBS, [0.1, 0.2, 1e300]]}, ["body", "observations", 1, 2]),
     ({"observation": ["0.5", 0.2, 0.3]}, ["body", "observation", 0]),
     ({"observation": [True, 0.2, 0.3]}, ["body", "observation", 0]),
     ({"observation": [None, 0.2, 0.3]}, ["body", "observation", 0]),
@@ -96,6 +100,38 @@ def test_bad_input_is_a_422_naming_the_field(server, subtests) -> None:
         if name == "rlops_serving_requests_total"
     }
     assert statuses == {"422"}  # never a 500
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("text/plain", 415),
+        ("application/x-www-form-urlencoded", 415),
+        ("", 415),
+        ("application/json; charset=utf-8", 200),
+        ("application/x+json", 200),
+    ],
+)
+def test_only_a_body_declared_as_json_is_read(server, content_type, status) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/act",
+        content=json.dumps({"observation": OBS}),
+        headers={"content-type": content_type},
+        timeout=10,
+    )
+    assert response.status_code == status, response.text
+    if status == 415:
+        assert "application/json" in response.json()["detail"]
+
+
+def test_an_action_that_overflows_is_refused_naming_the_row() -> None:
+    """Finite float32 inputs can still overflow inside the network: never a NaN in JSON."""
+    batch = ActRequest(observations=[OBS, OBS, OBS])
+    errors = non_finite_action_errors(batch, [[0.5], [math.inf], [math.nan]])
+    assert [e["loc"] for e in errors] == [("observations", 1), ("observations", 2)]
+    single = ActRequest(observation=OBS)
+    assert [e["loc"] for e in non_finite_action_errors(single, [[-math.inf]])] == [("observation",)]
+    assert non_finite_action_errors(single, [[1.0]]) == []
 
 
 def test_a_batch_of_wrong_rows_names_each_row(server) -> None:

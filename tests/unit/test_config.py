@@ -41,7 +41,7 @@ def test_json_file(tmp_path) -> None:
         ("ent_coef=banana", "ent_coef", "auto"),
         ("ent_coef=-1", "ent_coef", "positive"),
         ("matmul_precision=fp8", "matmul_precision", "'auto', 'bf16' or 'ieee'"),
-        ("hidden_sizes=[256, 0]", "hidden_sizes", "positive integer"),
+        ("hidden_sizes=[]", "hidden_sizes", "at least 1 item"),
         ("total_timesteps=ten", "total_timesteps", "valid integer"),
     ],
 )
@@ -54,9 +54,16 @@ def test_bad_value_names_field_value_and_allowed(override, field, allowed) -> No
     assert allowed in message
 
 
-def test_unknown_field_lists_known_fields() -> None:
-    with pytest.raises(ConfigError, match=r"bach_size.*Known fields: .*batch_size"):
+def test_an_unknown_field_gets_the_closest_known_name() -> None:
+    with pytest.raises(
+        ConfigError, match=r"bach_size: unknown parameter; did you mean batch_size\?"
+    ):
         load_config(overrides=["bach_size=3"])
+
+
+def test_an_unknown_field_far_from_any_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"zzz: unknown parameter; known: env_id, .*batch_size"):
+        load_config(overrides=["zzz=3"])
 
 
 def test_malformed_override() -> None:

@@ -1,0 +1,175 @@
+"""Bad input is refused before anything runs, and the refusal names the field.
+
+Two gates: the DAG's Params (what the trigger form and the REST API enforce, at trigger time)
+and the `validate_conf` task (what Airflow cannot check at trigger time: unknown top-level
+keys, and rules across fields). Both come from `PipelineSettings`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sqlite3
+
+import pytest
+from mlflow import MlflowClient
+
+from rlops_airflow.settings import ConfError, PipelineSettings, validate_conf
+from tests.conftest import REPO, airflow_dags_test
+
+DAG_ID = "rlops_sac_pipeline"
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags")).dags[DAG_ID]
+
+
+def _trigger(dag, conf: dict) -> None:
+    """What the REST API and the form do with a conf: validate it against the Params."""
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    params.validate()
+
+
+TRIGGER_REFUSALS = [
+    ({"env_id": "CartPole-v1"}, "env_id", "is not one of"),
+    ({"total_timesteps": 10}, "total_timesteps", "less than the minimum of 1000"),
+    ({"total_timesteps": 10**9}, "total_timesteps", "greater than the maximum"),
+    ({"total_timesteps": "many"}, "total_timesteps", "is not of type 'integer'"),
+    ({"seed": -3}, "seed", "less than the minimum"),
+    ({"seed": 2**31}, "seed", "greater than the maximum"),
+    ({"n_seeds": 9}, "n_seeds", "greater than the maximum"),
+    ({"checkpoint_every": -1}, "checkpoint_every", "less than the minimum"),
+    ({"eval_episodes": 0}, "eval_episodes", "less than the minimum"),
+    ({"eval_seed_start": 10**30}, "eval_seed_start", "greater than the maximum"),
+    ({"min_reward": 1e30}, "min_reward", "greater than the maximum"),
+    ({"min_reward": "high"}, "min_reward", "is not of type 'number'"),
+    ({"min_speedup": 1e30}, "min_speedup", "greater than the maximum"),
+    ({"min_speedup": -1}, "min_speedup", "less than the minimum"),
+    ({"compare_with_champion": "yes"}, "compare_with_champion", "is not of type 'boolean'"),
+    ({"registered_model_name": "bad name!"}, "registered_model_name", "does not match"),
+    # sac_overrides: one refusal per kind of field, each naming the field inside it
+    ({"sac_overrides": {"hiden_sizes": [8]}}, "sac_overrides", "'hiden_sizes' was unexpected"),
+    ({"sac_overrides": {"total_timesteps": 5}}, "sac_overrides", "'total_timesteps' was unexp"),
+    ({"sac_overrides": {"learning_rate": -1}}, "sac_overrides", "['learning_rate']"),
+    ({"sac_overrides": {"learning_rate": "fast"}}, "sac_overrides", "['learning_rate']"),
+    ({"sac_overrides": {"batch_size": 0}}, "sac_overrides", "['batch_size']"),
+    ({"sac_overrides": {"hidden_sizes": [64, 0]}}, "sac_overrides", "['hidden_sizes']"),
+    ({"sac_overrides": {"hidden_sizes": []}}, "sac_overrides", "['hidden_sizes']"),
+    ({"sac_overrides": {"matmul_precision": "fp8"}}, "sac_overrides", "['matmul_precision']"),
+    ({"sac_overrides": {"ent_coef": "banana"}}, "sac_overrides", "['ent_coef']"),
+    ({"sac_overrides": {"gamma": 1.5}}, "sac_overrides", "['gamma']"),
+    ({"sac_overrides": {"buffer_size": 10**12}}, "sac_overrides", "['buffer_size']"),
+    ({"sac_overrides": [1, 2]}, "sac_overrides", "is not of type 'object'"),
+]
+
+
+@pytest.mark.parametrize(("conf", "param", "reason"), TRIGGER_REFUSALS)
+def test_the_trigger_refuses_a_bad_param_naming_it(dag, conf, param, reason) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError) as refused:
+        _trigger(dag, conf)
+    assert str(refused.value).startswith(f"Invalid input for param {param}:")
+    assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize(("conf", "param", "reason"), TRIGGER_REFUSALS)
+def test_validate_conf_refuses_the_same_inputs(conf, param, reason) -> None:
+    """Tasks re-check with the same model: nothing the form refuses gets past a task."""
+    with pytest.raises(ConfError, match=param):
+        validate_conf(conf)
+
+
+def test_the_params_are_the_settings_model() -> None:
+    """One definition: every field of the model is a param with the model's default."""
+    from rlops_airflow.params import pipeline_params
+
+    params = pipeline_params()
+    assert list(params) == list(PipelineSettings.model_fields)
+    defaults = PipelineSettings().model_dump(mode="json", exclude={"sac_overrides"})
+    assert {name: params[name].value for name in defaults} == defaults
+    assert params["sac_overrides"].value == {}
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"total_timestep": 5}, "total_timestep: unknown parameter; did you mean total_timesteps?"),
+        ({"min_rewards": -100}, "min_rewards: unknown parameter; did you mean min_reward?"),
+        ({"sac_override": {}}, "sac_override: unknown parameter; did you mean sac_overrides?"),
+        ({"zzz": 1}, "zzz: unknown parameter; known: env_id, total_timesteps,"),
+        (
+            {"total_timesteps": 2_000},  # with the default checkpoint_every of 5,000
+            "checkpoint_every (5000) is more than total_timesteps (2000)",
+        ),
+        (
+            {
+                "total_timesteps": 1_000,
+                "checkpoint_every": 0,
+                "sac_overrides": {"learning_starts": 1_000},
+            },
+            "learning_starts (1000) is not below total_timesteps (1000)",
+        ),
+        ({"seed": 2**31 - 1, "n_seeds": 2}, "seed + n_seeds - 1 must be at most 2147483647"),
+    ],
+)
+def test_what_only_validate_conf_can_see(dag, conf, message) -> None:
+    _trigger(dag, {k: v for k, v in conf.items() if k in dag.params})  # the trigger lets it by
+    with pytest.raises(ConfError) as refused:
+        validate_conf(conf)
+    assert message in str(refused.value)
+
+
+def test_every_bad_field_is_named_at_once() -> None:
+    conf = {
+        "total_timestep": 5,
+        "eval_episodes": 0,
+        "sac_overrides": {"hiden_sizes": [8], "learning_rate": -1},
+    }
+    with pytest.raises(ConfError) as refused:
+        validate_conf(conf)
+    message = str(refused.value)
+    assert "total_timestep: unknown parameter; did you mean total_timesteps?" in message
+    assert "eval_episodes: Input should be greater than or equal to 1 (given 0)" in message
+    assert "sac_overrides.hiden_sizes: unknown parameter; did you mean hidden_sizes?" in message
+    assert "sac_overrides.learning_rate: Input should be greater than 0 (given -1)" in message
+
+
+def test_a_good_conf_keeps_the_overrides_it_was_given() -> None:
+    settings = validate_conf(
+        {"total_timesteps": 1_000, "checkpoint_every": 0, "sac_overrides": {"batch_size": 64}}
+    )
+    config = settings.sac_config()
+    assert (config.batch_size, config.total_timesteps, config.learning_rate) == (64, 1_000, 1e-3)
+
+
+def _task_instances(env: dict[str, str]) -> dict[str, tuple[str | None, int]]:
+    db = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(db) as connection:
+        (run_id,) = connection.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()
+        rows = connection.execute(
+            "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            (DAG_ID, run_id),
+        ).fetchall()
+    return {task_id: (state, tries) for task_id, state, tries in rows}
+
+
+@pytest.mark.slow
+def test_a_typo_fails_the_run_at_once_and_trains_nothing(airflow_db, mlflow_store) -> None:
+    env = {**os.environ, **airflow_db}
+    done = airflow_dags_test(DAG_ID, env, {"total_timestep": 5, "registered_model_name": "typo"})
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "total_timestep: unknown parameter; did you mean total_timesteps?" in output
+    tasks = _task_instances(env)
+    assert tasks["validate_conf"] == ("failed", 1)  # no retry: a bad conf stays bad
+    assert all(state != "success" for t, (state, _) in tasks.items() if t != "validate_conf")
+    client = MlflowClient()
+    assert [e.name for e in client.search_experiments()] == ["Default"]  # no run anywhere
+    assert client.search_registered_models() == []
