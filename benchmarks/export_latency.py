@@ -46,7 +46,7 @@ def main() -> None:
         print(f"{args.checkpoint} missing: training the default config first (~2 min)")
         train(SACConfig(), checkpoint_path=args.checkpoint, show_progress=False)
     agent, config = load_agent(args.checkpoint)
-    obs_dim = agent.actor.trunk[0].in_features
+    obs_dim = agent.actor.obs_dim
 
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_actor(agent.actor, Path(tmp) / "actor.pt", config.env_id)

@@ -4,11 +4,12 @@
     .venv/bin/python benchmarks/serving_load.py  # ~2 min; trains a policy first if missing
 
 The trained Pendulum policy of benchmarks/results/pendulum-seed0.pt (what export_latency.py
-uses) goes through the pipeline's own export step into a temporary MLflow store (SQLite) and
-becomes `champion`; `python -m rlops_serving` serves it. The same actor (eager `InferenceActor`)
-is logged with `mlflow.pytorch.log_model` (pt2, the default: input example of batch 2, so the
-batch dimension stays dynamic) and served by `mlflow models serve --env-manager local -w 1`.
-Both get OMP_NUM_THREADS=1 (a second torch thread only competes with wrk on 2 cores).
+uses) is logged as the pipeline logs it (`rl_core.policy_model`: an MLflow pyfunc model around
+the TorchScript actor) into a temporary MLflow store (SQLite), registered and crowned
+`champion`. Both servers then serve that very registered version, `models:/rlops-bench@champion`:
+`python -m rlops_serving` (its TorchScript fast path) and `mlflow models serve --env-manager
+local -w 1` (the pyfunc). Both get OMP_NUM_THREADS=1 (a second torch thread only competes with
+wrk on 2 cores).
 
 Load: wrk on loopback, 1 thread, 8 connections, one observation per request (batch 1), the
 servers measured in alternation for `--rounds` rounds of `--seconds` each after a warm-up.
@@ -35,17 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import mlflow
-import numpy as np
-import torch
 from mlflow import MlflowClient
 
 from rl_core.checkpoint import load_agent
 from rl_core.config import SACConfig
-from rl_core.export import InferenceActor
-from rl_core.training import CHECKPOINT_ARTIFACT_DIR, train
-from rlops_airflow.registry import ModelRegistry
-from rlops_airflow.tasks import CHECKPOINT_FILE, MODEL_DIR, export_candidate
+from rl_core.policy_model import log_policy_model
+from rl_core.training import train
+from rlops_registry.registry import CHAMPION, ModelRegistry
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "benchmarks" / "results" / "pendulum-seed0.pt"
@@ -142,30 +139,16 @@ def trained_checkpoint() -> Path:
     return CHECKPOINT
 
 
-def register_champion(checkpoint: Path, scratch: Path) -> None:
-    """The policy as the pipeline ships it: exported by its export step, crowned `champion`."""
+def register_champion(checkpoint: Path) -> str:
+    """The policy as the pipeline ships it, registered and crowned; its `models:/` alias URI."""
+    agent, config = load_agent(checkpoint)
     client = MlflowClient()
     run_id = client.create_run(client.create_experiment("serving-load")).info.run_id
-    shutil.copy(checkpoint, scratch / CHECKPOINT_FILE)
-    client.log_artifact(run_id, str(scratch / CHECKPOINT_FILE), CHECKPOINT_ARTIFACT_DIR)
-    export_candidate(run_id)
+    logged = log_policy_model(agent.actor, config.env_id, run_id)
     registry = ModelRegistry(MODEL_NAME)
-    version = registry.register(run_id, MODEL_DIR, "benchmark", {"reward": "0"})
+    version = registry.register(logged.model_uri, logged.model_id, run_id, "benchmark", {})
     registry.crown(version.version)
-
-
-def log_pyfunc(checkpoint: Path) -> str:
-    """The same actor as an MLflow pytorch model (pt2); returns its model URI."""
-    agent, _ = load_agent(checkpoint)
-    example = np.zeros((2, len(OBSERVATION)), dtype=np.float32)
-    with mlflow.start_run(experiment_id=mlflow.create_experiment("serving-load-mlflow")):
-        info = mlflow.pytorch.log_model(
-            InferenceActor(agent.actor).eval(),
-            name="policy",
-            input_example=example,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-    return info.model_uri
+    return f"models:/{MODEL_NAME}@{CHAMPION}"
 
 
 def wrk(server: Server, seconds: float, script_dir: Path) -> Figures:
@@ -268,8 +251,7 @@ def main() -> None:
         }
         os.environ.update(mlflow_env)
         os.chdir(scratch)  # MLflow's default artifact root (./mlruns) lands in the temp folder
-        register_champion(checkpoint, scratch)
-        model_uri = log_pyfunc(checkpoint)
+        model_uri = register_champion(checkpoint)
         env = {
             **os.environ,
             "OMP_NUM_THREADS": "1",

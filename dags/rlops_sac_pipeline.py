@@ -56,14 +56,13 @@ def rlops_sac_pipeline() -> None:
     evaluations = evaluate.expand(trained=train.expand(seed=sweep_seeds(validate_conf())))
     candidate = select_candidate(evaluations)
     exported = export_torchscript(candidate)
-    latency = benchmark_latency(candidate)
-    registered = register(candidate, latency)
-    promotion = PythonOperator(
+    latency = benchmark_latency(candidate, exported)
+    registered = register(candidate, exported, latency)
+    PythonOperator(
         task_id="promote",
         python_callable=promote,
         op_kwargs={"candidate": candidate, "registered": registered},
     )
-    exported >> latency >> registered >> promotion
 
 
 rlops_sac_pipeline()

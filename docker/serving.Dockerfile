@@ -22,10 +22,10 @@ RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
     && rm /tmp/requirements.txt /tmp/serving.txt \
     && useradd --create-home --uid 10001 rlops
 
-# The code the server imports: rl_core (TorchScript loading), the registry wrapper and the
-# monitoring tag names of rlops_airflow (no Airflow import), and the server itself.
+# The code the server imports: rl_core (the policy model folder), rlops_registry (aliases and
+# tag names; no Airflow), and the server itself. Nothing of the Airflow side.
 COPY rl_core /opt/rlops/rl_core
-COPY plugins/rlops_airflow /opt/rlops/plugins/rlops_airflow
+COPY plugins/rlops_registry /opt/rlops/plugins/rlops_registry
 COPY plugins/rlops_serving /opt/rlops/plugins/rlops_serving
 ENV PYTHONPATH=/opt/rlops:/opt/rlops/plugins \
     PYTHONUNBUFFERED=1 \

@@ -84,13 +84,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from rl_core.checkpoint import load_agent
-    from rl_core.export import export_actor
+    from rl_core.policy_model import save_policy_model
 
+    out = Path(args.out)
+    if out.exists():
+        raise ConfigError(f"--out {out} exists already; give a new folder for the policy model")
     agent, config = load_agent(args.checkpoint)
-    result = export_actor(agent.actor, args.out, config.env_id)
+    meta = save_policy_model(agent.actor, config.env_id, out)
     console.print(
-        f"TorchScript actor -> {result.path} (max |Δaction| {result.max_abs_diff:.2e} "
-        f"on {result.n_checked} observations)"
+        f"MLflow policy model -> {out}/ (TorchScript actor, max |Δaction| "
+        f"{meta.max_abs_diff_vs_eager:.2e} on {meta.observations_checked} observations); "
+        f"serve it with: mlflow models serve -m {out} --env-manager local"
     )
     return 0
 
@@ -98,17 +102,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from rl_core.benchmark import benchmark_latency, latency_table
     from rl_core.checkpoint import load_agent
-    from rl_core.envs import make_env, space_dims
     from rl_core.export import export_actor, load_exported
 
     agent, config = load_agent(args.checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_actor(agent.actor, Path(tmp) / "actor.pt", config.env_id)
         scripted = load_exported(exported.path)
-    env = make_env(config.env_id)
-    obs_dim, _ = space_dims(env)
-    env.close()
-    rows = benchmark_latency(agent.actor, scripted, obs_dim, args.batch_sizes, args.calls)
+    rows = benchmark_latency(
+        agent.actor, scripted, agent.actor.obs_dim, args.batch_sizes, args.calls
+    )
     console.print(latency_table(rows))
     if args.json:
         print(json.dumps([row.as_dict() for row in rows]))
@@ -191,11 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="export the actor as TorchScript (checked)",
+        help="export the policy as an MLflow model around a checked TorchScript actor",
         formatter_class=RichHelpFormatter,
     )
     export.add_argument("checkpoint", help="checkpoint.pt written by train")
-    export.add_argument("--out", default="actor.pt", help="TorchScript file to write")
+    export.add_argument(
+        "--out", default="policy", help="new folder: an MLflow pyfunc model (MLmodel + actor)"
+    )
     export.set_defaults(func=cmd_export)
 
     bench = commands.add_parser(

@@ -44,6 +44,7 @@ class Actor(nn.Module):
         action_high: torch.Tensor,
     ) -> None:
         super().__init__()
+        self.obs_dim = obs_dim
         self.act_dim = act_dim
         self.trunk = _mlp(obs_dim, hidden_sizes)
         # Mean and log-std heads share one matmul: rows [:act_dim] are the mean.

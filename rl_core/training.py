@@ -77,6 +77,21 @@ def matmul_precision(precision: cpu.MatmulPrecision) -> Iterator[None]:
         backend.fp32_precision = previous
 
 
+@contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Flush denormal floats to zero for the block, then restore IEEE behaviour.
+
+    Denormals appear late in training and slow every CPU op they touch; but the flag is
+    process-wide processor state, and the rest of the caller's process (numpy, evaluation,
+    other libraries) is owed the IEEE arithmetic it started with.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def _keep_freed_memory_mapped() -> None:
     """Stop glibc from returning freed activation buffers to the OS after every update.
 
@@ -274,7 +289,6 @@ def train(
                 "total_timesteps may change on resume"
             )
     torch.set_num_threads(config.torch_threads)
-    torch.set_flush_denormal(True)  # denormal floats in late training slow every CPU op
     _keep_freed_memory_mapped()
     run = _Run(config, tracker)
     start_step = 0
@@ -290,7 +304,8 @@ def train(
         kept = Path(checkpoint_path) if checkpoint_path else None
         # With a tracker, checkpoints always go to the artifact store, via scratch if need be.
         path = kept or (Path(scratch) / "checkpoint.pt" if tracker.enabled else None)
-        speed = run.run(path, show_progress)
+        with denormals_flushed():
+            speed = run.run(path, show_progress)
         tracker.log_metrics({"steps_per_second_total": speed}, run.progress.step)
         if path is not None:
             run.checkpoint(path)

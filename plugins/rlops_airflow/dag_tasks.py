@@ -117,23 +117,27 @@ def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[
 
 @task
 def export_torchscript(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
-    """TorchScript actor, checked against the eager actor, into the artifact store."""
+    """The policy as an MLflow model (pyfunc around the TorchScript actor, checked against
+    the eager one); returns its `models:/` URI."""
     tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.export_candidate(candidate["mlflow_run_id"])
 
 
 @task
-def benchmark_latency(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
+def benchmark_latency(
+    candidate: dict[str, Any], exported: dict[str, Any], ti: Any = None
+) -> dict[str, Any]:
     """Eager vs TorchScript latency at batch 1/8/32/128; speedup as metrics."""
     tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.benchmark_candidate(candidate["mlflow_run_id"])
+    return tasks.benchmark_candidate(candidate["mlflow_run_id"], exported)
 
 
 @task
 def register(
     candidate: dict[str, Any],
+    exported: dict[str, Any],
     latency: dict[str, Any],
     params: dict | None = None,
     dag_run: Any = None,
@@ -142,7 +146,8 @@ def register(
     """A model version in the MLflow registry, tagged with the gate results."""
     tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.register_candidate(_settings(params), _airflow_run(dag_run), candidate, latency)
+    airflow = _airflow_run(dag_run)
+    return tasks.register_candidate(_settings(params), airflow, candidate, exported, latency)
 
 
 def promote(candidate: dict[str, Any], registered: dict[str, Any], params: dict, ti: Any) -> dict:

@@ -17,10 +17,9 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from rlops_airflow.registry import RUN_KEY_TAG
 from rlops_airflow.settings import artifact_location, experiment_name
+from rlops_registry import tags as tag_names
 
-CANDIDATE_KEY_TAG = "rlops.candidate_key"
 MLFLOW_UI_ENV = "RLOPS_MLFLOW_UI_URL"
 """Base URL of an MLflow UI for links; defaults to the tracking URI when that is http(s)."""
 
@@ -41,9 +40,13 @@ class AirflowRun:
         return f"{self.key}/seed={seed}"
 
     def tags(self) -> dict[str, str]:
-        tags = {"airflow.dag_id": self.dag_id, "airflow.run_id": self.run_id, RUN_KEY_TAG: self.key}
+        tags = {
+            tag_names.AIRFLOW_DAG_ID: self.dag_id,
+            tag_names.AIRFLOW_RUN_ID: self.run_id,
+            tag_names.RUN_KEY: self.key,
+        }
         if self.ui_url:
-            tags["airflow.ui_url"] = self.ui_url
+            tags[tag_names.AIRFLOW_UI_URL] = self.ui_url
         return tags
 
 
@@ -62,7 +65,7 @@ def find_candidate_run(airflow: AirflowRun, seed: int, client: MlflowClient) -> 
         raise ValueError(f"Airflow run key {key!r} may not contain a single quote")
     runs = client.search_runs(
         [_experiment_id(client)],
-        filter_string=f"tags.`{CANDIDATE_KEY_TAG}` = '{key}'",
+        filter_string=f"tags.`{tag_names.CANDIDATE_KEY}` = '{key}'",
         order_by=["attributes.start_time ASC"],
         max_results=1,
     )
@@ -75,7 +78,7 @@ def get_or_create_candidate_run(airflow: AirflowRun, seed: int, run_name: str) -
     existing = find_candidate_run(airflow, seed, client)
     if existing is not None:
         return existing
-    tags = {**airflow.tags(), CANDIDATE_KEY_TAG: airflow.candidate_key(seed)}
+    tags = {**airflow.tags(), tag_names.CANDIDATE_KEY: airflow.candidate_key(seed)}
     return client.create_run(_experiment_id(client), run_name=run_name, tags=tags).info.run_id
 
 

@@ -31,24 +31,13 @@ from mlflow.entities import Metric, Param
 from rl_core.evaluation import evaluate
 from rl_core.export import exported_policy
 from rlops_airflow.mlflow_run import AirflowRun
-from rlops_airflow.registry import CHAMPION, ModelRegistry, NoPreviousChampion
 from rlops_airflow.settings import artifact_location
+from rlops_registry import tags
+from rlops_registry.registry import CHAMPION, ModelRegistry, NoPreviousChampion
 from rlops_serving.policy import load_policy
 
 MONITORING_EXPERIMENT_ENV = "RLOPS_MONITORING_EXPERIMENT"
 DEFAULT_MONITORING_EXPERIMENT = "rlops-monitoring"
-
-RECORDED_REWARD_TAG = "reward"
-"""Written by the pipeline's register step: mean return on the quality gate's eval seeds."""
-ONLINE_RETURN_TAG = "rlops.online_return"
-ONLINE_CHECKED_AT_TAG = "rlops.online_checked_at"
-ONLINE_RUN_TAG = "rlops.online_run_id"
-DRIFT_REASON_TAG = "rlops.drift.reason"
-DRIFT_DETECTED_AT_TAG = "rlops.drift.detected_at"
-DRIFT_ACTION_TAG = "rlops.drift.action"
-ROLLBACK_REASON_TAG = "rlops.rollback.reason"
-ROLLBACK_AT_TAG = "rlops.rollback.at"
-ROLLBACK_REPLACED_TAG = "rlops.rollback.replaced_version"
 
 
 class MonitoringError(RuntimeError):
@@ -117,9 +106,9 @@ def check_champion(
     if champion is None:
         return None
     version = str(champion.version)
-    if RECORDED_REWARD_TAG not in champion.tags:
+    if tags.REWARD not in champion.tags:
         raise MonitoringError(
-            f"{model_name} v{version} has no {RECORDED_REWARD_TAG!r} tag: no recorded return "
+            f"{model_name} v{version} has no {tags.REWARD!r} tag: no recorded return "
             "to compare the online return with"
         )
     policy = load_policy(model_name, version)
@@ -128,10 +117,10 @@ def check_champion(
     run = client.create_run(
         _experiment_id(client),
         run_name=f"{model_name} v{version} online",
-        tags={**airflow.tags(), "rlops.model_name": model_name, "rlops.model_version": version},
+        tags={**airflow.tags(), tags.MODEL_NAME: model_name, tags.MODEL_VERSION: version},
     )
     run_id = run.info.run_id
-    recorded = float(champion.tags[RECORDED_REWARD_TAG])
+    recorded = float(champion.tags[tags.REWARD])
     now = _millis()
     client.log_batch(
         run_id,
@@ -147,9 +136,9 @@ def check_champion(
     registry.set_tags(
         version,
         {
-            ONLINE_RETURN_TAG: f"{result.mean:.4f}",
-            ONLINE_CHECKED_AT_TAG: _now(),
-            ONLINE_RUN_TAG: run_id,
+            tags.ONLINE_RETURN: f"{result.mean:.4f}",
+            tags.ONLINE_CHECKED_AT: _now(),
+            tags.ONLINE_RUN: run_id,
         },
     )
     return OnlineCheck(model_name, version, recorded, result.mean, episodes, run_id)
@@ -180,16 +169,20 @@ def guard(check: OnlineCheck, tolerance: float) -> GuardOutcome:
             registry.set_tags(
                 restored.version,
                 {
-                    ROLLBACK_REASON_TAG: f"champion again because {verdict.reason}",
-                    ROLLBACK_AT_TAG: when,
-                    ROLLBACK_REPLACED_TAG: check.version,
+                    tags.ROLLBACK_REASON: f"champion again because {verdict.reason}",
+                    tags.ROLLBACK_AT: when,
+                    tags.ROLLBACK_REPLACED: check.version,
                 },
             )
     registry.set_tags(
         check.version,
-        {DRIFT_REASON_TAG: verdict.reason, DRIFT_DETECTED_AT_TAG: when, DRIFT_ACTION_TAG: action},
+        {
+            tags.DRIFT_REASON: verdict.reason,
+            tags.DRIFT_DETECTED_AT: when,
+            tags.DRIFT_ACTION: action,
+        },
     )
-    client.set_tag(check.mlflow_run_id, DRIFT_ACTION_TAG, action)
+    client.set_tag(check.mlflow_run_id, tags.DRIFT_ACTION, action)
     return GuardOutcome(verdict, action)
 
 

@@ -12,9 +12,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from rlops_airflow.mlflow_run import run_url
-from rlops_airflow.registry import CHAMPION, ModelRegistry
 from rlops_airflow.settings import experiment_name
-from rlops_airflow.tasks import SELECTED_TAG
+from rlops_registry import tags as tag_names
+from rlops_registry.registry import CHAMPION, ModelRegistry
 
 
 def latest_pipeline_run(dag_id: str = "rlops_sac_pipeline") -> Run | None:
@@ -25,7 +25,8 @@ def latest_pipeline_run(dag_id: str = "rlops_sac_pipeline") -> Run | None:
         return None
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`airflow.dag_id` = '{dag_id}' and tags.`{SELECTED_TAG}` = 'true'",
+        filter_string=f"tags.`{tag_names.AIRFLOW_DAG_ID}` = '{dag_id}' "
+        f"and tags.`{tag_names.SELECTED}` = 'true'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -39,7 +40,7 @@ def main() -> int:
         return 1
     tags, metrics = run.data.tags, run.data.metrics
     params = run.data.params
-    print(f"Airflow run      {tags.get('airflow.run_id')}")
+    print(f"Airflow run      {tags.get(tag_names.AIRFLOW_RUN_ID)}")
     print(
         f"MLflow run       {run.info.run_id}  ({params.get('env_id')}, "
         f"{params.get('total_timesteps')} steps, seed {params.get('seed')})"
@@ -49,7 +50,7 @@ def main() -> int:
         print(
             f"mean return      {metrics['eval_mean_return']:.1f} ± "
             f"{metrics.get('eval_std_return', 0):.1f} on {len(seeds)} eval seeds "
-            f"(reward gate: {tags.get('rlops.gate.reward', '?')})"
+            f"(reward gate: {tags.get(tag_names.GATE_RESULT, '?')})"
         )
     if "speedup_b1" in metrics:
         print(
@@ -57,7 +58,7 @@ def main() -> int:
             f"({metrics['latency_scripted_median_us_b1']:.1f} µs vs "
             f"{metrics['latency_eager_median_us_b1']:.1f} µs median)"
         )
-    version, model_name = tags.get("rlops.model_version"), tags.get("rlops.model_name")
+    version, model_name = tags.get(tag_names.MODEL_VERSION), tags.get(tag_names.MODEL_NAME)
     if version and model_name:
         champion = ModelRegistry(model_name).alias(CHAMPION)
         is_champion = champion is not None and str(champion.version) == version
@@ -65,7 +66,7 @@ def main() -> int:
             f"model version    {model_name} v{version} "
             f"{'-> champion' if is_champion else '(not champion)'}"
         )
-    print(f"outcome          {tags.get('rlops.outcome', 'pipeline did not reach promote')}")
+    print(f"outcome          {tags.get(tag_names.OUTCOME, 'pipeline did not reach promote')}")
     print()
     print("Open the results (each in its own terminal, from the repo root):")
     print(
@@ -74,7 +75,7 @@ def main() -> int:
     )
     print(f"             then {run_url(run.info.run_id)}")
     print("  Airflow UI: source scripts/local-env.sh && airflow api-server")
-    print(f"             then {tags.get('airflow.ui_url', 'http://127.0.0.1:8080')}")
+    print(f"             then {tags.get(tag_names.AIRFLOW_UI_URL, 'http://127.0.0.1:8080')}")
     return 0
 
 

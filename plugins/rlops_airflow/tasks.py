@@ -14,13 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
 
 from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.checkpoint import load_agent
 from rl_core.evaluation import evaluate, log_evaluation
-from rl_core.export import export_actor, exported_policy, load_exported
+from rl_core.export import exported_policy
+from rl_core.policy_model import load_policy_folder, log_policy_model
 from rl_core.tracking import MlflowTracker
 from rl_core.training import CHECKPOINT_ARTIFACT_DIR, train
 from rlops_airflow.mlflow_run import (
@@ -30,19 +32,13 @@ from rlops_airflow.mlflow_run import (
     has_artifact,
 )
 from rlops_airflow.promotion import Candidate, ChampionScore, Decision, Thresholds, decide
-from rlops_airflow.registry import CHALLENGER, CHAMPION, ModelRegistry
 from rlops_airflow.settings import PipelineSettings, experiment_name
+from rlops_registry import tags
+from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-MODEL_DIR = "model"
-"""Artifact folder registered as the model version: actor.pt + export.json."""
-ACTOR_FILE = "actor.pt"
-TRAINED_TAG = "rlops.trained"
-SELECTED_TAG = "rlops.selected"
-"""On the candidate run the seed sweep picked: the run the rest of the pipeline logs to."""
-OUTCOME_TAG = "rlops.outcome"
 
 
 def _checkpoint(run_id: str, scratch: Path) -> Path:
@@ -59,7 +55,7 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
     run_id = get_or_create_candidate_run(airflow, seed, f"{config.env_id} seed {seed}")
     client = MlflowClient()
     done = {"mlflow_run_id": run_id, "seed": seed}
-    if client.get_run(run_id).data.tags.get(TRAINED_TAG) == "true":
+    if client.get_run(run_id).data.tags.get(tags.TRAINED) == "true":
         log.info("MLflow run %s already holds a finished training; not training again", run_id)
         return {**done, "start_step": config.total_timesteps}
     with tempfile.TemporaryDirectory() as scratch:
@@ -74,7 +70,7 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
                 resume_from=resume_from,
                 show_progress=False,
             )
-    client.set_tag(run_id, TRAINED_TAG, "true")
+    client.set_tag(run_id, tags.TRAINED, "true")
     log.info(
         "trained steps %d..%d at %.0f steps/s in MLflow run %s",
         result.start_step,
@@ -93,7 +89,7 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
     passed = result.mean >= settings.min_reward
     with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
         log_evaluation(tracker, result, config.total_timesteps)
-        tracker.set_tags({"rlops.gate.reward": _verdict(passed)})
+        tracker.set_tags({tags.GATE_RESULT: _verdict(passed)})
     log.info(
         "mean return %.1f ± %.1f on seeds %s: reward gate %s (min %g)",
         result.mean,
@@ -130,11 +126,11 @@ def select_candidate(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     client = MlflowClient()
     for row in table:
-        client.set_tag(row["mlflow_run_id"], "rlops.sweep.rank", str(row["rank"]))
-        client.set_tag(row["mlflow_run_id"], "rlops.sweep.winner", winner["mlflow_run_id"])
+        client.set_tag(row["mlflow_run_id"], tags.SWEEP_RANK, str(row["rank"]))
+        client.set_tag(row["mlflow_run_id"], tags.SWEEP_WINNER, winner["mlflow_run_id"])
         if row["mlflow_run_id"] != winner["mlflow_run_id"]:
             client.set_terminated(row["mlflow_run_id"], "FINISHED")  # its story ends here
-    client.set_tag(winner["mlflow_run_id"], SELECTED_TAG, "true")
+    client.set_tag(winner["mlflow_run_id"], tags.SELECTED, "true")
     client.log_dict(winner["mlflow_run_id"], table, "sweep/comparison.json")
     client.log_text(winner["mlflow_run_id"], _markdown(table), "sweep/comparison.md")
     log.info("seed sweep of %d:\n%s", len(table), _markdown(table))
@@ -152,33 +148,35 @@ def _markdown(table: list[dict[str, Any]]) -> str:
 
 
 def export_candidate(run_id: str) -> dict[str, Any]:
-    """TorchScript actor + equivalence check, uploaded as the run's `model/` folder."""
+    """The candidate's policy as an MLflow LoggedModel: pyfunc folder around the TorchScript
+    actor (checked against the eager one). A retry reuses the model an attempt finished."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    key = run.data.tags[tags.CANDIDATE_KEY]
+    finished = [
+        model
+        for model in client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"tags.`{tags.CANDIDATE_KEY}` = '{key}'"
+        )
+        if model.status == LoggedModelStatus.READY
+    ]
+    if finished:
+        log.info("policy model %s already exported for %s", finished[0].model_id, key)
+        return {"model_uri": f"models:/{finished[0].model_id}", "model_id": finished[0].model_id}
     with tempfile.TemporaryDirectory() as scratch:
         agent, config = load_agent(_checkpoint(run_id, Path(scratch)))
-        model_dir = Path(scratch) / MODEL_DIR
-        exported = export_actor(agent.actor, model_dir / ACTOR_FILE, config.env_id)
-        meta = {
-            "format": "torchscript",
-            "file": ACTOR_FILE,
-            "env_id": config.env_id,
-            "obs_dim": agent.actor.trunk[0].in_features,
-            "act_dim": agent.actor.act_dim,
-            "max_abs_diff_vs_eager": exported.max_abs_diff,
-            "observations_checked": exported.n_checked,
-            "torch_version": torch.__version__,
-        }
-        (model_dir / "export.json").write_text(json.dumps(meta, indent=2))
-        MlflowClient().log_artifacts(run_id, str(model_dir), MODEL_DIR)
-    log.info("exported TorchScript actor, max |Δaction| %.2e", exported.max_abs_diff)
-    return {"model_uri": f"runs:/{run_id}/{MODEL_DIR}", "max_abs_diff": exported.max_abs_diff}
+    logged = log_policy_model(agent.actor, config.env_id, run_id, {tags.CANDIDATE_KEY: key})
+    log.info("exported the policy as MLflow model %s", logged.model_uri)
+    return {"model_uri": logged.model_uri, "model_id": logged.model_id}
 
 
-def benchmark_candidate(run_id: str) -> dict[str, Any]:
+def benchmark_candidate(run_id: str, exported: dict[str, Any]) -> dict[str, Any]:
     """Latency of the eager actor vs the exported file, as the artifact store holds it."""
     with tempfile.TemporaryDirectory() as scratch:
         agent, _ = load_agent(_checkpoint(run_id, Path(scratch)))
-        exported = load_exported(download(run_id, f"{MODEL_DIR}/{ACTOR_FILE}", Path(scratch)))
-        rows = benchmark_latency(agent.actor, exported, agent.actor.trunk[0].in_features)
+        folder = mlflow.artifacts.download_artifacts(exported["model_uri"], dst_path=scratch)
+        actor, meta = load_policy_folder(folder)
+        rows = benchmark_latency(agent.actor, actor, meta.obs_dim)
     metrics = {}
     for row in rows:
         b = row.batch_size
@@ -189,9 +187,8 @@ def benchmark_candidate(run_id: str) -> dict[str, Any]:
             f"latency_scripted_p95_us_b{b}": row.exported_p95_us,
             f"speedup_b{b}": row.speedup,
         }
+    mlflow.log_metrics(metrics, step=0, run_id=run_id, model_id=exported["model_id"])
     client = MlflowClient()
-    with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
-        tracker.log_metrics(metrics, step=0)
     table = format_latency_table(rows)
     client.log_text(run_id, table, "benchmark/latency.txt")
     client.log_dict(run_id, [row.as_dict() for row in rows], "benchmark/latency.json")
@@ -203,36 +200,41 @@ def register_candidate(
     settings: PipelineSettings,
     airflow: AirflowRun,
     candidate: dict[str, Any],
+    exported: dict[str, Any],
     latency: dict[str, Any],
 ) -> dict[str, Any]:
-    """A model version for the exported actor (reused on retry), tagged and `challenger`."""
+    """A model version of the exported policy (reused on retry), tagged and `challenger`."""
     run_id = candidate["mlflow_run_id"]
     config = settings.sac_config(candidate["seed"])
     registry = ModelRegistry(settings.registered_model_name)
     reward, speedup = candidate["mean_return"], latency["speedup"]
+    client = MlflowClient()
+    mlflow.log_metrics(  # the gate's figure on the model itself, beside its latency
+        {"eval_mean_return": reward}, step=0, run_id=run_id, model_id=exported["model_id"]
+    )
     version = registry.register(
+        exported["model_uri"],
+        exported["model_id"],
         run_id,
-        MODEL_DIR,
         airflow.key,
         {
-            "reward": f"{reward:.4f}",
-            "speedup": f"{speedup:.4f}",
-            "gate.reward": _verdict(reward >= settings.min_reward),
-            "gate.speedup": _verdict(speedup >= settings.min_speedup),
-            "eval_seeds": json.dumps(list(settings.eval_seeds)),
-            "env_id": config.env_id,
-            "config_hash": config.config_hash(),
-            "git_sha": MlflowClient().get_run(run_id).data.tags.get("lineage.git_sha", "unknown"),
-            "airflow.dag_id": airflow.dag_id,
-            "airflow.run_id": airflow.run_id,
-            "source_run_id": run_id,
-            "seed": candidate["seed"],
+            tags.REWARD: f"{reward:.4f}",
+            tags.SPEEDUP: f"{speedup:.4f}",
+            tags.REWARD_GATE: _verdict(reward >= settings.min_reward),
+            tags.SPEEDUP_GATE: _verdict(speedup >= settings.min_speedup),
+            tags.EVAL_SEEDS: json.dumps(list(settings.eval_seeds)),
+            tags.ENV_ID: config.env_id,
+            tags.CONFIG_HASH: config.config_hash(),
+            tags.GIT_SHA: client.get_run(run_id).data.tags.get("lineage.git_sha", "unknown"),
+            tags.AIRFLOW_DAG_ID: airflow.dag_id,
+            tags.AIRFLOW_RUN_ID: airflow.run_id,
+            tags.SOURCE_RUN_ID: run_id,
+            tags.SEED: candidate["seed"],
         },
     )
     registry.set_alias(CHALLENGER, version.version)
-    client = MlflowClient()
-    client.set_tag(run_id, "rlops.model_name", registry.name)
-    client.set_tag(run_id, "rlops.model_version", str(version.version))
+    client.set_tag(run_id, tags.MODEL_NAME, registry.name)
+    client.set_tag(run_id, tags.MODEL_VERSION, str(version.version))
     log.info("registered %s version %s (alias %s)", registry.name, version.version, CHALLENGER)
     return {"model_name": registry.name, "version": str(version.version)}
 
@@ -244,7 +246,7 @@ def promote_candidate(
     registry = ModelRegistry(settings.registered_model_name)
     version = registry.version(registered["version"])
     candidate = Candidate(
-        str(version.version), float(version.tags["reward"]), float(version.tags["speedup"])
+        str(version.version), float(version.tags[tags.REWARD]), float(version.tags[tags.SPEEDUP])
     )
     thresholds = Thresholds(
         settings.min_reward, settings.min_speedup, settings.compare_with_champion
@@ -252,7 +254,7 @@ def promote_candidate(
     decision = decide(candidate, thresholds, _champion_score(registry, settings))
     _apply(registry, candidate, decision)
     client = MlflowClient()
-    client.set_tag(run_id, OUTCOME_TAG, decision.outcome)
+    client.set_tag(run_id, tags.OUTCOME, decision.outcome)
     client.set_terminated(run_id, "FINISHED")  # the last task: the candidate's run is complete
     champion = registry.alias(CHAMPION)
     log.info("candidate v%s: %s", candidate.version, decision.outcome)
@@ -266,14 +268,14 @@ def promote_candidate(
 def _apply(registry: ModelRegistry, candidate: Candidate, decision: Decision) -> None:
     if decision.promote:
         replaced = registry.crown(candidate.version)
-        registry.set_tags(candidate.version, {"rlops.promotion": "promoted"})
+        registry.set_tags(candidate.version, {tags.PROMOTION: "promoted"})
         if replaced is not None:
             log.info("champion moves v%s -> v%s", replaced.version, candidate.version)
         return
     # Rejected: tag the version; `champion` stays exactly where it was.
     registry.set_tags(
         candidate.version,
-        {"rlops.promotion": "rejected", "rlops.rejection_reasons": "; ".join(decision.reasons)},
+        {tags.PROMOTION: "rejected", tags.REJECTION_REASONS: "; ".join(decision.reasons)},
     )
 
 
@@ -283,11 +285,12 @@ def _champion_score(registry: ModelRegistry, settings: PipelineSettings) -> Cham
     if champion is None:
         return None
     seeds = list(settings.eval_seeds)
-    if json.loads(champion.tags.get("eval_seeds", "null")) == seeds:
-        return ChampionScore(str(champion.version), float(champion.tags["reward"]))
+    if json.loads(champion.tags.get(tags.EVAL_SEEDS, "null")) == seeds:
+        return ChampionScore(str(champion.version), float(champion.tags[tags.REWARD]))
     with tempfile.TemporaryDirectory() as scratch:
-        actor = load_exported(download(champion.run_id, f"{MODEL_DIR}/{ACTOR_FILE}", Path(scratch)))
-    result = evaluate(exported_policy(actor), champion.tags["env_id"], seeds)
+        uri = f"models:/{registry.name}/{champion.version}"
+        actor, meta = load_policy_folder(mlflow.artifacts.download_artifacts(uri, dst_path=scratch))
+    result = evaluate(exported_policy(actor), meta.env_id, seeds)
     log.info("champion v%s re-evaluated on seeds %s: %.1f", champion.version, seeds, result.mean)
     return ChampionScore(str(champion.version), result.mean)
 

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rlops_airflow.registry import ModelRegistry
+from rlops_registry.registry import ModelRegistry
 from rlops_serving.champion import ChampionWatcher
 from rlops_serving.metrics import RequestMetrics, ServingMetrics
 from rlops_serving.schemas import ActRequest, batch_errors, non_finite_action_errors

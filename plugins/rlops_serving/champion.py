@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 
-from rlops_airflow.registry import ModelRegistry
+from rlops_registry.registry import ModelRegistry
 from rlops_serving.metrics import ServingMetrics
 from rlops_serving.policy import ServedPolicy, load_policy
 

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rlops_airflow.monitoring import ONLINE_RETURN_TAG, RECORDED_REWARD_TAG
+from rlops_registry import tags as tag_names
 from rlops_serving.policy import ServedPolicy
 
 LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -80,8 +80,8 @@ class ServingMetrics:
 
     def version_tags(self, tags: dict[str, str]) -> None:
         """Mirror the registry's view of the alias' version (refreshed at every poll)."""
-        self.online_return.set(_number(tags.get(ONLINE_RETURN_TAG)))
-        self.recorded_reward.set(_number(tags.get(RECORDED_REWARD_TAG)))
+        self.online_return.set(_number(tags.get(tag_names.ONLINE_RETURN)))
+        self.recorded_reward.set(_number(tags.get(tag_names.REWARD)))
 
 
 def _number(text: str | None) -> float:

@@ -1,14 +1,14 @@
 """The policy being served: one registered version's TorchScript actor, loaded and checked.
 
-The version's model folder (what the pipeline registered: `export.json` naming the TorchScript
-file, and that file) is fetched by version number, never by alias, so the alias moving during a
-download cannot mix two versions. A version is only served after a warm-up forward pass proves
-it maps observations of its declared size to finite actions of its declared size.
+The version's MLflow model folder (`rl_core.policy_model`: a pyfunc around the TorchScript
+file) is fetched by version number, never by alias, so the alias moving during a download
+cannot mix two versions; the server then calls the TorchScript actor directly, its fast path.
+A version is only served after a warm-up forward pass proves it maps observations of its
+declared size to finite actions of its declared size.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from dataclasses import dataclass
@@ -17,10 +17,8 @@ from pathlib import Path
 import mlflow
 import torch
 
-from rl_core.export import load_exported
+from rl_core.policy_model import load_policy_folder
 
-EXPORT_METADATA = "export.json"
-"""Written next to the actor by the pipeline's export step: env_id, obs_dim, act_dim, file."""
 WARM_UP_BATCHES = (1, 2, 1)
 """TorchScript profiles the first calls; running them here keeps them off live requests."""
 
@@ -53,17 +51,16 @@ def load_policy(model_name: str, version: str) -> ServedPolicy:
             mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=scratch)
         )
         try:
-            meta = json.loads((folder / EXPORT_METADATA).read_text())
-            module = load_exported(folder / meta["file"])
+            module, meta = load_policy_folder(folder)
             policy = ServedPolicy(
                 model_name=model_name,
                 version=str(version),
-                env_id=str(meta["env_id"]),
-                obs_dim=int(meta["obs_dim"]),
-                act_dim=int(meta["act_dim"]),
+                env_id=meta.env_id,
+                obs_dim=meta.obs_dim,
+                act_dim=meta.act_dim,
                 module=module,
             )
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise PolicyLoadError(f"{model_name} v{version}: unusable model folder: {exc}") from exc
     _check(policy)
     return policy

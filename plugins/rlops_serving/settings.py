@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rlops_airflow.registry import CHAMPION
+from rlops_registry.registry import CHAMPION
 
 
 class ServingSettings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -101,7 +102,7 @@ class AirflowApi:
         path = f"{_run_path(run_id)}/taskInstances/{task_id}/logs/{try_number}"
         response = self.http.get(path, headers={"Accept": "application/json"})
         assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
-        return "\n".join(str(line.get("event", "")) for line in response.json()["content"])
+        return "\n".join(json.dumps(line) for line in response.json()["content"])
 
     def tasks(self, run_id: str) -> dict[tuple[str, int], str]:
         """State of every task instance of a run, by (task_id, map_index)."""

@@ -7,17 +7,27 @@ MLflow's rows in their two databases of one Postgres instance, artifacts as obje
 from __future__ import annotations
 
 import io
+import os
+import sys
 import zipfile
 from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
+import mlflow.artifacts
+import mlflow.pyfunc
 import psycopg2
 import pytest
+import torch
 from psycopg2.extras import RealDictCursor
 
 from devstack import Stack
+from devstack.processes import free_port, http_ok, ref_of, spawn, stop_groups, wait_until
 from devstack.stack import Database
+from rl_core.checkpoint import load_agent
+from rl_core.export import random_observations
 from tests.dag.test_conf_validation import TRIGGER_REFUSALS
 from tests.integration.conftest import DAG_ID, DAG_PATH, TINY_CONF, AirflowApi
 
@@ -147,7 +157,15 @@ def test_mlflow_run_and_model_version_are_rows_in_the_mlflow_database(
 ) -> None:
     registered = Registered.of(stack, promoted["dag_run_id"])
 
-    assert registered.source == f"runs:/{registered.run_uuid}/model"
+    # The version's source is the candidate's LoggedModel (MLflow 3), made by its run.
+    assert registered.source.startswith("models:/m-")
+    (logged,) = _rows(
+        stack,
+        "mlflow",
+        "SELECT source_run_id, status FROM logged_models WHERE model_id = %s",
+        registered.source.removeprefix("models:/"),
+    )
+    assert logged["source_run_id"] == registered.run_uuid
     assert registered.outcome == "promoted"
     tags = _rows(
         stack,
@@ -173,24 +191,36 @@ def test_mlflow_run_and_model_version_are_rows_in_the_mlflow_database(
     assert run["status"] == "FINISHED"  # promote, the last task, closes the run
 
 
-def test_checkpoint_and_torchscript_actor_are_objects_in_the_bucket(
+def test_checkpoint_and_policy_model_are_objects_in_the_bucket(
     stack: Stack, promoted: dict[str, Any]
 ) -> None:
-    # The server proxies mlflow-artifacts:/<path> to s3://<bucket>/<path> (--serve-artifacts).
-    artifact_uri = Registered.of(stack, promoted["dag_run_id"]).artifact_uri
-    prefix = artifact_uri.removeprefix("mlflow-artifacts:/") + "/"
+    registered = Registered.of(stack, promoted["dag_run_id"])
+    (logged,) = _rows(
+        stack,
+        "mlflow",
+        "SELECT artifact_location FROM logged_models WHERE model_id = %s",
+        registered.source.removeprefix("models:/"),
+    )
     s3 = stack.s3_client()
-    listing = s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
-    keys = [obj["Key"] for obj in listing.get("Contents", [])]
 
-    def archive(suffix: str) -> list[str]:
-        (key,) = [key for key in keys if key.endswith(suffix)]
+    def objects(artifact_uri: str) -> dict[str, str]:
+        """Keys under an artifact URI, by their path below it."""
+        # The server proxies mlflow-artifacts:/<path> to s3://<bucket>/<path> (--serve-artifacts).
+        prefix = artifact_uri.removeprefix("mlflow-artifacts:/") + "/"
+        listing = s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+        return {obj["Key"].removeprefix(prefix): obj["Key"] for obj in listing.get("Contents", [])}
+
+    def archive(key: str) -> list[str]:
         body = s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
         return zipfile.ZipFile(io.BytesIO(body)).namelist()
 
+    run_objects = objects(registered.artifact_uri)
+    model_objects = objects(logged["artifact_location"])
     # torch.save writes a zip around data.pkl; TorchScript adds the compiled code/ of the model.
-    assert any(name.endswith("/data.pkl") for name in archive("checkpoint/checkpoint.pt"))
-    assert any("/code/" in name for name in archive("model/actor.pt"))
+    checkpoint = run_objects["checkpoint/checkpoint.pt"]
+    assert any(name.endswith("/data.pkl") for name in archive(checkpoint))
+    assert any("/code/" in name for name in archive(model_objects["artifacts/actor.pt"]))
+    assert {"MLmodel", "pyfunc_policy.py", "input_example.json"} <= set(model_objects)
 
 
 def test_champion_points_at_the_new_version(stack: Stack, promoted: dict[str, Any]) -> None:
@@ -212,3 +242,60 @@ def test_impossible_min_reward_leaves_the_champion_where_it_was(
     assert rejected.outcome.startswith("rejected: reward ")
     assert rejected.version != champion
     assert _aliases(stack) == {"champion": champion, "challenger": rejected.version}
+
+
+def _trained_actions(run_id: str, observations: torch.Tensor, scratch: Path) -> torch.Tensor:
+    """What the candidate's own training checkpoint does on `observations`."""
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="checkpoint/checkpoint.pt", dst_path=str(scratch)
+    )
+    agent, _ = load_agent(path)
+    with torch.inference_mode():
+        return agent.actor.deterministic_action(observations)
+
+
+def test_mlflow_itself_loads_and_serves_the_champion(
+    stack: Stack, promoted: dict[str, Any], monkeypatch, tmp_path: Path
+) -> None:
+    """The registered version is a real MLflow model: `mlflow.pyfunc.load_model` and
+    `mlflow models serve` take it by alias, and act like the trained actor."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_uri)
+    registered = Registered.of(stack, promoted["dag_run_id"])
+    observations = random_observations("Pendulum-v1", 32, seed=77)
+    expected = _trained_actions(registered.run_uuid, observations, tmp_path)
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    loaded = torch.as_tensor(pyfunc.predict(observations.numpy()))
+    torch.testing.assert_close(loaded, expected, atol=1e-5, rtol=0)
+
+    port = free_port()
+    serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion"]
+    serve += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+    venv_bin = str(Path(sys.executable).parent)  # `mlflow models serve` runs `uvicorn` from PATH
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        "PATH": os.pathsep.join([venv_bin, os.environ["PATH"]]),
+    }
+    server = spawn(serve, env, tmp_path / "mlflow-models-serve.log")
+    group = ref_of(server)
+    try:
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{port}/ping"),
+            what="mlflow models serve",
+            procs={"mlflow models serve": server},
+            logs={"mlflow models serve": tmp_path / "mlflow-models-serve.log"},
+            timeout=120,
+        )
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/invocations",
+            json={"inputs": observations.tolist()},
+            timeout=30,
+            trust_env=False,
+        )
+    finally:
+        stop_groups([group])
+        server.wait(timeout=30)
+    assert answer.status_code == 200, answer.text
+    served = torch.tensor(answer.json()["predictions"])
+    torch.testing.assert_close(served, expected, atol=1e-5, rtol=0)

@@ -20,7 +20,10 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -165,6 +168,15 @@ class TriggerForm:
     def submit_button(self) -> WebElement:
         return self.dialog.find_element(By.XPATH, ".//button[normalize-space()='Trigger']")
 
+    def submit(self) -> None:
+        """Click Trigger. After a refusal, the UI's toast region can lie over the button for
+        a while (Selenium: click intercepted); a person clicks through it, so does this."""
+        button = self.submit_button()
+        try:
+            button.click()
+        except ElementClickInterceptedException:
+            self.driver.execute_script("arguments[0].click()", button)
+
     def refusal(self) -> str:
         """The error the dialog shows when the API refuses the run."""
         alert = (By.CSS_SELECTOR, "[data-testid=error-alert]")
@@ -220,7 +232,7 @@ def test_form_refuses_invalid_values(
     # What the form cannot check itself (a pattern) the API refuses, and the dialog says why.
     form.open("Promotion")
     form.type("registered_model_name", "bad name!")
-    form.submit_button().click()
+    form.submit()
     assert "400 Bad Request" in (refusal := form.refusal())
     assert "Invalid input for param registered_model_name: 'bad name!' does not match" in refusal
     form.screenshot("trigger-form-refused.png", form.dialog, "start")
@@ -229,7 +241,7 @@ def test_form_refuses_invalid_values(
     form.type("registered_model_name", "rlops-ui")
     form.open("Advanced")
     form.type_json("sac_overrides", {"hiden_sizes": [8]})
-    form.submit_button().click()
+    form.submit()
     refusal = form.refusal()
     assert "Invalid input for param sac_overrides" in refusal
     assert "'hiden_sizes' was unexpected" in refusal
@@ -249,7 +261,7 @@ def test_form_triggers_a_run_that_succeeds(
         else:
             form.type(name, str(value))
     form.screenshot("trigger-form-filled.png", form.submit_button())
-    form.submit_button().click()
+    form.submit()
 
     # The UI opens the new run's page at once.
     WebDriverWait(browser, UI_WAIT).until(

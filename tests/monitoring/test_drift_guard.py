@@ -21,7 +21,7 @@ from rlops_airflow.monitoring import (
     guard,
     judge,
 )
-from rlops_airflow.registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
+from rlops_registry.registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
 from tests.serving.policies import register_policy
 
 MODEL = "rlops-monitor-test"

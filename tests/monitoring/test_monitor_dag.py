@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from rlops_airflow.monitoring_tasks import ALERT_WEBHOOK_VARIABLE, alert_on_failure
-from rlops_airflow.registry import CHAMPION, ModelRegistry
+from rlops_registry.registry import CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test
 from tests.serving.policies import register_policy
 

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import mlflow.pyfunc
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -49,7 +50,8 @@ def _last_run_state(env: dict[str, str]) -> tuple[str, str]:
 
 
 def _served_matches_trained(run_id: str, tmp_path: Path) -> None:
-    """Serve `champion` over HTTP; its actions must be the trained checkpoint's actions."""
+    """`champion` acts like the trained checkpoint's actor: served over HTTP by rlops_serving,
+    and loaded by MLflow itself as a pyfunc model."""
     checkpoint = download(run_id, f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", tmp_path)
     trained_actor, config = load_agent(checkpoint)
     observations = random_observations(config.env_id, 64, seed=321)
@@ -62,6 +64,9 @@ def _served_matches_trained(run_id: str, tmp_path: Path) -> None:
     assert response.status_code == 200, response.text
     served = torch.tensor(response.json()["actions"])
     torch.testing.assert_close(served, expected, atol=1e-5, rtol=0)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    predicted = torch.as_tensor(pyfunc.predict(observations.numpy()))
+    torch.testing.assert_close(predicted, expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.slow
@@ -86,9 +91,13 @@ def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, 
     assert run.info.status == "FINISHED"
     assert {"eval_mean_return", "speedup_b1", "critic_loss", "episode_return"} <= set(metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"checkpoint", "model", "benchmark", "evaluation", "reward_curve.png"} <= artifacts
+    assert {"checkpoint", "benchmark", "evaluation", "reward_curve.png"} <= artifacts
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert version.run_id == run.info.run_id
+    (policy,) = client.search_logged_models([experiment.experiment_id])  # one, retries or not
+    assert policy.source_run_id == run.info.run_id
+    assert version.source == f"models:/{policy.model_id}"
+    assert {m.key for m in policy.metrics} >= {"eval_mean_return", "speedup_b1"}
     assert version.tags["airflow.run_id"] == run_id
     assert version.tags["gate.reward"] == version.tags["gate.speedup"] == "passed"
     assert client.get_model_version_by_alias(MODEL, "challenger").version == version.version

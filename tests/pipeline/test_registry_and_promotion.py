@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
+from rl_core.networks import Actor
+from rl_core.policy_model import log_policy_model
 from rlops_airflow.mlflow_run import AirflowRun, get_or_create_candidate_run
-from rlops_airflow.registry import (
-    CHALLENGER,
-    CHAMPION,
-    PREVIOUS_CHAMPION,
-    ModelRegistry,
-    NoPreviousChampion,
-)
 from rlops_airflow.settings import PipelineSettings
 from rlops_airflow.tasks import (
     export_candidate,
@@ -21,8 +17,23 @@ from rlops_airflow.tasks import (
     select_candidate,
     train_candidate,
 )
+from rlops_registry.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    ModelRegistry,
+    NoPreviousChampion,
+)
 
 DAG = "rlops_sac_pipeline"
+
+
+def _untrained_policy(run_id: str) -> dict:
+    """What `export_torchscript` hands on: a real policy model of the run (untrained weights)."""
+    torch.manual_seed(0)
+    actor = Actor(3, 1, (16, 16), torch.tensor([-2.0]), torch.tensor([2.0]))
+    logged = log_policy_model(actor, "Pendulum-v1", run_id)
+    return {"model_uri": logged.model_uri, "model_id": logged.model_id}
 
 
 def _registered(settings: PipelineSettings, n: int, reward: float, speedup: float) -> dict:
@@ -30,7 +41,8 @@ def _registered(settings: PipelineSettings, n: int, reward: float, speedup: floa
     airflow = AirflowRun(DAG, f"manual__{n}")
     run_id = get_or_create_candidate_run(airflow, seed=0, run_name=f"candidate {n}")
     candidate = {"mlflow_run_id": run_id, "seed": 0, "mean_return": reward}
-    registered = register_candidate(settings, airflow, candidate, {"speedup": speedup})
+    exported = _untrained_policy(run_id)
+    registered = register_candidate(settings, airflow, candidate, exported, {"speedup": speedup})
     return {"run_id": run_id, **registered}
 
 
@@ -141,14 +153,15 @@ def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_se
     """A champion evaluated on other seeds is scored again on this run's seeds."""
     airflow = AirflowRun(DAG, "manual__real")
     run_id = train_candidate(tiny_settings, airflow, seed=0)["mlflow_run_id"]
-    export_candidate(run_id)
+    exported = export_candidate(run_id)
+    assert export_candidate(run_id) == exported  # a retried export reuses the finished model
     trained = {"mlflow_run_id": run_id, "seed": 0, "mean_return": -100.0}
-    champion = register_candidate(tiny_settings, airflow, trained, {"speedup": 3.0})
+    champion = register_candidate(tiny_settings, airflow, trained, exported, {"speedup": 3.0})
     _promote(tiny_settings, {"run_id": run_id, **champion})
 
     other_seeds = tiny_settings.model_copy(update={"eval_seed_start": 5000})
     # Better than the champion's tag (-100 on seeds 1000..) but the champion, re-scored on
-    # seeds 5000.., is a 400-step policy: far below -100, so the candidate must win.
+    # seeds 5000.., is a 1000-step policy: far below -100, so the candidate must win.
     candidate = _registered(other_seeds, 9, reward=-99.0, speedup=2.0)
     assert _promote(other_seeds, candidate)["outcome"] == "promoted"
     # And one that is worse than the re-scored champion loses against it.

@@ -12,7 +12,8 @@ from mlflow import MlflowClient
 from rl_core import training
 from rl_core.checkpoint import load_checkpoint
 from rlops_airflow.mlflow_run import AirflowRun, download
-from rlops_airflow.tasks import CHECKPOINT_FILE, TRAINED_TAG, train_candidate
+from rlops_airflow.tasks import CHECKPOINT_FILE, train_candidate
+from rlops_registry import tags
 
 AIRFLOW = AirflowRun("rlops_sac_pipeline", "scheduled__resume")
 UNINTERRUPTED = AirflowRun("rlops_sac_pipeline", "scheduled__uninterrupted")
@@ -57,9 +58,9 @@ def test_retry_resumes_from_the_last_checkpoint(
     assert retried["start_step"] == 400  # the checkpoint at the first episode end after 400
     client = MlflowClient()
     run = client.get_run(retried["mlflow_run_id"])
-    assert run.data.tags[TRAINED_TAG] == "true"
+    assert run.data.tags[tags.TRAINED] == "true"
     assert run.data.tags["airflow.run_key"] == AIRFLOW.key
-    assert run.data.tags["rlops.candidate_key"] == AIRFLOW.candidate_key(0)
+    assert run.data.tags[tags.CANDIDATE_KEY] == AIRFLOW.candidate_key(0)
     returns = client.get_metric_history(run.info.run_id, "episode_return")
     assert [m.step for m in returns] == [200, 400, 600, 800, 1000]  # each episode logged once
     experiment = client.get_experiment_by_name("rlops-test")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rlops_airflow.registry import ModelRegistry
+from rlops_registry.registry import ModelRegistry
 from rlops_serving.server import build_server
 from rlops_serving.settings import ServingSettings
 from tests.serving.policies import register_policy

@@ -74,3 +74,17 @@ def test_a_bad_setting_stops_it_at_start_naming_the_variable() -> None:
     assert done.returncode != 0
     assert "max_batch" in done.stderr
     assert "greater than or equal to 1" in done.stderr
+
+
+def test_the_server_imports_nothing_of_airflow() -> None:
+    """The server stands on rl_core and rlops_registry alone: no Airflow in its image."""
+    code = (
+        "import sys\n"
+        "import rlops_serving.server, rlops_serving.app\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'rlops_airflow'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from rlops_airflow.registry import ModelRegistry
+from rlops_registry.registry import ModelRegistry
 from tests.serving.conftest import MODEL
 from tests.serving.policies import register_policy
 

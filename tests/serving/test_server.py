@@ -9,8 +9,8 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from rlops_airflow.monitoring import ONLINE_RETURN_TAG
-from rlops_airflow.registry import ModelRegistry
+from rlops_registry import tags
+from rlops_registry.registry import ModelRegistry
 from rlops_serving.app import create_app
 from rlops_serving.schemas import ActRequest, non_finite_action_errors
 from tests.serving.conftest import MODEL, running_server, settings, wait_for
@@ -181,7 +181,7 @@ def test_probes_and_metrics(server, champion) -> None:
 def test_the_monitors_online_return_is_exported(server, champion) -> None:
     gauge = ("rlops_serving_model_online_mean_return", frozenset())
     assert math.isnan(server.scrape()[gauge])  # not monitored yet
-    ModelRegistry(MODEL).set_tags(champion, {ONLINE_RETURN_TAG: "-150.5"})
+    ModelRegistry(MODEL).set_tags(champion, {tags.ONLINE_RETURN: "-150.5"})
     wait_for(lambda: server.scrape()[gauge] == -150.5, "the online return on /metrics")
 
 
@@ -206,10 +206,12 @@ def test_a_broken_version_is_not_served(server, champion, tmp_path) -> None:
     client = MlflowClient()
     experiment = client.get_experiment_by_name("serving-tests")
     run_id = client.create_run(experiment.experiment_id).info.run_id
-    (tmp_path / "README").write_text("no export.json, no actor")
+    (tmp_path / "README").write_text("no MLmodel, no actor")
     client.log_artifact(run_id, str(tmp_path / "README"), "model")
     registry = ModelRegistry(MODEL)
-    broken = registry.register(run_id, "model", "tests/broken", {"reward": "-1.0"})
+    broken = registry.register(
+        f"runs:/{run_id}/model", None, run_id, "tests/broken", {"reward": "-1"}
+    )
     registry.crown(broken.version)
 
     failures = ("rlops_serving_model_loads_total", frozenset({("outcome", "failure")}))

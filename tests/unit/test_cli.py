@@ -47,9 +47,11 @@ def test_train_evaluate_export_bench(tmp_path, capsys) -> None:
     assert result["seeds"] == [1000, 1001, 1002]
     assert len(result["returns"]) == 3
 
-    assert main(["export", str(checkpoint), "--out", str(tmp_path / "actor.pt")]) == 0
-    assert (tmp_path / "actor.pt").exists()
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "policy")]) == 0
+    assert (tmp_path / "policy" / "MLmodel").exists()
     assert "max |Δaction|" in capsys.readouterr().out
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "policy")]) == 2  # no overwrite
+    assert "exists already" in capsys.readouterr().out
 
     assert main(["bench", str(checkpoint), "--calls", "30", "--batch-sizes", "1,8", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

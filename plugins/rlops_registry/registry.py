@@ -1,4 +1,4 @@
-"""The MLflow model registry as the pipeline uses it: versions, tags and aliases.
+"""The MLflow model registry as rlops uses it: versions, tags and aliases.
 
 Aliases, not the deprecated stages: `champion` is what is served, `challenger` the newest
 candidate, `previous_champion` the version `champion` replaced, so a rollback is one call.
@@ -13,12 +13,11 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from rlops_registry import tags
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
-RUN_KEY_TAG = "airflow.run_key"
-REPLACED_VERSION_TAG = "rlops.replaced_version"
-"""On a promoted version: the champion it replaced (the next rollback target after it)."""
 
 
 class NoPreviousChampion(RuntimeError):
@@ -43,25 +42,32 @@ class ModelRegistry:
     def version_for_run_key(self, run_key: str) -> ModelVersion | None:
         """The version an Airflow DAG run already registered, if any."""
         found = self.client.search_model_versions(
-            f"name = '{_quoted(self.name)}' and tags.`{RUN_KEY_TAG}` = '{_quoted(run_key)}'",
+            f"name = '{_quoted(self.name)}' and tags.`{tags.RUN_KEY}` = '{_quoted(run_key)}'",
             order_by=["version_number ASC"],
         )
         return found[0] if found else None
 
     def register(
-        self, run_id: str, artifact_path: str, run_key: str, tags: dict[str, Any]
+        self,
+        model_uri: str,
+        model_id: str | None,
+        run_id: str,
+        run_key: str,
+        version_tags: dict[str, Any],
     ) -> ModelVersion:
-        """A model version for the run's artifact folder; the existing one on a retry."""
+        """A version of the model at `model_uri` (a LoggedModel's `models:/<model_id>`), made
+        by MLflow run `run_id`; the existing version on a retry of the same Airflow run."""
         self.ensure_model()
         existing = self.version_for_run_key(run_key)
         if existing is not None:
-            self.set_tags(existing.version, tags)
+            self.set_tags(existing.version, version_tags)
             return existing
         return self.client.create_model_version(
             self.name,
-            source=f"runs:/{run_id}/{artifact_path}",
+            source=model_uri,
             run_id=run_id,
-            tags={**_as_strings(tags), RUN_KEY_TAG: run_key},
+            model_id=model_id,
+            tags={**_as_strings(version_tags), tags.RUN_KEY: run_key},
         )
 
     def version(self, version: str | int) -> ModelVersion:
@@ -79,8 +85,8 @@ class ModelRegistry:
     def set_alias(self, alias: str, version: str | int) -> None:
         self.client.set_registered_model_alias(self.name, alias, str(version))
 
-    def set_tags(self, version: str | int, tags: dict[str, Any]) -> None:
-        for key, value in _as_strings(tags).items():
+    def set_tags(self, version: str | int, version_tags: dict[str, Any]) -> None:
+        for key, value in _as_strings(version_tags).items():
             self.client.set_model_version_tag(self.name, str(version), key, value)
 
     def crown(self, version: str | int) -> ModelVersion | None:
@@ -93,7 +99,7 @@ class ModelRegistry:
             return None
         if current is not None:
             self.set_alias(PREVIOUS_CHAMPION, current.version)
-            self.set_tags(version, {REPLACED_VERSION_TAG: current.version})
+            self.set_tags(version, {tags.REPLACED_VERSION: current.version})
         self.set_alias(CHAMPION, version)
         return current
 
@@ -104,7 +110,7 @@ class ModelRegistry:
         if previous is None:
             raise NoPreviousChampion(f"model {self.name!r} has no {PREVIOUS_CHAMPION!r} alias")
         self.set_alias(CHAMPION, previous.version)
-        earlier = previous.tags.get(REPLACED_VERSION_TAG)
+        earlier = previous.tags.get(tags.REPLACED_VERSION)
         if earlier:
             self.set_alias(PREVIOUS_CHAMPION, earlier)
         else:
@@ -112,8 +118,8 @@ class ModelRegistry:
         return previous
 
 
-def _as_strings(tags: dict[str, Any]) -> dict[str, str]:
-    return {key: str(value) for key, value in tags.items()}
+def _as_strings(values: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in values.items()}
 
 
 def _quoted(value: str) -> str:
