@@ -10,6 +10,7 @@ can read it safely.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from rl_core.agent import SAC
 from rl_core.config import SACConfig, build_config
 from rl_core.envs import make_env, space_dims
+from rl_core.networks import Actor, ActorSpec
 
 CHECKPOINT_FORMAT = 1
 
@@ -53,8 +55,42 @@ def _to_torch(value: Any) -> Any:
     return value
 
 
+ACTOR_FORMAT = 1
+
+
+def save_actor(path: str | Path, actor: Actor, env_id: str) -> Path:
+    """The policy alone: spec, weights and env id, a few hundred KiB instead of the whole
+    training state (replay rows, critics, optimizer moments)."""
+    state = {"spec": asdict(actor.spec), "env_id": env_id, "actor": actor.state_dict()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"actor_format": ACTOR_FORMAT, **state}, path)
+    return path
+
+
+def load_actor(path: str | Path) -> tuple[Actor, str]:
+    """The trained actor and its env id, from an actor file or a whole training checkpoint.
+
+    Needs no env, critics or optimizers: the spec saved beside the weights builds it.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("actor_format") == ACTOR_FORMAT:
+        spec, weights, env_id = state["spec"], state["actor"], state["env_id"]
+    elif state.get("format") == CHECKPOINT_FORMAT and "actor_spec" in state:
+        spec, weights = state["actor_spec"], state["agent"]["actor"]
+        env_id = state["config"]["env_id"]
+    elif state.get("format") == CHECKPOINT_FORMAT:  # written before checkpoints had a spec
+        agent, config = load_agent(path)
+        return agent.actor, config.env_id
+    else:
+        raise ValueError(f"{path} is neither an rlops actor file nor a training checkpoint")
+    actor = Actor.from_spec(ActorSpec(**spec))
+    actor.load_state_dict(weights)
+    return actor, str(env_id)
+
+
 def load_agent(path: str | Path) -> tuple[SAC, SACConfig]:
-    """The trained agent and its config from a checkpoint file (for evaluation and export)."""
+    """The trained agent and its config from a checkpoint file (to resume or inspect it)."""
     state = load_checkpoint(path)
     config = build_config(state["config"])
     env = make_env(config.env_id)

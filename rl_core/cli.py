@@ -14,9 +14,16 @@ from rich.markup import escape
 from rich_argparse import RichHelpFormatter
 
 from rl_core.config import ConfigError, SACConfig, load_config
+from rl_core.policy_source import ACCEPTED, PolicySourceError
 from rl_core.tracking import TrackingServerUnreachable
 
 console = Console(soft_wrap=True)  # never break paths and numbers across lines
+DEFAULT_EVAL_SEEDS = tuple(range(1000, 1010))
+POLICY_HELP = f"the policy: {ACCEPTED}"
+TRAINED_HELP = (
+    "the trained actor: a checkpoint.pt, an actor.pt, runs:/<run id>/actor or "
+    "runs:/<run id>/checkpoint"
+)
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -70,11 +77,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rl_core.checkpoint import load_agent
     from rl_core.evaluation import evaluate
+    from rl_core.policy_source import open_policy
 
-    agent, config = load_agent(args.checkpoint)
-    result = evaluate(agent.act, config.env_id, args.seeds or config.eval_seeds)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = open_policy(args.policy, Path(scratch))
+        result = evaluate(source.policy(), source.env_id, args.seeds or DEFAULT_EVAL_SEEDS)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
@@ -83,14 +91,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rl_core.checkpoint import load_agent
     from rl_core.policy_model import save_policy_model
+    from rl_core.policy_source import open_policy
 
     out = Path(args.out)
     if out.exists():
         raise ConfigError(f"--out {out} exists already; give a new folder for the policy model")
-    agent, config = load_agent(args.checkpoint)
-    meta = save_policy_model(agent.actor, config.env_id, out)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = open_policy(args.policy, Path(scratch))
+        actor = source.trained_actor(args.policy, "export")
+        meta = save_policy_model(actor, source.env_id, out)
     console.print(
         f"MLflow policy model -> {out}/ (TorchScript actor, max |Δaction| "
         f"{meta.max_abs_diff_vs_eager:.2e} on {meta.observations_checked} observations); "
@@ -101,16 +111,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from rl_core.benchmark import benchmark_latency, latency_table
-    from rl_core.checkpoint import load_agent
     from rl_core.export import export_actor, load_exported
+    from rl_core.policy_source import open_policy
 
-    agent, config = load_agent(args.checkpoint)
-    with tempfile.TemporaryDirectory() as tmp:
-        exported = export_actor(agent.actor, Path(tmp) / "actor.pt", config.env_id)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = open_policy(args.policy, Path(scratch))
+        actor = source.trained_actor(args.policy, "bench (eager vs exported)")
+        exported = export_actor(actor, Path(scratch) / "bench-actor.pt", source.env_id)
         scripted = load_exported(exported.path)
-    rows = benchmark_latency(
-        agent.actor, scripted, agent.actor.obs_dim, args.batch_sizes, args.calls
-    )
+    rows = benchmark_latency(actor, scripted, actor.obs_dim, args.batch_sizes, args.calls)
     console.print(latency_table(rows))
     if args.json:
         print(json.dumps([row.as_dict() for row in rows]))
@@ -186,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a checkpoint deterministically",
         formatter_class=RichHelpFormatter,
     )
-    evaluate.add_argument("checkpoint", help="checkpoint.pt written by train")
+    evaluate.add_argument("policy", help=POLICY_HELP)
     evaluate.add_argument("--seeds", type=_parse_seeds, help="env seeds, e.g. 1000-1009")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -196,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the policy as an MLflow model around a checked TorchScript actor",
         formatter_class=RichHelpFormatter,
     )
-    export.add_argument("checkpoint", help="checkpoint.pt written by train")
+    export.add_argument("policy", help=TRAINED_HELP)
     export.add_argument(
         "--out", default="policy", help="new folder: an MLflow pyfunc model (MLmodel + actor)"
     )
@@ -205,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="latency of eager vs TorchScript actor", formatter_class=RichHelpFormatter
     )
-    bench.add_argument("checkpoint", help="checkpoint.pt written by train")
+    bench.add_argument("policy", help=TRAINED_HELP)
     bench.add_argument("--calls", type=int, default=2_000, help="timed calls per batch size")
     bench.add_argument(
         "--batch-sizes",
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, TrackingServerUnreachable) as exc:
+    except (ConfigError, PolicySourceError, TrackingServerUnreachable) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         return 2
 

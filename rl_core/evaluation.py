@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 from rl_core.envs import make_env
+from rl_core.networks import Actor
 from rl_core.tracking import NullTracker
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -35,6 +37,17 @@ def log_evaluation(tracker: NullTracker, result: EvalResult, step: int) -> None:
     """Record an evaluation on a tracker: summary metrics plus the per-episode returns."""
     tracker.log_metrics({"eval_mean_return": result.mean, "eval_std_return": result.std}, step)
     tracker.log_json(result.as_dict(), EVALUATION_ARTIFACT)
+
+
+def actor_policy(actor: Actor) -> Policy:
+    """A trained actor as an `evaluate()` policy: its deterministic action, one obs at a time."""
+
+    @torch.inference_mode()
+    def policy(obs: np.ndarray) -> np.ndarray:
+        observation = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        return actor.deterministic_action(observation)[0].numpy()
+
+    return policy
 
 
 def evaluate(policy: Policy, env_id: str, seeds: Sequence[int]) -> EvalResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,18 @@ def _mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@dataclass(frozen=True)
+class ActorSpec:
+    """What it takes to build an `Actor` (saved beside its weights, as SB3 saves a policy's
+    constructor arguments): loading one needs no env, critics or optimizers."""
+
+    obs_dim: int
+    act_dim: int
+    hidden_sizes: tuple[int, ...]
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+
+
 class Actor(nn.Module):
     """Squashed-Gaussian policy: a = tanh(u) * scale + bias with u ~ N(mean, std).
 
@@ -44,6 +57,13 @@ class Actor(nn.Module):
         action_high: torch.Tensor,
     ) -> None:
         super().__init__()
+        self.spec = ActorSpec(
+            obs_dim,
+            act_dim,
+            tuple(hidden_sizes),
+            tuple(action_low.tolist()),
+            tuple(action_high.tolist()),
+        )
         self.obs_dim = obs_dim
         self.act_dim = act_dim
         self.trunk = _mlp(obs_dim, hidden_sizes)
@@ -51,6 +71,17 @@ class Actor(nn.Module):
         self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
         self.register_buffer("action_scale", (action_high - action_low) / 2.0)
         self.register_buffer("action_bias", (action_high + action_low) / 2.0)
+
+    @classmethod
+    def from_spec(cls, spec: ActorSpec) -> Actor:
+        """A freshly initialised actor of that shape (load weights into it)."""
+        return cls(
+            spec.obs_dim,
+            spec.act_dim,
+            tuple(spec.hidden_sizes),
+            torch.tensor(spec.action_low, dtype=torch.float32),
+            torch.tensor(spec.action_high, dtype=torch.float32),
+        )
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and (clamped) log-std of the pre-squash Gaussian."""

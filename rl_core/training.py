@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rl_core import cpu, lineage
 from rl_core.agent import SAC
 from rl_core.buffer import ReplayBuffer
-from rl_core.checkpoint import load_checkpoint, save_checkpoint
+from rl_core.checkpoint import load_checkpoint, save_actor, save_checkpoint
 from rl_core.config import SACConfig, build_config
 from rl_core.envs import make_env, space_dims, to_env_action
 from rl_core.plots import reward_curve_png
+from rl_core.policy_source import ACTOR_FILE
 from rl_core.tracking import NullTracker
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ARTIFACT_DIR = "checkpoint"
+ACTOR_ARTIFACT_DIR = "actor"
+"""Where the trained actor alone (`ACTOR_FILE`, by `rl_core.checkpoint.save_actor`) is
+uploaded beside the final checkpoint: what evaluation and export download, not the whole
+training state."""
 CONFIG_ARTIFACT = "config.yaml"
 RECENT_EPISODES = 10
 
@@ -147,6 +152,7 @@ class _Run:
         p = self.progress
         return {
             "config": self.config.resolved(),
+            "actor_spec": asdict(self.agent.actor.spec),
             "step": p.step,
             "episode_returns": list(p.episode_returns),
             "episode_end_steps": list(p.episode_end_steps),
@@ -252,6 +258,12 @@ class _Run:
         elapsed = time.perf_counter() - start_time
         return (p.step - start_step) / elapsed if elapsed > 0 else 0.0
 
+    def save_trained_actor(self, path: Path) -> Path:
+        """The actor alone, next to the final checkpoint, and uploaded as the run's actor."""
+        save_actor(path, self.agent.actor, self.config.env_id)
+        self.tracker.log_artifact(path, ACTOR_ARTIFACT_DIR)
+        return path
+
     def checkpoint(self, path: Path) -> Path:
         """Save the run at an episode boundary and upload it as the run's latest checkpoint."""
         save_checkpoint(path, self.state_dict())
@@ -309,6 +321,7 @@ def train(
         tracker.log_metrics({"steps_per_second_total": speed}, run.progress.step)
         if path is not None:
             run.checkpoint(path)
+            run.save_trained_actor(path.with_name(ACTOR_FILE))
         if tracker.enabled:
             _log_run_artifacts(run, tracker, Path(scratch), run_lineage)
     run.env.close()

@@ -19,12 +19,13 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
 from rl_core.benchmark import benchmark_latency, format_latency_table
-from rl_core.checkpoint import load_agent
-from rl_core.evaluation import evaluate, log_evaluation
+from rl_core.checkpoint import load_actor
+from rl_core.evaluation import actor_policy, evaluate, log_evaluation
 from rl_core.export import exported_policy
+from rl_core.networks import Actor
 from rl_core.policy_model import load_policy_folder, log_policy_model
 from rl_core.tracking import MlflowTracker
-from rl_core.training import CHECKPOINT_ARTIFACT_DIR, train
+from rl_core.training import ACTOR_ARTIFACT_DIR, ACTOR_FILE, CHECKPOINT_ARTIFACT_DIR, train
 from rlops_airflow.mlflow_run import (
     AirflowRun,
     download,
@@ -43,6 +44,12 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 def _checkpoint(run_id: str, scratch: Path) -> Path:
     return download(run_id, f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", scratch)
+
+
+def _trained_actor(run_id: str) -> tuple[Actor, str]:
+    """The run's trained actor and env id: the small actor file, not the training state."""
+    with tempfile.TemporaryDirectory() as scratch:
+        return load_actor(download(run_id, f"{ACTOR_ARTIFACT_DIR}/{ACTOR_FILE}", Path(scratch)))
 
 
 def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) -> dict[str, Any]:
@@ -83,12 +90,11 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
 
 def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any]:
     """Quality gate: mean deterministic return on the fixed eval seeds vs `min_reward`."""
-    with tempfile.TemporaryDirectory() as scratch:
-        agent, config = load_agent(_checkpoint(run_id, Path(scratch)))
-    result = evaluate(agent.act, config.env_id, settings.eval_seeds)
+    actor, env_id = _trained_actor(run_id)
+    result = evaluate(actor_policy(actor), env_id, settings.eval_seeds)
     passed = result.mean >= settings.min_reward
     with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
-        log_evaluation(tracker, result, config.total_timesteps)
+        log_evaluation(tracker, result, settings.total_timesteps)
         tracker.set_tags({tags.GATE_RESULT: _verdict(passed)})
     log.info(
         "mean return %.1f ± %.1f on seeds %s: reward gate %s (min %g)",
@@ -163,20 +169,19 @@ def export_candidate(run_id: str) -> dict[str, Any]:
     if finished:
         log.info("policy model %s already exported for %s", finished[0].model_id, key)
         return {"model_uri": f"models:/{finished[0].model_id}", "model_id": finished[0].model_id}
-    with tempfile.TemporaryDirectory() as scratch:
-        agent, config = load_agent(_checkpoint(run_id, Path(scratch)))
-    logged = log_policy_model(agent.actor, config.env_id, run_id, {tags.CANDIDATE_KEY: key})
+    actor, env_id = _trained_actor(run_id)
+    logged = log_policy_model(actor, env_id, run_id, {tags.CANDIDATE_KEY: key})
     log.info("exported the policy as MLflow model %s", logged.model_uri)
     return {"model_uri": logged.model_uri, "model_id": logged.model_id}
 
 
 def benchmark_candidate(run_id: str, exported: dict[str, Any]) -> dict[str, Any]:
     """Latency of the eager actor vs the exported file, as the artifact store holds it."""
+    eager, _ = _trained_actor(run_id)
     with tempfile.TemporaryDirectory() as scratch:
-        agent, _ = load_agent(_checkpoint(run_id, Path(scratch)))
         folder = mlflow.artifacts.download_artifacts(exported["model_uri"], dst_path=scratch)
-        actor, meta = load_policy_folder(folder)
-        rows = benchmark_latency(agent.actor, actor, meta.obs_dim)
+        scripted, meta = load_policy_folder(folder)
+        rows = benchmark_latency(eager, scripted, meta.obs_dim)
     metrics = {}
     for row in rows:
         b = row.batch_size

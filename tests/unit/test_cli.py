@@ -57,6 +57,44 @@ def test_train_evaluate_export_bench(tmp_path, capsys) -> None:
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["batch_size"] for r in rows] == [1, 8]
 
+    # The same policy, whatever form it is given in, acts the same.
+    for form in (run_dir / "actor.pt", run_dir, tmp_path / "policy"):
+        assert main(["evaluate", str(form), "--seeds", "1000-1002", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["returns"] == pytest.approx(
+            result["returns"], abs=0.5
+        )
+
+
+POLICY_REFUSALS = [
+    (["evaluate", "no/such/checkpoint.pt"], "no/such/checkpoint.pt: no such file or folder"),
+    (["evaluate", "README.md"], "README.md: not a policy rlops can load"),
+    (["evaluate", "tests"], "tests: a folder with no MLmodel, actor.pt or checkpoint.pt"),
+    (["bench", "missing.pt"], "missing.pt: no such file or folder"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "message"), POLICY_REFUSALS)
+def test_a_source_that_is_no_policy_is_one_line_naming_it(capsys, arguments, message) -> None:
+    assert main(arguments) == 2
+    out = capsys.readouterr().out
+    assert message in out
+    assert "models:/<name>@<alias>" in out or "no such file" not in message
+    assert "Traceback" not in out
+
+
+def test_registry_uris_are_policies_too(mlflow_store, capsys) -> None:
+    from rlops_registry.registry import ModelRegistry
+    from tests.serving.policies import register_policy
+
+    ModelRegistry("cli-model").crown(register_policy("cli-model", reward=-1.0))
+    for uri in ("models:/cli-model@champion", "models:/cli-model/1"):
+        assert main(["evaluate", uri, "--seeds", "1000", "--json"]) == 0, uri
+        assert len(json.loads(capsys.readouterr().out)["returns"]) == 1
+    assert main(["evaluate", "models:/cli-model@nosuchalias"]) == 2
+    assert "models:/cli-model@nosuchalias:" in capsys.readouterr().out
+    assert main(["export", "models:/cli-model@champion", "--out", "x"]) == 2
+    assert "is an exported policy; export needs the trained actor" in capsys.readouterr().out
+
 
 CLI_REFUSALS = [
     (["--set", "gamma=2"], "gamma: Input should be less than or equal to 1"),

@@ -1,0 +1,103 @@
+"""What a user points the CLI at: a policy, wherever and in whatever form it is.
+
+A training checkpoint, an actor file, a policy folder written by `rlops export`, or an MLflow
+URI to any of them: `runs:/<run id>/<path>`, `models:/<name>@<alias>`, `models:/<name>/<version>`.
+A source that is none of these is a `PolicySourceError` whose message names it and lists what
+is accepted; the CLI prints that one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch and the loaders load when a policy is opened, not on import
+    import torch
+
+    from rl_core.evaluation import Policy
+    from rl_core.networks import Actor
+
+ACCEPTED = (
+    "a checkpoint.pt, an actor.pt, a policy folder from `rlops export`, runs:/<run id>/<path>, "
+    "models:/<name>@<alias> or models:/<name>/<version>"
+)
+CHECKPOINT_FILE = "checkpoint.pt"
+ACTOR_FILE = "actor.pt"
+
+
+class PolicySourceError(ValueError):
+    """Not a policy rlops can load; the message names the source and what is accepted."""
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """A loaded policy: the eager actor when the source has one, else the exported actor."""
+
+    env_id: str
+    actor: Actor | None
+    exported: torch.jit.ScriptModule | None
+
+    def policy(self) -> Policy:
+        from rl_core.evaluation import actor_policy
+        from rl_core.export import exported_policy
+
+        return (
+            actor_policy(self.actor) if self.actor is not None else exported_policy(self.exported)
+        )
+
+    def trained_actor(self, reference: str, what: str) -> Actor:
+        """The eager actor, or an error saying `what` needs one."""
+        if self.actor is None:
+            raise PolicySourceError(
+                f"{reference} is an exported policy; {what} needs the trained actor "
+                "(a checkpoint.pt or actor.pt, or runs:/<run id>/actor)"
+            )
+        return self.actor
+
+
+def _local_copy(reference: str, scratch: Path) -> Path:
+    if not reference.startswith(("runs:/", "models:/")):
+        path = Path(reference)
+        if not path.exists():
+            raise PolicySourceError(f"{reference}: no such file or folder; give {ACCEPTED}")
+        return path
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(reference, dst_path=str(scratch)))
+    except (MlflowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise PolicySourceError(f"{reference}: {reason}") from None
+
+
+def open_policy(reference: str, scratch: Path) -> PolicySource:
+    """Load the policy `reference` names (MLflow URIs are downloaded into `scratch`)."""
+    from rl_core.checkpoint import load_actor
+    from rl_core.policy_model import PolicyFolderError, load_policy_folder
+
+    path = _local_copy(reference, scratch)
+    if path.is_dir():
+        if (path / "MLmodel").is_file():
+            try:
+                exported, meta = load_policy_folder(path)
+            except PolicyFolderError as exc:
+                raise PolicySourceError(str(exc)) from None
+            return PolicySource(meta.env_id, None, exported)
+        files = [path / name for name in (ACTOR_FILE, CHECKPOINT_FILE) if (path / name).is_file()]
+        if not files:
+            raise PolicySourceError(
+                f"{reference}: a folder with no MLmodel, {ACTOR_FILE} or {CHECKPOINT_FILE}; "
+                f"give {ACCEPTED}"
+            )
+        path = files[0]
+    try:
+        actor, env_id = load_actor(path)
+    except (ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PolicySourceError(
+            f"{reference}: not a policy rlops can load ({reason}); give {ACCEPTED}"
+        ) from None
+    return PolicySource(env_id, actor, None)
