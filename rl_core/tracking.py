@@ -29,6 +29,11 @@ MLFLOW_REQUEST_BOUNDS = {
 retries, backoff factor 2) let one call to a paused server hang for many minutes unseen;
 these bound a call to about 2.5 minutes, and urllib3 logs each retry with the endpoint."""
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+"""Without this tag MLflow 3's UI guesses the experiment's kind and may open its runs under
+"GenAI > Evaluations"; with it, the model-training view."""
+
 log = logging.getLogger(__name__)
 
 
@@ -156,12 +161,7 @@ class MlflowTracker(NullTracker):
 
         self._client = MlflowClient()
         if self.run_id is None:
-            experiment = self._client.get_experiment_by_name(self.experiment)
-            experiment_id = (
-                experiment.experiment_id
-                if experiment is not None
-                else self._client.create_experiment(self.experiment)
-            )
+            experiment_id = get_or_create_experiment(self._client, self.experiment)
             run = self._client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
             self.run_id = run.info.run_id
         elif self.tags:
@@ -209,6 +209,29 @@ class MlflowTracker(NullTracker):
         from mlflow.entities import RunTag
 
         self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def get_or_create_experiment(client: Any, name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment `name`, created (as a model-training experiment) if missing.
+
+    Two tasks may create it at once (a seed sweep): the loser of that race finds the winner's.
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        kind = {EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location, tags=kind)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+        )
+    return experiment.experiment_id
 
 
 def _now_ms() -> int:

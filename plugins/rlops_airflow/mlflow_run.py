@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
+from rl_core.tracking import get_or_create_experiment
 from rlops_airflow.settings import artifact_location, experiment_name
 from rlops_registry import tags as tag_names
 
@@ -51,11 +52,7 @@ class AirflowRun:
 
 
 def _experiment_id(client: MlflowClient) -> str:
-    name = experiment_name()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location())
+    return get_or_create_experiment(client, experiment_name(), artifact_location())
 
 
 def find_candidate_run(airflow: AirflowRun, seed: int, client: MlflowClient) -> str | None:

@@ -30,6 +30,7 @@ from mlflow.entities import Metric, Param
 
 from rl_core.evaluation import evaluate
 from rl_core.export import exported_policy
+from rl_core.tracking import get_or_create_experiment
 from rlops_airflow.mlflow_run import AirflowRun
 from rlops_airflow.settings import artifact_location
 from rlops_registry import tags
@@ -188,10 +189,7 @@ def guard(check: OnlineCheck, tolerance: float) -> GuardOutcome:
 
 def _experiment_id(client: MlflowClient) -> str:
     name = os.environ.get(MONITORING_EXPERIMENT_ENV, DEFAULT_MONITORING_EXPERIMENT)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location())
+    return get_or_create_experiment(client, name, artifact_location())
 
 
 def _now() -> str:

@@ -80,6 +80,7 @@ def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, 
     assert state == "success"
 
     experiment = client.get_experiment_by_name("rlops-test")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # UI view
     (run,) = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.`airflow.run_id` = '{run_id}'"
     )
