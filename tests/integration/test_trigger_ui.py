@@ -99,7 +99,9 @@ class TriggerForm:
 
     def __init__(self, driver: WebDriver, base_url: str) -> None:
         self.driver = driver
-        self.wait = WebDriverWait(driver, UI_WAIT)
+        self.wait = WebDriverWait(
+            driver, UI_WAIT, ignored_exceptions=[StaleElementReferenceException]
+        )
         driver.get(f"{base_url}/dags/{DAG_ID}")
         trigger = (By.CSS_SELECTOR, "button[aria-label='Trigger Dag']")
         self.wait.until(ec.element_to_be_clickable(trigger)).click()
@@ -107,6 +109,7 @@ class TriggerForm:
             ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=config-form]"))
         )
         self.dialog = self.form.find_element(By.XPATH, "ancestor::*[@role='dialog']")
+        self._last_refusal = ""
 
     def sections(self) -> list[str]:
         return [b.text for b in self._section_buttons()]
@@ -178,9 +181,19 @@ class TriggerForm:
             self.driver.execute_script("arguments[0].click()", button)
 
     def refusal(self) -> str:
-        """The error the dialog shows when the API refuses the run."""
+        """The error the dialog shows when the API refuses the run.
+
+        The alert of an earlier refusal stays up until the new answer replaces it, so this
+        waits for a text other than the last one it returned.
+        """
         alert = (By.CSS_SELECTOR, "[data-testid=error-alert]")
-        return self.wait.until(ec.visibility_of_element_located(alert)).text
+
+        def new_text(driver: WebDriver) -> str | None:
+            shown = [e.text for e in driver.find_elements(*alert) if e.is_displayed()]
+            return next((text for text in shown if text and text != self._last_refusal), None)
+
+        self._last_refusal = self.wait.until(new_text)
+        return self._last_refusal
 
     def screenshot(self, name: str, element: WebElement, block: str = "center") -> None:
         """Save what the viewport shows with element scrolled to its `block` position."""
