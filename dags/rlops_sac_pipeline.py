@@ -61,7 +61,7 @@ def rlops_sac_pipeline() -> None:
     PythonOperator(
         task_id="promote",
         python_callable=promote,
-        op_kwargs={"candidate": candidate, "registered": registered},
+        op_kwargs={"candidate": candidate, "latency": latency, "registered": registered},
     )
 
 

@@ -20,11 +20,17 @@ def _up(state_dir: Path, with_airflow: bool) -> int:
     return 0
 
 
-def _down(state_dir: Path) -> int:
+def _recorded(state_dir: Path) -> Stack | None:
+    """The stack recorded in state_dir; None, said on stdout, when there is none."""
     try:
-        stack = Stack.load(state_dir)
+        return Stack.load(state_dir)
     except FileNotFoundError:
         print(f"no stack recorded in {state_dir}")
+        return None
+
+
+def _down(state_dir: Path) -> int:
+    if (stack := _recorded(state_dir)) is None:
         return 0
     stack.stop()
     print("stack stopped")
@@ -32,10 +38,7 @@ def _down(state_dir: Path) -> int:
 
 
 def _status(state_dir: Path) -> int:
-    try:
-        stack = Stack.load(state_dir)
-    except FileNotFoundError:
-        print(f"no stack recorded in {state_dir}")
+    if (stack := _recorded(state_dir)) is None:
         return 1
     states = stack.service_states()
     for name, running in states.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -52,6 +52,18 @@ def alpha_objective(
 ) -> torch.Tensor:
     """Minimised by log-alpha: alpha grows while the policy's entropy is below the target."""
     return -(log_alpha * (log_prob + target_entropy)).mean()
+
+
+class UpdateStats(NamedTuple):
+    """What one gradient step reports: detached scalar tensors, named as they are logged.
+
+    Tensors, not floats: the training loop sums them over a log window without a
+    tensor-to-Python conversion per update.
+    """
+
+    critic_loss: torch.Tensor
+    actor_loss: torch.Tensor
+    alpha: torch.Tensor
 
 
 class SAC:
@@ -100,8 +112,8 @@ class SAC:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
         return self.actor.deterministic_action(obs_tensor)[0].numpy()
 
-    def update(self, batch: Batch) -> torch.Tensor:
-        """One gradient step on a batch; returns [critic_loss, actor_loss, alpha] (detached).
+    def update(self, batch: Batch) -> UpdateStats:
+        """One gradient step on a batch; what it measured, by name.
 
         Critics first, then actor and entropy coefficient together (CleanRL's order). The
         alpha used everywhere in a step is its value before that step, as in SB3.
@@ -110,7 +122,7 @@ class SAC:
         critic_loss = self.critic_step(batch, alpha)
         actor_loss = self.policy_step(batch, alpha)
         self.update_targets()
-        return torch.stack([critic_loss, actor_loss, alpha[0]])
+        return UpdateStats(critic_loss, actor_loss, alpha[0])
 
     def bootstrap_target(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
         """The critics' regression target, from the target critics and a fresh next action.

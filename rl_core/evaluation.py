@@ -10,7 +10,7 @@ import torch
 
 from rl_core.envs import make_env
 from rl_core.networks import Actor
-from rl_core.tracking import NullTracker
+from rl_core.tracking import Tracker
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """Maps one observation to one env action (already in the env's bounds)."""
@@ -29,13 +29,16 @@ class EvalResult:
         return asdict(self)
 
 
+EVAL_MEAN_RETURN = "eval_mean_return"
+"""The metric every gate reads: mean deterministic return on the run's eval seeds."""
+EVAL_STD_RETURN = "eval_std_return"
 EVALUATION_ARTIFACT = "evaluation/returns.json"
 """Where a tracked run keeps its per-episode evaluation returns (what `reproduce` compares)."""
 
 
-def log_evaluation(tracker: NullTracker, result: EvalResult, step: int) -> None:
+def log_evaluation(tracker: Tracker, result: EvalResult, step: int) -> None:
     """Record an evaluation on a tracker: summary metrics plus the per-episode returns."""
-    tracker.log_metrics({"eval_mean_return": result.mean, "eval_std_return": result.std}, step)
+    tracker.log_metrics({EVAL_MEAN_RETURN: result.mean, EVAL_STD_RETURN: result.std}, step)
     tracker.log_json(result.as_dict(), EVALUATION_ARTIFACT)
 
 

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, Self
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 _METRIC_BATCH = 500  # MLflow's log_batch accepts up to 1000 metrics per call
@@ -96,22 +96,24 @@ def wait_for_tracking_server(uri: str | None = None) -> None:
         ) from None
 
 
-class NullTracker:
-    """The tracker used when MLflow is not configured: does nothing, imports nothing."""
+class Tracker(Protocol):
+    """Where a run's parameters, metrics, tags and files go; used as a context manager.
 
-    run_id: str | None = None
-    enabled = False
+    `enabled` is False only for the tracker that records nothing, so callers can skip work
+    whose sole purpose is to be recorded (lineage, uploaded checkpoints).
+    """
 
-    def __enter__(self) -> NullTracker:
-        return self
+    run_id: str | None
+    enabled: bool
+
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        return None
+    ) -> None: ...
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Record run parameters."""
@@ -129,7 +131,35 @@ class NullTracker:
         """Store a JSON-able object as an artifact file of the run."""
 
 
-class MlflowTracker(NullTracker):
+class NullTracker:
+    """The tracker used when MLflow is not configured: does nothing, imports nothing."""
+
+    run_id: str | None = None
+    enabled = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_json(self, data: object, artifact_file: str) -> None:
+        pass
+
+
+class MlflowTracker:
     """Logs to one MLflow run: a new one in `experiment`, or the existing `run_id`.
 
     A run this tracker created is ended on exit (FAILED if an exception escaped); an existing
@@ -154,7 +184,7 @@ class MlflowTracker(NullTracker):
         self._pending: list[Any] = []
         self._client: Any = None
 
-    def __enter__(self) -> MlflowTracker:
+    def __enter__(self) -> Self:
         bound_mlflow_requests()
         wait_for_tracking_server()
         from mlflow import MlflowClient
@@ -249,7 +279,7 @@ def make_tracker(
     run_id: str | None = None,
     tags: dict[str, str] | None = None,
     end_on_exit: bool | None = None,
-) -> NullTracker:
+) -> Tracker:
     """An `MlflowTracker` if MLflow is configured, else a `NullTracker`."""
     if not mlflow_configured():
         return NullTracker()

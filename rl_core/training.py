@@ -21,17 +21,24 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from rl_core import cpu, lineage
-from rl_core.agent import SAC
+from rl_core.agent import SAC, UpdateStats
 from rl_core.buffer import ReplayBuffer
 from rl_core.checkpoint import load_checkpoint, save_actor, save_checkpoint
 from rl_core.config import SACConfig, build_config
 from rl_core.envs import make_env, space_dims, to_env_action
 from rl_core.plots import reward_curve_png
 from rl_core.policy_source import ACTOR_FILE
-from rl_core.tracking import NullTracker
+from rl_core.tracking import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ARTIFACT_DIR = "checkpoint"
@@ -132,10 +139,32 @@ def _progress_bar(enabled: bool) -> Progress:
     )
 
 
+class _LogWindow:
+    """What the loop gathers between two log lines: elapsed steps and time, and the sum of
+    the update stats (summed as tensors: no conversion per update)."""
+
+    def __init__(self, start_time: float, start_step: int) -> None:
+        self.start_time, self.start_step = start_time, start_step
+        self.stats_sum = torch.zeros(len(UpdateStats._fields))
+        self.updates = 0
+
+    def add(self, stats: UpdateStats) -> None:
+        self.stats_sum += torch.stack(stats)
+        self.updates += 1
+
+    def summary(self, now: float, step: int) -> tuple[float, dict[str, float]]:
+        """Env steps per second, and the mean stats by name (none without updates)."""
+        speed = (step - self.start_step) / (now - self.start_time)
+        if not self.updates:
+            return speed, {}
+        means = (self.stats_sum / self.updates).tolist()
+        return speed, dict(zip(UpdateStats._fields, means, strict=True))
+
+
 class _Run:
     """Mutable state of one training run; `train()` is the public entry point."""
 
-    def __init__(self, config: SACConfig, tracker: NullTracker) -> None:
+    def __init__(self, config: SACConfig, tracker: Tracker) -> None:
         self.config = config
         self.tracker = tracker
         self.env = make_env(config.env_id)
@@ -183,80 +212,80 @@ class _Run:
 
     def run(self, checkpoint_path: Path | None, show_progress: bool) -> float:
         """Train up to `total_timesteps`; returns env steps per second for this call."""
-        cfg, p, agent, env = self.config, self.progress, self.agent, self.env
+        cfg, p = self.config, self.progress
+        start_step, start_time = p.step, time.perf_counter()
+        self.window = _LogWindow(start_time, p.step)
+        self.recent = deque(p.episode_returns[-RECENT_EPISODES:], maxlen=RECENT_EPISODES)
+        next_checkpoint = _next_multiple(p.step, cfg.checkpoint_every)
         obs: np.ndarray | None = None  # reset lazily, so a checkpoint never sits after a reset
         episode_return = 0.0
-        stats_sum = torch.zeros(3)
-        updates_since_log = 0
-        start_step, start_time = p.step, time.perf_counter()
-        last_log_time, last_log_step = start_time, p.step
-        next_checkpoint = _next_multiple(p.step, cfg.checkpoint_every)
-        recent = deque(p.episode_returns[-RECENT_EPISODES:], maxlen=RECENT_EPISODES)
-
         with _progress_bar(show_progress) as bar:
             task = bar.add_task(
                 "train", total=cfg.total_timesteps, completed=p.step, speed=0.0, recent=float("nan")
             )
             while p.step < cfg.total_timesteps:
                 if obs is None:  # the seed applies to the very first reset only
-                    obs, _ = env.reset(seed=cfg.seed if p.step == 0 else None)
-                if p.step < cfg.learning_starts:
-                    squashed = p.action_rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
-                else:
-                    squashed = agent.explore(obs)
-                next_obs, reward, terminated, truncated, _ = env.step(
-                    to_env_action(squashed, env.action_space)
-                )
-                self.buffer.add(obs, squashed, float(reward), next_obs, bool(terminated))
-                obs = next_obs
-                episode_return += float(reward)
-                p.step += 1
-
+                    obs, _ = self.env.reset(seed=cfg.seed if p.step == 0 else None)
+                obs, reward, episode_over = self._collect(obs)
+                episode_return += reward
                 if p.step > cfg.learning_starts and p.step % cfg.train_freq == 0:
-                    with matmul_precision(self.precision):
-                        for _ in range(cfg.gradient_steps):
-                            batch = self.buffer.sample(cfg.batch_size, p.sample_rng)
-                            stats_sum += agent.update(batch)
-                    updates_since_log += cfg.gradient_steps
-
+                    self._update()
                 if p.step % cfg.log_every == 0:
-                    now = time.perf_counter()
-                    speed = (p.step - last_log_step) / (now - last_log_time)
-                    last_log_time, last_log_step = now, p.step
-                    metrics = {"steps_per_second": speed}
-                    if updates_since_log:
-                        critic_loss, actor_loss, alpha = (stats_sum / updates_since_log).tolist()
-                        metrics |= {
-                            "critic_loss": critic_loss,
-                            "actor_loss": actor_loss,
-                            "alpha": alpha,
-                        }
-                        stats_sum.zero_()
-                        updates_since_log = 0
-                    self.tracker.log_metrics(metrics, p.step)
-                    recent_mean = float(np.mean(recent)) if recent else float("nan")
-                    bar.update(task, completed=p.step, speed=speed, recent=recent_mean)
-                    log.info(
-                        "step %d/%d | %.0f steps/s | recent return %.1f",
-                        p.step,
-                        cfg.total_timesteps,
-                        speed,
-                        recent_mean,
-                    )
-
-                if terminated or truncated:
-                    p.episode_returns.append(episode_return)
-                    p.episode_end_steps.append(p.step)
-                    recent.append(episode_return)
-                    self.tracker.log_metrics({"episode_return": episode_return}, p.step)
-                    episode_return = 0.0
+                    self._log(bar, task)
+                if episode_over:
+                    self._end_episode(episode_return)
+                    obs, episode_return = None, 0.0
                     if checkpoint_path is not None and 0 < next_checkpoint <= p.step:
                         self.checkpoint(checkpoint_path)
                         next_checkpoint = _next_multiple(p.step, cfg.checkpoint_every)
-                    obs = None
             bar.update(task, completed=p.step)
         elapsed = time.perf_counter() - start_time
         return (p.step - start_step) / elapsed if elapsed > 0 else 0.0
+
+    def _collect(self, obs: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """One env step (uniform warm-up actions, then the actor's), stored in the replay
+        buffer; the next observation, the reward, and whether the episode is over."""
+        p = self.progress
+        if p.step < self.config.learning_starts:
+            squashed = p.action_rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
+        else:
+            squashed = self.agent.explore(obs)
+        next_obs, reward, terminated, truncated, _ = self.env.step(
+            to_env_action(squashed, self.env.action_space)
+        )
+        self.buffer.add(obs, squashed, float(reward), next_obs, bool(terminated))
+        p.step += 1
+        return next_obs, float(reward), bool(terminated or truncated)
+
+    def _update(self) -> None:
+        """`gradient_steps` SAC updates on fresh replay batches, their stats kept for the log."""
+        with matmul_precision(self.precision):
+            for _ in range(self.config.gradient_steps):
+                batch = self.buffer.sample(self.config.batch_size, self.progress.sample_rng)
+                self.window.add(self.agent.update(batch))
+
+    def _log(self, bar: Progress, task: TaskID) -> None:
+        """Speed and the window's mean update stats to the tracker, the bar and the log."""
+        step, now = self.progress.step, time.perf_counter()
+        speed, stats = self.window.summary(now, step)
+        self.window = _LogWindow(now, step)
+        self.tracker.log_metrics({"steps_per_second": speed, **stats}, step)
+        recent_mean = float(np.mean(self.recent)) if self.recent else float("nan")
+        bar.update(task, completed=step, speed=speed, recent=recent_mean)
+        log.info(
+            "step %d/%d | %.0f steps/s | recent return %.1f",
+            step,
+            self.config.total_timesteps,
+            speed,
+            recent_mean,
+        )
+
+    def _end_episode(self, episode_return: float) -> None:
+        p = self.progress
+        p.episode_returns.append(episode_return)
+        p.episode_end_steps.append(p.step)
+        self.recent.append(episode_return)
+        self.tracker.log_metrics({"episode_return": episode_return}, p.step)
 
     def save_trained_actor(self, path: Path) -> Path:
         """The actor alone, next to the final checkpoint, and uploaded as the run's actor."""
@@ -279,7 +308,7 @@ def _next_multiple(step: int, every: int) -> int:
 def train(
     config: SACConfig,
     *,
-    tracker: NullTracker | None = None,
+    tracker: Tracker | None = None,
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
     show_progress: bool = True,
@@ -343,7 +372,7 @@ def _tag_value(value: object) -> str:
 
 
 def _log_run_artifacts(
-    run: _Run, tracker: NullTracker, scratch: Path, run_lineage: dict[str, object]
+    run: _Run, tracker: Tracker, scratch: Path, run_lineage: dict[str, object]
 ) -> None:
     """Resolved config, lineage, pip freeze and the reward curve, next to the checkpoint."""
     config_file = scratch / CONFIG_ARTIFACT

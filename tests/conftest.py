@@ -8,6 +8,7 @@ can import airflow.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -80,6 +81,13 @@ def mlflow_store(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) stays in tmp
     yield uri
+
+
+def validate_trigger(dag: object, conf: dict) -> None:
+    """Check conf against the DAG's Params as a trigger would (ParamValidationError if bad)."""
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    params.validate()
 
 
 def airflow_dags_test(dag_id: str, env: dict[str, str], conf: dict) -> subprocess.CompletedProcess:

@@ -43,15 +43,10 @@ def _airflow_run(dag_run: Any) -> AirflowRun:
 
 
 def _task_code() -> ModuleType:
-    """`rlops_airflow.tasks`, once MLflow's requests are bounded and its server answers.
+    """`rlops_airflow.tasks`, once MLflow is ready for a task (see `prepare_mlflow`)."""
+    from rlops_airflow.task_runtime import prepare_mlflow
 
-    A paused or unreachable tracking server is waited for with a log line per retry, then
-    fails the task with one line naming the tracking URI, instead of hanging silently.
-    """
-    from rl_core.tracking import bound_mlflow_requests, wait_for_tracking_server
-
-    bound_mlflow_requests()
-    wait_for_tracking_server()
+    prepare_mlflow()
     from rlops_airflow import tasks
 
     return tasks
@@ -110,7 +105,7 @@ def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None
 def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
     """The sweep's best candidate goes on; the others stay as MLflow runs."""
     tasks = _task_code()
-    winner = tasks.select_candidate(list(evaluations))
+    winner = tasks.select_candidate(evaluations[:])  # one read; iterating probes past the end
     _publish_run_link(ti, winner["mlflow_run_id"])
     return winner
 
@@ -150,8 +145,15 @@ def register(
     return tasks.register_candidate(_settings(params), airflow, candidate, exported, latency)
 
 
-def promote(candidate: dict[str, Any], registered: dict[str, Any], params: dict, ti: Any) -> dict:
-    """PythonOperator callable: champion only if the gate passes; else tagged rejected."""
+def promote(
+    candidate: dict[str, Any],
+    latency: dict[str, Any],
+    registered: dict[str, Any],
+    params: dict,
+    ti: Any,
+) -> dict:
+    """PythonOperator callable: champion only if the gate passes on the figures upstream
+    measured; else tagged rejected."""
     tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.promote_candidate(_settings(params), candidate["mlflow_run_id"], registered)
+    return tasks.promote_candidate(_settings(params), candidate, latency, registered)

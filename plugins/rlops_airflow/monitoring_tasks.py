@@ -28,6 +28,9 @@ ALERT_TIMEOUT_SECONDS = 10.0
 @task(retries=2, retry_delay=timedelta(seconds=30))
 def evaluate_champion(params: dict | None = None, dag_run: Any = None) -> dict[str, Any]:
     """Online mean return of the champion on fresh env seeds, logged to MLflow."""
+    from rlops_airflow.task_runtime import prepare_mlflow
+
+    prepare_mlflow()
     from rlops_airflow import monitoring
     from rlops_airflow.mlflow_run import AirflowRun
 
@@ -45,6 +48,9 @@ def evaluate_champion(params: dict | None = None, dag_run: Any = None) -> dict[s
 @task(retries=2, retry_delay=timedelta(seconds=30))
 def drift_guard(check: dict[str, Any], params: dict | None = None) -> dict[str, Any]:
     """Roll `champion` back and fail loudly if its online return drifted below the recorded one."""
+    from rlops_airflow.task_runtime import prepare_mlflow
+
+    prepare_mlflow()
     from rlops_airflow import monitoring
 
     outcome = monitoring.guard(monitoring.OnlineCheck(**check), params["drift_tolerance"])

@@ -11,11 +11,21 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The gate a candidate must pass (from the DAG run's params)."""
+    """The gate a candidate must pass (from the DAG run's params).
+
+    Every task that states a gate verdict (evaluate, register, promote) asks these methods,
+    so a verdict shown early can never disagree with the decision taken at the end.
+    """
 
     min_reward: float
     min_speedup: float
     compare_with_champion: bool = True
+
+    def reward_passes(self, reward: float) -> bool:
+        return reward >= self.min_reward
+
+    def speedup_passes(self, speedup: float) -> bool:
+        return speedup >= self.min_speedup
 
 
 @dataclass(frozen=True)
@@ -53,9 +63,9 @@ def decide(
 ) -> Decision:
     """Promote only if reward and speedup pass and, when asked, the champion is not better."""
     reasons = []
-    if candidate.reward < thresholds.min_reward:
+    if not thresholds.reward_passes(candidate.reward):
         reasons.append(f"reward {candidate.reward:.1f} < {thresholds.min_reward:g}")
-    if candidate.speedup < thresholds.min_speedup:
+    if not thresholds.speedup_passes(candidate.speedup):
         reasons.append(f"speedup x{candidate.speedup:.2f} < x{thresholds.min_speedup:g}")
     if (
         thresholds.compare_with_champion

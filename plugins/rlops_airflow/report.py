@@ -11,6 +11,7 @@ import sys
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from rl_core.evaluation import EVAL_MEAN_RETURN, EVAL_STD_RETURN
 from rlops_airflow.mlflow_run import run_url
 from rlops_airflow.settings import experiment_name
 from rlops_registry import tags as tag_names
@@ -45,11 +46,11 @@ def main() -> int:
         f"MLflow run       {run.info.run_id}  ({params.get('env_id')}, "
         f"{params.get('total_timesteps')} steps, seed {params.get('seed')})"
     )
-    if "eval_mean_return" in metrics:
+    if EVAL_MEAN_RETURN in metrics:
         seeds = json.loads(params.get("eval_seeds", "[]"))
         print(
-            f"mean return      {metrics['eval_mean_return']:.1f} ± "
-            f"{metrics.get('eval_std_return', 0):.1f} on {len(seeds)} eval seeds "
+            f"mean return      {metrics[EVAL_MEAN_RETURN]:.1f} ± "
+            f"{metrics.get(EVAL_STD_RETURN, 0):.1f} on {len(seeds)} eval seeds "
             f"(reward gate: {tags.get(tag_names.GATE_RESULT, '?')})"
         )
     if "speedup_b1" in metrics:

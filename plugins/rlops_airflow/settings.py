@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from rl_core.config import MAX_SEED, SACConfig, build_config, describe_errors, overrides_model
+from rlops_airflow.promotion import Thresholds
 
 EXPERIMENT_ENV = "RLOPS_MLFLOW_EXPERIMENT"
 ARTIFACT_LOCATION_ENV = "RLOPS_MLFLOW_ARTIFACT_LOCATION"
@@ -149,6 +150,11 @@ class PipelineSettings(BaseModel):
     @property
     def eval_seeds(self) -> tuple[int, ...]:
         return tuple(range(self.eval_seed_start, self.eval_seed_start + self.eval_episodes))
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The promotion gate these settings ask for."""
+        return Thresholds(self.min_reward, self.min_speedup, self.compare_with_champion)
 
     @property
     def sweep_seeds(self) -> list[int]:

@@ -20,7 +20,7 @@ from mlflow.entities import LoggedModelStatus
 
 from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.checkpoint import load_actor
-from rl_core.evaluation import actor_policy, evaluate, log_evaluation
+from rl_core.evaluation import EVAL_MEAN_RETURN, actor_policy, evaluate, log_evaluation
 from rl_core.export import exported_policy
 from rl_core.networks import Actor
 from rl_core.policy_model import load_policy_folder, log_policy_model
@@ -32,7 +32,7 @@ from rlops_airflow.mlflow_run import (
     get_or_create_candidate_run,
     has_artifact,
 )
-from rlops_airflow.promotion import Candidate, ChampionScore, Decision, Thresholds, decide
+from rlops_airflow.promotion import Candidate, ChampionScore, Decision, decide
 from rlops_airflow.settings import PipelineSettings, experiment_name
 from rlops_registry import tags
 from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
@@ -92,7 +92,7 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
     """Quality gate: mean deterministic return on the fixed eval seeds vs `min_reward`."""
     actor, env_id = _trained_actor(run_id)
     result = evaluate(actor_policy(actor), env_id, settings.eval_seeds)
-    passed = result.mean >= settings.min_reward
+    passed = settings.thresholds.reward_passes(result.mean)
     with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
         log_evaluation(tracker, result, settings.total_timesteps)
         tracker.set_tags({tags.GATE_RESULT: _verdict(passed)})
@@ -213,9 +213,10 @@ def register_candidate(
     config = settings.sac_config(candidate["seed"])
     registry = ModelRegistry(settings.registered_model_name)
     reward, speedup = candidate["mean_return"], latency["speedup"]
+    gate = settings.thresholds
     client = MlflowClient()
     mlflow.log_metrics(  # the gate's figure on the model itself, beside its latency
-        {"eval_mean_return": reward}, step=0, run_id=run_id, model_id=exported["model_id"]
+        {EVAL_MEAN_RETURN: reward}, step=0, run_id=run_id, model_id=exported["model_id"]
     )
     version = registry.register(
         exported["model_uri"],
@@ -225,8 +226,8 @@ def register_candidate(
         {
             tags.REWARD: f"{reward:.4f}",
             tags.SPEEDUP: f"{speedup:.4f}",
-            tags.REWARD_GATE: _verdict(reward >= settings.min_reward),
-            tags.SPEEDUP_GATE: _verdict(speedup >= settings.min_speedup),
+            tags.REWARD_GATE: _verdict(gate.reward_passes(reward)),
+            tags.SPEEDUP_GATE: _verdict(gate.speedup_passes(speedup)),
             tags.EVAL_SEEDS: json.dumps(list(settings.eval_seeds)),
             tags.ENV_ID: config.env_id,
             tags.CONFIG_HASH: config.config_hash(),
@@ -245,27 +246,26 @@ def register_candidate(
 
 
 def promote_candidate(
-    settings: PipelineSettings, run_id: str, registered: dict[str, Any]
+    settings: PipelineSettings,
+    candidate: dict[str, Any],
+    latency: dict[str, Any],
+    registered: dict[str, Any],
 ) -> dict[str, Any]:
-    """Apply the promotion rule; a rejection is an outcome, not an error."""
+    """Apply the promotion rule to the figures upstream measured; a rejection is an outcome,
+    not an error."""
+    run_id = candidate["mlflow_run_id"]
     registry = ModelRegistry(settings.registered_model_name)
-    version = registry.version(registered["version"])
-    candidate = Candidate(
-        str(version.version), float(version.tags[tags.REWARD]), float(version.tags[tags.SPEEDUP])
-    )
-    thresholds = Thresholds(
-        settings.min_reward, settings.min_speedup, settings.compare_with_champion
-    )
-    decision = decide(candidate, thresholds, _champion_score(registry, settings))
-    _apply(registry, candidate, decision)
+    scored = Candidate(registered["version"], candidate["mean_return"], latency["speedup"])
+    decision = decide(scored, settings.thresholds, _champion_score(registry, settings))
+    _apply(registry, scored, decision)
     client = MlflowClient()
     client.set_tag(run_id, tags.OUTCOME, decision.outcome)
     client.set_terminated(run_id, "FINISHED")  # the last task: the candidate's run is complete
     champion = registry.alias(CHAMPION)
-    log.info("candidate v%s: %s", candidate.version, decision.outcome)
+    log.info("candidate v%s: %s", scored.version, decision.outcome)
     return {
         "outcome": decision.outcome,
-        "version": candidate.version,
+        "version": scored.version,
         "champion_version": str(champion.version) if champion else None,
     }
 
@@ -290,8 +290,9 @@ def _champion_score(registry: ModelRegistry, settings: PipelineSettings) -> Cham
     if champion is None:
         return None
     seeds = list(settings.eval_seeds)
-    if json.loads(champion.tags.get(tags.EVAL_SEEDS, "null")) == seeds:
-        return ChampionScore(str(champion.version), float(champion.tags[tags.REWARD]))
+    if json.loads(champion.tags.get(tags.EVAL_SEEDS, "null")) == seeds:  # its own exact figure
+        source = MlflowClient().get_run(champion.tags[tags.SOURCE_RUN_ID])
+        return ChampionScore(str(champion.version), source.data.metrics[EVAL_MEAN_RETURN])
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"models:/{registry.name}/{champion.version}"
         actor, meta = load_policy_folder(mlflow.artifacts.download_artifacts(uri, dst_path=scratch))

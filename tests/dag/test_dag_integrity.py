@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 import itertools
 import subprocess
@@ -12,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, validate_trigger
 
 DAG_ID = "rlops_sac_pipeline"
 ORDER = [
@@ -88,14 +87,8 @@ def test_promote_is_a_python_operator(dag) -> None:
     assert type(dag.get_task("promote")) is PythonOperator
 
 
-def _validate(dag, conf: dict) -> None:
-    params = copy.deepcopy(dag.params)
-    params.update(conf)
-    params.validate()
-
-
 def test_defaults_are_valid_and_documented(dag) -> None:
-    _validate(dag, {})
+    validate_trigger(dag, {})
     schemas = {name: dag.params.get_param(name) for name in dag.params}
     for name, param in schemas.items():
         assert param.schema.get("title"), name
@@ -123,7 +116,7 @@ def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
     with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}:"):
-        _validate(dag, conf)
+        validate_trigger(dag, conf)
 
 
 def _supplied_arguments(task) -> set[str]:

@@ -3,7 +3,6 @@ alerts on failure, and (run by Airflow itself) rolls a dropped champion back."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sqlite3
@@ -17,7 +16,7 @@ import pytest
 
 from rlops_airflow.monitoring_tasks import ALERT_WEBHOOK_VARIABLE, alert_on_failure
 from rlops_registry.registry import CHAMPION, ModelRegistry
-from tests.conftest import REPO, airflow_dags_test
+from tests.conftest import REPO, airflow_dags_test, validate_trigger
 from tests.serving.policies import register_policy
 
 DAG_ID = "rlops_champion_monitor"
@@ -46,14 +45,8 @@ def test_wiring_schedule_and_failure_policy(dag) -> None:
     assert "online < recorded - tolerance * |recorded|" in dag.doc_md
 
 
-def _validate(dag, conf: dict) -> None:
-    params = copy.deepcopy(dag.params)
-    params.update(conf)
-    params.validate()
-
-
 def test_default_params_are_valid_and_documented(dag) -> None:
-    _validate(dag, {})
+    validate_trigger(dag, {})
     assert dag.params["drift_tolerance"] == 0.05
     assert dag.params["episodes"] == 200
     for name in dag.params:
@@ -77,7 +70,7 @@ def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
     with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}:"):
-        _validate(dag, conf)
+        validate_trigger(dag, conf)
 
 
 class _Webhook(BaseHTTPRequestHandler):

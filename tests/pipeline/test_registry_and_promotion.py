@@ -42,12 +42,14 @@ def _registered(settings: PipelineSettings, n: int, reward: float, speedup: floa
     run_id = get_or_create_candidate_run(airflow, seed=0, run_name=f"candidate {n}")
     candidate = {"mlflow_run_id": run_id, "seed": 0, "mean_return": reward}
     exported = _untrained_policy(run_id)
-    registered = register_candidate(settings, airflow, candidate, exported, {"speedup": speedup})
-    return {"run_id": run_id, **registered}
+    latency = {"speedup": speedup}
+    registered = register_candidate(settings, airflow, candidate, exported, latency)
+    return {"run_id": run_id, "candidate": candidate, "latency": latency, **registered}
 
 
-def _promote(settings: PipelineSettings, candidate: dict) -> dict:
-    return promote_candidate(settings, candidate["run_id"], candidate)
+def _promote(settings: PipelineSettings, registered: dict) -> dict:
+    """promote, given what its upstream tasks handed on."""
+    return promote_candidate(settings, registered["candidate"], registered["latency"], registered)
 
 
 def _alias(settings: PipelineSettings, alias: str) -> str | None:
@@ -100,6 +102,23 @@ def test_rejected_candidate_leaves_champion_untouched(
     assert tags["rlops.rejection_reasons"] == reason
     outcome = MlflowClient().get_run(candidate["run_id"]).data.tags["rlops.outcome"]
     assert outcome == f"rejected: {reason}"
+
+
+def test_a_reward_a_hair_below_the_gate_fails_it_in_every_task(
+    pipeline_store, tiny_settings
+) -> None:
+    """Rounded to the tags' 4 decimals, -250.00001 would reach the gate; no task rounds."""
+    candidate = _registered(tiny_settings, 1, reward=-250.00001, speedup=2.0)
+    assert _tags(tiny_settings, "1")["gate.reward"] == "failed"
+    assert _promote(tiny_settings, candidate)["outcome"] == "rejected: reward -250.0 < -250"
+    assert _alias(tiny_settings, CHAMPION) is None
+
+
+def test_the_champion_is_compared_by_its_exact_figure(pipeline_store, tiny_settings) -> None:
+    _promote(tiny_settings, _registered(tiny_settings, 1, reward=-170.00001, speedup=2.0))
+    result = _promote(tiny_settings, _registered(tiny_settings, 2, -170.00002, 2.0))
+    assert result["outcome"] == "rejected: reward -170.0 < champion v1 -170.0"
+    assert _alias(tiny_settings, CHAMPION) == "1"
 
 
 def test_champion_comparison_can_be_switched_off(pipeline_store, tiny_settings) -> None:
@@ -156,8 +175,9 @@ def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_se
     exported = export_candidate(run_id)
     assert export_candidate(run_id) == exported  # a retried export reuses the finished model
     trained = {"mlflow_run_id": run_id, "seed": 0, "mean_return": -100.0}
-    champion = register_candidate(tiny_settings, airflow, trained, exported, {"speedup": 3.0})
-    _promote(tiny_settings, {"run_id": run_id, **champion})
+    latency = {"speedup": 3.0}
+    champion = register_candidate(tiny_settings, airflow, trained, exported, latency)
+    promote_candidate(tiny_settings, trained, latency, champion)
 
     other_seeds = tiny_settings.model_copy(update={"eval_seed_start": 5000})
     # Better than the champion's tag (-100 on seeds 1000..) but the champion, re-scored on

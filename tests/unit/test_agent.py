@@ -129,3 +129,17 @@ def test_on_an_env_that_terminates_q_learns_the_reward_without_bootstrapping() -
         q = result.agent.critic(obs, actions)  # (2 critics, 5 actions)
     expected = 1.0 - actions.squeeze(1) ** 2
     assert (q - expected).abs().max() < 0.25, q
+
+
+def test_an_update_reports_its_stats_by_name() -> None:
+    agent = _agent()
+    alpha_before = agent.log_alpha.exp().item()
+    batch = _batch()
+    expected_critic_loss = agent.critic_step(batch, agent.log_alpha.detach().exp()).item()
+    agent = _agent()  # the same agent again, untouched by the step just measured
+    stats = agent.update(batch)
+    assert stats._fields == ("critic_loss", "actor_loss", "alpha")
+    assert stats.alpha.item() == pytest.approx(alpha_before)  # the value the step used
+    assert stats.critic_loss.item() == pytest.approx(expected_critic_loss)
+    assert not any(value.requires_grad for value in stats)
+    assert agent.log_alpha.exp().item() != alpha_before  # alpha itself moved on
