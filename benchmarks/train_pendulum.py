@@ -42,7 +42,7 @@ def run_one(steps: int, seed: int, precision: str) -> dict[str, object]:
     checkpoint = RESULTS / f"pendulum-seed{seed}{suffix}.pt"
     result = train(config, checkpoint_path=checkpoint, show_progress=False)
     rss = peak_rss_mib()
-    evaluation = evaluate(result.agent.act, config.env_id, config.eval_seeds)
+    evaluation = evaluate(result.agent.act, config.env, config.eval_seeds)
     return {
         "seed": seed,
         "precision": config.effective_matmul_precision,

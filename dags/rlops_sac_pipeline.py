@@ -3,12 +3,14 @@
 
 Nightly at 02:00 UTC, and on demand from **Trigger** (the form below validates every field):
 
-`validate_conf` → `sweep_seeds` → `train` → `evaluate` (quality gate) → `select_candidate`
-→ `export_torchscript` → `benchmark_latency` → `register` → `promote`
+`validate_conf` → `validate_env` → `sweep_seeds` → `train` → `evaluate` (quality gate)
+→ `select_candidate` → `export_torchscript` → `benchmark_latency` → `register` → `promote`
 
 `validate_conf` checks the whole conf first (unknown keys, `sac_overrides`, rules across
-fields) and fails the run at once, without retries, naming every bad field: nothing is
-trained, registered or aliased for such a run. `train` and `evaluate` are mapped over
+fields) and fails the run at once, without retries, naming every bad field; `validate_env`
+then builds the env once (any gymnasium id, `env_packages`, `env_kwargs`) and fails the same
+way if it cannot be built or SAC cannot act in it. Nothing is trained, registered or aliased
+for such a run. `train` and `evaluate` are mapped over
 `n_seeds` seeds (default 1); the best candidate on the eval seeds goes on, the others stay as
 MLflow runs. Each candidate is one MLflow run, and the selected one collects the gate, latency
 and registry results (every task has an **MLflow run** link). The candidate is registered as
@@ -37,6 +39,7 @@ from rlops_airflow.dag_tasks import (
     sweep_seeds,
     train,
     validate_conf,
+    validate_env,
 )
 from rlops_airflow.params import pipeline_params
 
@@ -53,7 +56,8 @@ from rlops_airflow.params import pipeline_params
     tags=["rlops", "sac", "mlflow"],
 )
 def rlops_sac_pipeline() -> None:
-    evaluations = evaluate.expand(trained=train.expand(seed=sweep_seeds(validate_conf())))
+    seeds = sweep_seeds(validate_env(validate_conf()))
+    evaluations = evaluate.expand(trained=train.expand(seed=seeds))
     candidate = select_candidate(evaluations)
     exported = export_torchscript(candidate)
     latency = benchmark_latency(candidate, exported)

@@ -19,7 +19,7 @@ import torch
 
 from rl_core.agent import SAC
 from rl_core.config import SACConfig, build_config
-from rl_core.envs import make_env, space_dims
+from rl_core.envs import EnvSpec, make_env, space_dims
 from rl_core.networks import Actor, ActorSpec
 
 CHECKPOINT_FORMAT = 1
@@ -58,42 +58,45 @@ def _to_torch(value: Any) -> Any:
 ACTOR_FORMAT = 1
 
 
-def save_actor(path: str | Path, actor: Actor, env_id: str) -> Path:
-    """The policy alone: spec, weights and env id, a few hundred KiB instead of the whole
+def save_actor(path: str | Path, actor: Actor, env: EnvSpec | str) -> Path:
+    """The policy alone: spec, weights and env spec, a few hundred KiB instead of the whole
     training state (replay rows, critics, optimizer moments)."""
-    state = {"spec": asdict(actor.spec), "env_id": env_id, "actor": actor.state_dict()}
+    env = EnvSpec.of(env)
+    state = {"spec": asdict(actor.spec), "env": env.as_dict(), "actor": actor.state_dict()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"actor_format": ACTOR_FORMAT, **state}, path)
     return path
 
 
-def load_actor(path: str | Path) -> tuple[Actor, str]:
-    """The trained actor and its env id, from an actor file or a whole training checkpoint.
+def load_actor(path: str | Path) -> tuple[Actor, EnvSpec]:
+    """The trained actor and its env spec, from an actor file or a whole training checkpoint.
 
     Needs no env, critics or optimizers: the spec saved beside the weights builds it.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("actor_format") == ACTOR_FORMAT:
-        spec, weights, env_id = state["spec"], state["actor"], state["env_id"]
+        spec, weights = state["spec"], state["actor"]
+        # Actor files written before env specs existed name the env id alone.
+        env = EnvSpec.from_dict(state["env"]) if "env" in state else EnvSpec(state["env_id"])
     elif state.get("format") == CHECKPOINT_FORMAT and "actor_spec" in state:
         spec, weights = state["actor_spec"], state["agent"]["actor"]
-        env_id = state["config"]["env_id"]
+        env = build_config(state["config"]).env
     elif state.get("format") == CHECKPOINT_FORMAT:  # written before checkpoints had a spec
         agent, config = load_agent(path)
-        return agent.actor, config.env_id
+        return agent.actor, config.env
     else:
         raise ValueError(f"{path} is neither an rlops actor file nor a training checkpoint")
     actor = Actor.from_spec(ActorSpec(**spec))
     actor.load_state_dict(weights)
-    return actor, str(env_id)
+    return actor, env
 
 
 def load_agent(path: str | Path) -> tuple[SAC, SACConfig]:
     """The trained agent and its config from a checkpoint file (to resume or inspect it)."""
     state = load_checkpoint(path)
     config = build_config(state["config"])
-    env = make_env(config.env_id)
+    env = make_env(config.env)
     obs_dim, act_dim = space_dims(env)
     agent = SAC(config, obs_dim, act_dim, env.action_space.low, env.action_space.high)
     env.close()

@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume_from=args.resume,
             show_progress=not args.no_progress,
         )
-        evaluation = evaluate(result.agent.act, config.env_id, config.eval_seeds)
+        evaluation = evaluate(result.agent.act, config.env, config.eval_seeds)
         log_evaluation(tracker, evaluation, result.steps)
     console.print(
         f"{result.steps} steps at {result.steps_per_second:.0f} steps/s; checkpoint {checkpoint}"
@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         source = open_policy(args.policy, Path(scratch))
-        result = evaluate(source.policy(), source.env_id, args.seeds or DEFAULT_EVAL_SEEDS)
+        result = evaluate(source.policy(), source.env, args.seeds or DEFAULT_EVAL_SEEDS)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
@@ -100,7 +100,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         source = open_policy(args.policy, Path(scratch))
         actor = source.trained_actor(args.policy, "export")
-        meta = save_policy_model(actor, source.env_id, out)
+        meta = save_policy_model(actor, source.env, out)
     console.print(
         f"MLflow policy model -> {out}/ (TorchScript actor, max |Δaction| "
         f"{meta.max_abs_diff_vs_eager:.2e} on {meta.observations_checked} observations); "
@@ -117,7 +117,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         source = open_policy(args.policy, Path(scratch))
         actor = source.trained_actor(args.policy, "bench (eager vs exported)")
-        exported = export_actor(actor, Path(scratch) / "bench-actor.pt", source.env_id)
+        exported = export_actor(actor, Path(scratch) / "bench-actor.pt", source.env)
         scripted = load_exported(exported.path)
     rows = benchmark_latency(actor, scripted, actor.obs_dim, args.batch_sizes, args.calls)
     console.print(latency_table(rows))

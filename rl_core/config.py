@@ -12,13 +12,14 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
@@ -30,6 +31,9 @@ from pydantic_core import PydanticCustomError
 
 from rl_core import cpu
 
+if TYPE_CHECKING:
+    from rl_core.envs import EnvSpec
+
 
 class ConfigError(ValueError):
     """A config value or override that cannot be used; the message names the field."""
@@ -38,6 +42,8 @@ class ConfigError(ValueError):
 MAX_SEED = 2**31 - 1
 """Largest seed accepted anywhere (torch, numpy and gymnasium all take it)."""
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+"""A dotted Python module name, as `env_packages` takes them."""
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
 
@@ -66,8 +72,14 @@ class SACConfig(BaseModel):
         extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
     )
 
-    env_id: str = "Pendulum-v1"
-    """Gymnasium id of an environment with a continuous (Box) action space."""
+    env_id: str = Field("Pendulum-v1", min_length=1, max_length=200)
+    """Gymnasium env id with a continuous (Box) action space: a registered id, one offered
+    through the `rlops.envs` entry points, or gymnasium's "module:EnvId-v0" form."""
+    env_packages: tuple[Annotated[str, Field(pattern=MODULE_NAME)], ...] = ()
+    """Modules imported before the env is made, e.g. one that registers it (RL-Zoo's
+    --gym-packages)."""
+    env_kwargs: dict[str, JsonValue] = Field(default_factory=dict)
+    """Keyword arguments for gymnasium.make (the env's constructor), as JSON values."""
     total_timesteps: int = Field(20_000, ge=1, le=100_000_000)
     """Environment steps to collect (one update per step after `learning_starts`)."""
     seed: Seed = 0
@@ -129,6 +141,14 @@ class SACConfig(BaseModel):
                 f"({self.total_timesteps}): the run would never update the networks"
             )
         return self
+
+    @property
+    def env(self) -> EnvSpec:
+        """How to build this run's env (id, packages, kwargs), as everything downstream
+        receives it."""
+        from rl_core.envs import EnvSpec
+
+        return EnvSpec(self.env_id, self.env_packages, dict(self.env_kwargs))
 
     @property
     def effective_matmul_precision(self) -> cpu.MatmulPrecision:

@@ -1,39 +1,164 @@
-"""Creating gymnasium environments SAC can act in, with clear errors for those it cannot."""
+"""Which environment to train on, and building it with errors that say what is wrong.
+
+An `EnvSpec` is everything needed to build the same env again on another machine: the id
+(a registered one, or gymnasium's `"module:EnvId-v0"` form), the modules to import first
+(RL-Zoo's `--gym-packages`) and the keyword arguments for `gymnasium.make`. It travels with
+the config, the actor file and the exported policy, so evaluation, export and the drift
+monitor build the env the policy was trained on.
+
+Packages can also offer envs through the `rlops.envs` entry-point group: the entry point's
+name is the env id, its value the env class (`"my_pkg.envs:MyEnv"`). They are registered with
+gymnasium on first use, without importing the package until the env is made.
+"""
 
 from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+ENTRY_POINT_GROUP = "rlops.envs"
+
 
 class EnvError(ValueError):
-    """The env id is unknown or its spaces are not what SAC needs."""
+    """The env cannot be built, or its spaces are not what SAC needs; the message says which."""
 
 
-def make_env(env_id: str) -> gym.Env:
-    """Make `env_id` and check it has a Box observation space and a bounded Box action space."""
+@dataclass(frozen=True)
+class EnvSpec:
+    """How to build one env: id, modules imported first, keyword arguments for `make`."""
+
+    id: str
+    packages: tuple[str, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, env: EnvSpec | str) -> EnvSpec:
+        """An EnvSpec as is, or the spec of a bare env id."""
+        return env if isinstance(env, EnvSpec) else cls(env)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> EnvSpec:
+        return cls(raw["id"], tuple(raw.get("packages", ())), dict(raw.get("kwargs", {})))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "packages": list(self.packages), "kwargs": dict(self.kwargs)}
+
+    def __str__(self) -> str:
+        extras = [f"packages {list(self.packages)}"] * bool(self.packages)
+        extras += [f"kwargs {json.dumps(dict(self.kwargs), sort_keys=True)}"] * bool(self.kwargs)
+        return self.id + (f" ({', '.join(extras)})" if extras else "")
+
+
+@functools.cache
+def register_entry_point_envs() -> tuple[str, ...]:
+    """Register every env offered in the `rlops.envs` entry-point group; their ids."""
+    offered = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in gym.registry:
+            gym.register(id=entry.name, entry_point=entry.value)
+        offered.append(entry.name)
+    return tuple(offered)
+
+
+def _import(module: str, what: str) -> None:
     try:
-        env = gym.make(env_id)
-    except gym.error.Error as exc:
-        raise EnvError(f"unknown gymnasium env id {env_id!r}: {exc}") from None
-    action_space = env.action_space
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise EnvError(
+            f"{what}: cannot import {module!r} ({exc}); install the package that provides it"
+        ) from None
+
+
+def make_env(env: EnvSpec | str) -> gym.Env:
+    """Build the env and check SAC can act in it: a bounded Box action space and a flat Box
+    observation space. Every failure is one `EnvError` naming the env and what is wrong."""
+    spec = EnvSpec.of(env)
+    register_entry_point_envs()
+    for package in spec.packages:
+        _import(package, f"env {spec.id!r}: env_packages")
+    module, _, name = spec.id.rpartition(":")
+    if module:
+        _import(module, f"env {spec.id!r}: the module before ':'")
+    try:
+        made = gym.make(spec.id, **spec.kwargs)
+    except gym.error.UnregisteredEnv:
+        raise EnvError(_unknown_id_message(spec.id, name)) from None
+    except Exception as exc:  # the env's own constructor refused its arguments
+        given = f" with env_kwargs {json.dumps(dict(spec.kwargs))}" if spec.kwargs else ""
+        raise EnvError(
+            f"env {spec.id!r} could not be built{given}: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        _check_spaces(spec.id, made)
+    except EnvError:
+        made.close()
+        raise
+    return made
+
+
+def _unknown_id_message(env_id: str, name: str) -> str:
+    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
+    hint = f"; closest registered: {', '.join(close)}" if close else ""
+    return (
+        f"unknown env id {env_id!r}{hint} (a registered id, or 'module:EnvId-v0' with the "
+        "module that registers it; env_packages imports modules first)"
+    )
+
+
+def _check_spaces(env_id: str, env: gym.Env) -> None:
+    action_space, observation_space = env.action_space, env.observation_space
     if not isinstance(action_space, spaces.Box):
-        env.close()
         raise EnvError(
             f"env {env_id!r} has action space {action_space!r}; SAC needs a continuous "
             "gymnasium.spaces.Box action space"
         )
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-        env.close()
         raise EnvError(f"env {env_id!r} has an unbounded action space {action_space!r}")
-    if not isinstance(env.observation_space, spaces.Box):
-        env.close()
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         raise EnvError(
-            f"env {env_id!r} has observation space {env.observation_space!r}; "
-            "a flat gymnasium.spaces.Box is needed"
+            f"env {env_id!r} has observation space {observation_space!r}; a flat "
+            "gymnasium.spaces.Box (one dimension) is needed: flatten it with a wrapper"
         )
-    return env
+
+
+@dataclass(frozen=True)
+class EnvSummary:
+    """What a built env offers SAC (what `validate_env` reports)."""
+
+    env: str
+    obs_dim: int
+    act_dim: int
+    action_low: list[float]
+    action_high: list[float]
+    max_episode_steps: int | None
+
+
+def describe_env(env: EnvSpec | str) -> EnvSummary:
+    """Build the env once, check it, and say what it offers; `EnvError` if it cannot serve."""
+    spec = EnvSpec.of(env)
+    made = make_env(spec)
+    try:
+        obs_dim, act_dim = space_dims(made)
+        return EnvSummary(
+            str(spec),
+            obs_dim,
+            act_dim,
+            made.action_space.low.tolist(),
+            made.action_space.high.tolist(),
+            made.spec.max_episode_steps if made.spec else None,
+        )
+    finally:
+        made.close()
 
 
 def space_dims(env: gym.Env) -> tuple[int, int]:
@@ -42,8 +167,9 @@ def space_dims(env: gym.Env) -> tuple[int, int]:
 
 
 def env_spec_version(env_id: str) -> int | None:
-    """The registered version of an env id (the `v1` of Pendulum-v1), for lineage."""
-    return gym.spec(env_id).version
+    """The registered version of an env id (the `v1` of Pendulum-v1), for lineage; the env
+    must have been made once (its module imported, its entry point registered)."""
+    return gym.spec(env_id.rpartition(":")[2]).version
 
 
 def to_env_action(squashed: np.ndarray, action_space: spaces.Box) -> np.ndarray:

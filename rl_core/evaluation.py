@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from rl_core.envs import make_env
+from rl_core.envs import EnvSpec, make_env
 from rl_core.networks import Actor
 from rl_core.tracking import Tracker
 
@@ -53,9 +53,9 @@ def actor_policy(actor: Actor) -> Policy:
     return policy
 
 
-def evaluate(policy: Policy, env_id: str, seeds: Sequence[int]) -> EvalResult:
+def evaluate(policy: Policy, env: EnvSpec | str, seeds: Sequence[int]) -> EvalResult:
     """Run one episode per seed with `policy` and summarise the undiscounted returns."""
-    env = make_env(env_id)
+    env = make_env(env)
     returns: list[float] = []
     try:
         for seed in seeds:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_core.envs import make_env
+from rl_core.envs import EnvSpec, make_env
 from rl_core.evaluation import Policy
 from rl_core.networks import Actor
 
@@ -98,7 +98,7 @@ class ExportResult:
 
 
 def export_actor(
-    actor: Actor, path: str | Path, env_id: str, *, n_random: int = 512, seed: int = 0
+    actor: Actor, path: str | Path, env: EnvSpec | str, *, n_random: int = 512, seed: int = 0
 ) -> ExportResult:
     """Script, save, reload and check the actor; raise `ExportMismatchError` on a mismatch."""
     path = Path(path)
@@ -107,7 +107,7 @@ def export_actor(
         torch.jit.save(script_actor(actor), str(path))
     reloaded = load_exported(path)
     observations = torch.cat(
-        [random_observations(env_id, n_random, seed), real_observations(actor, env_id, seed)]
+        [random_observations(env, n_random, seed), real_observations(actor, env, seed)]
     )
     max_diff = max_action_difference(actor, reloaded, observations)
     if not max_diff <= EQUIVALENCE_TOLERANCE:  # also catches NaN
@@ -128,11 +128,11 @@ def max_action_difference(
     return float((exported(observations) - eager).abs().max())
 
 
-def random_observations(env_id: str, n: int, seed: int) -> torch.Tensor:
+def random_observations(env: EnvSpec | str, n: int, seed: int) -> torch.Tensor:
     """Observations drawn uniformly from the (clipped) observation space."""
-    env = make_env(env_id)
-    space = env.observation_space
-    env.close()
+    made = make_env(env)
+    space = made.observation_space
+    made.close()
     low = np.clip(space.low, -10.0, 10.0)
     high = np.clip(space.high, -10.0, 10.0)
     sample = np.random.default_rng(seed).uniform(low, high, size=(n, *space.shape))
@@ -140,9 +140,11 @@ def random_observations(env_id: str, n: int, seed: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def real_observations(actor: Actor, env_id: str, seed: int, steps: int = 200) -> torch.Tensor:
+def real_observations(
+    actor: Actor, env: EnvSpec | str, seed: int, steps: int = 200
+) -> torch.Tensor:
     """Observations the policy actually visits in one episode of the env."""
-    env = make_env(env_id)
+    env = make_env(env)
     obs, _ = env.reset(seed=seed)
     visited = [obs]
     for _ in range(steps - 1):

@@ -98,6 +98,8 @@ def collect(config: SACConfig) -> dict[str, Any]:
         **package_versions(),
         "requirements_sha256": requirements_sha256(),
         "env_id": config.env_id,
+        "env_packages": list(config.env_packages),
+        "env_kwargs": dict(config.env_kwargs),
         "env_spec_version": env_spec_version(config.env_id),
         "seed": config.seed,
         "eval_seeds": list(config.eval_seeds),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.metadata
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl_core.envs import EnvSpec
 from rl_core.export import export_actor, load_exported, real_observations
 from rl_core.networks import Actor
 
@@ -37,7 +38,7 @@ ACTOR_ARTIFACT = "actor"
 """Key of the TorchScript file among the pyfunc model's artifacts."""
 METADATA_KEY = "rlops"
 """Key of `PolicyMeta` in the MLmodel file's metadata."""
-POLICY_FORMAT = 1
+POLICY_FORMAT = 2
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_policy.py")
 LOGGED_MODEL_NAME = "policy"
 
@@ -57,6 +58,14 @@ class PolicyMeta:
     observations_checked: int
     torch_version: str
     format: int = POLICY_FORMAT
+    env_packages: tuple[str, ...] = ()
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Folders of format 1 name the env id alone: these default to nothing."""
+
+    @property
+    def env(self) -> EnvSpec:
+        """How to build the env the policy acts in (evaluation, drift monitor)."""
+        return EnvSpec(self.env_id, tuple(self.env_packages), dict(self.env_kwargs))
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ def _requirements() -> list[str]:
     return [f"torch=={torch.__version__.split('+')[0]}", *pins]
 
 
-def save_policy_model(actor: Actor, env_id: str, path: str | Path) -> PolicyMeta:
+def save_policy_model(actor: Actor, env: EnvSpec | str, path: str | Path) -> PolicyMeta:
     """Export `actor` into a new MLflow pyfunc folder at `path`; returns what it recorded.
 
     The TorchScript file is checked against the eager actor first (`export_actor` raises
@@ -95,10 +104,13 @@ def save_policy_model(actor: Actor, env_id: str, path: str | Path) -> PolicyMeta
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
+    env = EnvSpec.of(env)
     with tempfile.TemporaryDirectory() as scratch:
-        exported = export_actor(actor, Path(scratch) / "actor.pt", env_id)
+        exported = export_actor(actor, Path(scratch) / "actor.pt", env)
         meta = PolicyMeta(
-            env_id=env_id,
+            env_id=env.id,
+            env_packages=env.packages,
+            env_kwargs=dict(env.kwargs),
             obs_dim=actor.obs_dim,
             act_dim=actor.act_dim,
             max_abs_diff_vs_eager=exported.max_abs_diff,
@@ -111,7 +123,7 @@ def save_policy_model(actor: Actor, env_id: str, path: str | Path) -> PolicyMeta
             outputs=Schema([TensorSpec(float32, (-1, meta.act_dim))]),
         )
         # A batch of two: an example of one would suggest the batch size is fixed.
-        example = real_observations(actor, env_id, seed=0)[:2].numpy()
+        example = real_observations(actor, env, seed=0)[:2].numpy()
         pyfunc.save_model(
             str(path),
             python_model=str(PYFUNC_CODE),
@@ -151,7 +163,7 @@ def load_policy_folder(path: str | Path) -> tuple[torch.jit.ScriptModule, Policy
 
 
 def log_policy_model(
-    actor: Actor, env_id: str, run_id: str, tags: dict[str, str] | None = None
+    actor: Actor, env: EnvSpec | str, run_id: str, tags: dict[str, str] | None = None
 ) -> LoggedPolicy:
     """Save the policy folder and log it as a LoggedModel of MLflow run `run_id`.
 
@@ -165,7 +177,7 @@ def log_policy_model(
     experiment_id = client.get_run(run_id).info.experiment_id
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "policy"
-        save_policy_model(actor, env_id, folder)
+        save_policy_model(actor, env, folder)
         model = client.create_logged_model(
             experiment_id, name=LOGGED_MODEL_NAME, source_run_id=run_id, tags=tags
         )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch and the loaders load when a policy is opened, not on import
     import torch
 
+    from rl_core.envs import EnvSpec
     from rl_core.evaluation import Policy
     from rl_core.networks import Actor
 
@@ -35,7 +36,7 @@ class PolicySourceError(ValueError):
 class PolicySource:
     """A loaded policy: the eager actor when the source has one, else the exported actor."""
 
-    env_id: str
+    env: EnvSpec
     actor: Actor | None
     exported: torch.jit.ScriptModule | None
 
@@ -85,7 +86,7 @@ def open_policy(reference: str, scratch: Path) -> PolicySource:
                 exported, meta = load_policy_folder(path)
             except PolicyFolderError as exc:
                 raise PolicySourceError(str(exc)) from None
-            return PolicySource(meta.env_id, None, exported)
+            return PolicySource(meta.env, None, exported)
         files = [path / name for name in (ACTOR_FILE, CHECKPOINT_FILE) if (path / name).is_file()]
         if not files:
             raise PolicySourceError(
@@ -94,10 +95,10 @@ def open_policy(reference: str, scratch: Path) -> PolicySource:
             )
         path = files[0]
     try:
-        actor, env_id = load_actor(path)
+        actor, env = load_actor(path)
     except (ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PolicySourceError(
             f"{reference}: not a policy rlops can load ({reason}); give {ACCEPTED}"
         ) from None
-    return PolicySource(env_id, actor, None)
+    return PolicySource(env, actor, None)

@@ -138,7 +138,7 @@ def reproduce(reference: str, tolerance: float = 0.0, show_progress: bool = True
     tags = {REPRODUCES_TAG: run_id}
     with MlflowTracker(experiment, run_name=f"reproduce {run_id[:8]}", tags=tags) as tracker:
         result = train(config, tracker=tracker, show_progress=show_progress)
-        evaluation = evaluate(result.agent.act, config.env_id, original_eval["seeds"])
+        evaluation = evaluate(result.agent.act, config.env, original_eval["seeds"])
         log_evaluation(tracker, evaluation, result.steps)
     rows = compare(original_eval, evaluation.as_dict(), tolerance)
     return Reproduction(run_id, tracker.run_id, rows, differences)

@@ -167,7 +167,7 @@ class _Run:
     def __init__(self, config: SACConfig, tracker: Tracker) -> None:
         self.config = config
         self.tracker = tracker
-        self.env = make_env(config.env_id)
+        self.env = make_env(config.env)
         obs_dim, act_dim = space_dims(self.env)
         space = self.env.action_space
         action_rng, sample_rng = _seed_rngs(config.seed)
@@ -289,7 +289,7 @@ class _Run:
 
     def save_trained_actor(self, path: Path) -> Path:
         """The actor alone, next to the final checkpoint, and uploaded as the run's actor."""
-        save_actor(path, self.agent.actor, self.config.env_id)
+        save_actor(path, self.agent.actor, self.config.env)
         self.tracker.log_artifact(path, ACTOR_ARTIFACT_DIR)
         return path
 

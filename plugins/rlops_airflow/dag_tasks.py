@@ -8,6 +8,7 @@ after an Airflow context key except the context values it asks Airflow for (`par
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from rlops_airflow import MLFLOW_RUN_URL_XCOM_KEY
 if TYPE_CHECKING:
     from rlops_airflow.mlflow_run import AirflowRun
     from rlops_airflow.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
 
 TRAIN_RETRIES = 3
 """Training resumes from its last uploaded checkpoint, so retrying it is cheap."""
@@ -76,6 +79,33 @@ def validate_conf(params: dict | None = None) -> dict[str, Any]:
         return validated(params).model_dump(mode="json", exclude_unset=True)
     except ConfError as exc:
         raise AirflowFailException(str(exc)) from None
+
+
+@task(retries=0)
+def validate_env(settings: dict[str, Any]) -> dict[str, Any]:
+    """Build the run's env once; one that cannot be built, or that SAC cannot act in, fails
+    the run at once, naming the env and what is wrong. Passes the settings on.
+
+    Not retried: a missing package or a wrong id stays wrong.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from rl_core.envs import EnvError, describe_env
+
+    try:
+        summary = describe_env(_settings(settings).sac_config().env)
+    except EnvError as exc:
+        raise AirflowFailException(str(exc)) from None
+    log.info(
+        "env %s: %d observations, %d actions in [%s, %s], episodes of %s steps",
+        summary.env,
+        summary.obs_dim,
+        summary.act_dim,
+        summary.action_low,
+        summary.action_high,
+        summary.max_episode_steps or "unbounded",
+    )
+    return settings
 
 
 @task

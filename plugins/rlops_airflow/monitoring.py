@@ -113,7 +113,7 @@ def check_champion(
             "to compare the online return with"
         )
     policy = load_policy(model_name, version)
-    result = evaluate(exported_policy(policy.module), policy.env_id, fresh_seeds(moment, episodes))
+    result = evaluate(exported_policy(policy.module), policy.env, fresh_seeds(moment, episodes))
     client = MlflowClient()
     run = client.create_run(
         _experiment_id(client),
@@ -130,7 +130,7 @@ def check_champion(
             Metric("online_std_return", result.std, now, 0),
             Metric("recorded_reward", recorded, now, 0),
         ],
-        params=[Param("episodes", str(episodes)), Param("env_id", policy.env_id)],
+        params=[Param("episodes", str(episodes)), Param("env", str(policy.env))],
     )
     client.log_dict(run_id, result.as_dict(), "monitoring/returns.json")
     client.set_terminated(run_id)

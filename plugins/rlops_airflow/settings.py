@@ -9,11 +9,25 @@ So a bound, a title or an allowed value is written once, here.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
-from rl_core.config import MAX_SEED, SACConfig, build_config, describe_errors, overrides_model
+from rl_core.config import (
+    MAX_SEED,
+    MODULE_NAME,
+    SACConfig,
+    build_config,
+    describe_errors,
+    overrides_model,
+)
 from rlops_airflow.promotion import Thresholds
 
 EXPERIMENT_ENV = "RLOPS_MLFLOW_EXPERIMENT"
@@ -22,8 +36,20 @@ DEFAULT_EXPERIMENT = "rlops"
 
 TRAINING, EVALUATION, PROMOTION, ADVANCED = "Training", "Evaluation", "Promotion", "Advanced"
 SECTIONS = (TRAINING, EVALUATION, PROMOTION, ADVANCED)
+ENV_PROPOSALS = ("Pendulum-v1", "PointReach-v0")
+"""Env ids the trigger form proposes (any other can be typed): envs this install builds."""
 
-PIPELINE_OWNED = frozenset({"env_id", "total_timesteps", "seed", "eval_seeds", "checkpoint_every"})
+PIPELINE_OWNED = frozenset(
+    {
+        "env_id",
+        "env_packages",
+        "env_kwargs",
+        "total_timesteps",
+        "seed",
+        "eval_seeds",
+        "checkpoint_every",
+    }
+)
 """SACConfig fields the form sets through its own params, so not through `sac_overrides`."""
 SACOverrides = overrides_model("SACOverrides", PIPELINE_OWNED)
 
@@ -48,11 +74,30 @@ class PipelineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    env_id: Literal["Pendulum-v1", "MountainCarContinuous-v0"] = _param(
+    env_id: str = _param(
         "Pendulum-v1",
         TRAINING,
         "Environment",
-        "Gymnasium environment with a continuous (Box) action space.",
+        "Any gymnasium env id with a continuous (Box) action space and a flat Box observation: "
+        "a registered id, one an installed package offers (rlops.envs entry points), or "
+        "'module:EnvId-v0'. The validate_env task builds it first.",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:/\-]+$",
+        examples=list(ENV_PROPOSALS),
+    )
+    env_packages: list[Annotated[str, Field(pattern=MODULE_NAME)]] = _param(
+        [],
+        TRAINING,
+        "Env packages",
+        "Python modules imported before the env is made, e.g. one that registers it.",
+        max_length=16,
+    )
+    env_kwargs: dict[str, Any] = _param(  # JSON from the conf; SACConfig checks it further
+        {},
+        TRAINING,
+        "Env keyword arguments",
+        'Passed to gymnasium.make, e.g. {"g": 9.81} for Pendulum-v1.',
     )
     total_timesteps: int = _param(
         20_000,
@@ -167,6 +212,8 @@ class PipelineSettings(BaseModel):
             {
                 **self.sac_overrides.model_dump(exclude_unset=True),
                 "env_id": self.env_id,
+                "env_packages": self.env_packages,
+                "env_kwargs": self.env_kwargs,
                 "total_timesteps": self.total_timesteps,
                 "seed": self.seed if seed is None else seed,
                 "eval_seeds": self.eval_seeds,

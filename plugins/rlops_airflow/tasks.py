@@ -20,6 +20,7 @@ from mlflow.entities import LoggedModelStatus
 
 from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.checkpoint import load_actor
+from rl_core.envs import EnvSpec
 from rl_core.evaluation import EVAL_MEAN_RETURN, actor_policy, evaluate, log_evaluation
 from rl_core.export import exported_policy
 from rl_core.networks import Actor
@@ -46,8 +47,8 @@ def _checkpoint(run_id: str, scratch: Path) -> Path:
     return download(run_id, f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", scratch)
 
 
-def _trained_actor(run_id: str) -> tuple[Actor, str]:
-    """The run's trained actor and env id: the small actor file, not the training state."""
+def _trained_actor(run_id: str) -> tuple[Actor, EnvSpec]:
+    """The run's trained actor and env spec: the small actor file, not the training state."""
     with tempfile.TemporaryDirectory() as scratch:
         return load_actor(download(run_id, f"{ACTOR_ARTIFACT_DIR}/{ACTOR_FILE}", Path(scratch)))
 
@@ -90,8 +91,8 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
 
 def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any]:
     """Quality gate: mean deterministic return on the fixed eval seeds vs `min_reward`."""
-    actor, env_id = _trained_actor(run_id)
-    result = evaluate(actor_policy(actor), env_id, settings.eval_seeds)
+    actor, env = _trained_actor(run_id)
+    result = evaluate(actor_policy(actor), env, settings.eval_seeds)
     passed = settings.thresholds.reward_passes(result.mean)
     with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
         log_evaluation(tracker, result, settings.total_timesteps)
@@ -169,8 +170,8 @@ def export_candidate(run_id: str) -> dict[str, Any]:
     if finished:
         log.info("policy model %s already exported for %s", finished[0].model_id, key)
         return {"model_uri": f"models:/{finished[0].model_id}", "model_id": finished[0].model_id}
-    actor, env_id = _trained_actor(run_id)
-    logged = log_policy_model(actor, env_id, run_id, {tags.CANDIDATE_KEY: key})
+    actor, env = _trained_actor(run_id)
+    logged = log_policy_model(actor, env, run_id, {tags.CANDIDATE_KEY: key})
     log.info("exported the policy as MLflow model %s", logged.model_uri)
     return {"model_uri": logged.model_uri, "model_id": logged.model_id}
 
@@ -296,7 +297,7 @@ def _champion_score(registry: ModelRegistry, settings: PipelineSettings) -> Cham
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"models:/{registry.name}/{champion.version}"
         actor, meta = load_policy_folder(mlflow.artifacts.download_artifacts(uri, dst_path=scratch))
-    result = evaluate(exported_policy(actor), meta.env_id, seeds)
+    result = evaluate(exported_policy(actor), meta.env, seeds)
     log.info("champion v%s re-evaluated on seeds %s: %.1f", champion.version, seeds, result.mean)
     return ChampionScore(str(champion.version), result.mean)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 import torch
 
+from rl_core.envs import EnvSpec
 from rl_core.policy_model import load_policy_folder
 
 WARM_UP_BATCHES = (1, 2, 1)
@@ -33,7 +34,7 @@ class ServedPolicy:
 
     model_name: str
     version: str
-    env_id: str
+    env: EnvSpec
     obs_dim: int
     act_dim: int
     module: torch.jit.ScriptModule
@@ -55,7 +56,7 @@ def load_policy(model_name: str, version: str) -> ServedPolicy:
             policy = ServedPolicy(
                 model_name=model_name,
                 version=str(version),
-                env_id=meta.env_id,
+                env=meta.env,
                 obs_dim=meta.obs_dim,
                 act_dim=meta.act_dim,
                 module=module,

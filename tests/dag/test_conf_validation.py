@@ -7,7 +7,6 @@ keys, and rules across fields). Both come from `PipelineSettings`, so they canno
 
 from __future__ import annotations
 
-import copy
 import os
 import sqlite3
 
@@ -15,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from rlops_airflow.settings import ConfError, PipelineSettings, validate_conf
-from tests.conftest import REPO, airflow_dags_test
+from tests.conftest import REPO, airflow_dags_test, validate_trigger
 
 DAG_ID = "rlops_sac_pipeline"
 
@@ -27,15 +26,12 @@ def dag():
     return DagBag(dag_folder=str(REPO / "dags")).dags[DAG_ID]
 
 
-def _trigger(dag, conf: dict) -> None:
-    """What the REST API and the form do with a conf: validate it against the Params."""
-    params = copy.deepcopy(dag.params)
-    params.update(conf)
-    params.validate()
-
-
 TRIGGER_REFUSALS = [
-    ({"env_id": "CartPole-v1"}, "env_id", "is not one of"),
+    ({"env_id": "Cart Pole"}, "env_id", "does not match"),
+    ({"env_id": ""}, "env_id", "should be non-empty"),
+    ({"env_packages": ["not a module"]}, "env_packages", "does not match"),
+    ({"env_packages": "my_envs"}, "env_packages", "is not of type 'array'"),
+    ({"env_kwargs": [1]}, "env_kwargs", "is not of type 'object'"),
     ({"total_timesteps": 10}, "total_timesteps", "less than the minimum of 1000"),
     ({"total_timesteps": 10**9}, "total_timesteps", "greater than the maximum"),
     ({"total_timesteps": "many"}, "total_timesteps", "is not of type 'integer'"),
@@ -72,7 +68,7 @@ def test_the_trigger_refuses_a_bad_param_naming_it(dag, conf, param, reason) -> 
     from airflow.sdk.exceptions import ParamValidationError
 
     with pytest.raises(ParamValidationError) as refused:
-        _trigger(dag, conf)
+        validate_trigger(dag, conf)
     assert str(refused.value).startswith(f"Invalid input for param {param}:")
     assert reason in str(refused.value)
 
@@ -101,7 +97,10 @@ def test_the_params_are_the_settings_model() -> None:
         ({"total_timestep": 5}, "total_timestep: unknown parameter; did you mean total_timesteps?"),
         ({"min_rewards": -100}, "min_rewards: unknown parameter; did you mean min_reward?"),
         ({"sac_override": {}}, "sac_override: unknown parameter; did you mean sac_overrides?"),
-        ({"zzz": 1}, "zzz: unknown parameter; known: env_id, total_timesteps,"),
+        (
+            {"zzz": 1},
+            "zzz: unknown parameter; known: env_id, env_packages, env_kwargs, total_timesteps,",
+        ),
         (
             {"total_timesteps": 2_000},  # with the default checkpoint_every of 5,000
             "checkpoint_every (5000) is more than total_timesteps (2000)",
@@ -118,7 +117,8 @@ def test_the_params_are_the_settings_model() -> None:
     ],
 )
 def test_what_only_validate_conf_can_see(dag, conf, message) -> None:
-    _trigger(dag, {k: v for k, v in conf.items() if k in dag.params})  # the trigger lets it by
+    known = {k: v for k, v in conf.items() if k in dag.params}
+    validate_trigger(dag, known)  # the trigger lets it by
     with pytest.raises(ConfError) as refused:
         validate_conf(conf)
     assert message in str(refused.value)
@@ -160,6 +160,36 @@ def _task_instances(env: dict[str, str]) -> dict[str, tuple[str | None, int]]:
     return {task_id: (state, tries) for task_id, state, tries in rows}
 
 
+def _nothing_was_trained() -> None:
+    client = MlflowClient()
+    assert [e.name for e in client.search_experiments()] == ["Default"]  # no run anywhere
+    assert client.search_registered_models() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"env_id": "Pendulam-v1"}, "unknown env id 'Pendulam-v1'; closest registered: Pendulum"),
+        ({"env_id": "CartPole-v1"}, "SAC needs a continuous gymnasium.spaces.Box action space"),
+    ],
+)
+def test_an_env_that_cannot_serve_fails_the_run_at_once(
+    airflow_db, mlflow_store, conf, message
+) -> None:
+    """Each kind of env error has its unit test (tests/unit/test_envs.py); here, two of them
+    as a run meets them."""
+    env = {**os.environ, **airflow_db}
+    done = airflow_dags_test(DAG_ID, env, {**conf, "registered_model_name": "bad-env"})
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert message in done.stdout + done.stderr
+    tasks = _task_instances(env)
+    assert tasks["validate_conf"] == ("success", 1)
+    assert tasks["validate_env"] == ("failed", 1)  # no retry: a wrong env stays wrong
+    assert all(state != "success" for t, (state, _) in tasks.items() if not t.startswith("valid"))
+    _nothing_was_trained()
+
+
 @pytest.mark.slow
 def test_a_typo_fails_the_run_at_once_and_trains_nothing(airflow_db, mlflow_store) -> None:
     env = {**os.environ, **airflow_db}
@@ -170,6 +200,4 @@ def test_a_typo_fails_the_run_at_once_and_trains_nothing(airflow_db, mlflow_stor
     tasks = _task_instances(env)
     assert tasks["validate_conf"] == ("failed", 1)  # no retry: a bad conf stays bad
     assert all(state != "success" for t, (state, _) in tasks.items() if t != "validate_conf")
-    client = MlflowClient()
-    assert [e.name for e in client.search_experiments()] == ["Default"]  # no run anywhere
-    assert client.search_registered_models() == []
+    _nothing_was_trained()

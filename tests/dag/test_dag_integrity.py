@@ -16,6 +16,7 @@ from tests.conftest import REPO, validate_trigger
 DAG_ID = "rlops_sac_pipeline"
 ORDER = [
     "validate_conf",
+    "validate_env",
     "sweep_seeds",
     "train",
     "evaluate",
@@ -63,9 +64,11 @@ def test_schedule_and_run_policy(dag) -> None:
     assert str(dag.timetable.timezone) == "UTC"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-    assert dag.get_task("validate_conf").retries == 0  # a bad conf stays bad
+    never_retried = {"validate_conf", "validate_env"}  # a bad conf or env stays bad
     for task in dag.tasks:
-        if task.task_id != "validate_conf":
+        if task.task_id in never_retried:
+            assert task.retries == 0, task.task_id
+        else:
             assert task.retries >= 2, task.task_id
             assert task.retry_delay >= timedelta(seconds=30), task.task_id
     assert dag.get_task("train").retries == 3
@@ -103,7 +106,9 @@ def test_defaults_are_valid_and_documented(dag) -> None:
     [
         ({"total_timesteps": 10}, "total_timesteps"),
         ({"total_timesteps": "many"}, "total_timesteps"),
-        ({"env_id": "CartPole-v1"}, "env_id"),
+        ({"env_id": "Cart Pole"}, "env_id"),
+        ({"env_packages": ["not a module"]}, "env_packages"),
+        ({"env_kwargs": [1]}, "env_kwargs"),
         ({"eval_episodes": 0}, "eval_episodes"),
         ({"min_speedup": -1}, "min_speedup"),
         ({"registered_model_name": "bad name!"}, "registered_model_name"),

@@ -9,6 +9,7 @@ from rl_core.checkpoint import (
     save_checkpoint,
 )
 from rl_core.config import SACConfig
+from rl_core.envs import EnvSpec
 from rl_core.training import train
 
 SMALL = dict(hidden_sizes=(32, 32), batch_size=32, learning_starts=50, seed=4)
@@ -95,16 +96,16 @@ def test_save_is_atomic(tmp_path) -> None:
 
 def test_the_actor_loads_on_its_own_from_a_small_file(tmp_path) -> None:
     """No env, critics, optimizers or replay rows: the spec saved beside the weights builds it."""
-    cfg = SACConfig(total_timesteps=400, **SMALL)
+    cfg = SACConfig(total_timesteps=400, env_kwargs={"g": 9.81}, **SMALL)
     result = train(cfg, checkpoint_path=tmp_path / "checkpoint.pt", show_progress=False)
     actor_file = tmp_path / "actor.pt"  # written beside the final checkpoint
     assert actor_file.stat().st_size < (tmp_path / "checkpoint.pt").stat().st_size / 4
     observations = torch.randn(64, 3)
     expected = result.agent.actor.deterministic_action(observations)
     for source in (actor_file, tmp_path / "checkpoint.pt"):
-        actor, env_id = load_actor(source)
-        assert env_id == "Pendulum-v1"
+        actor, env = load_actor(source)
+        assert env == cfg.env == EnvSpec("Pendulum-v1", (), {"g": 9.81})
         assert actor.spec == result.agent.actor.spec
         assert torch.equal(actor.deterministic_action(observations), expected), source
-    save_actor(tmp_path / "again.pt", actor, env_id)
+    save_actor(tmp_path / "again.pt", actor, env)
     assert torch.equal(load_actor(tmp_path / "again.pt")[0].head.weight, actor.head.weight)

@@ -1,18 +1,120 @@
+"""Any env a user can name: registered ids, "module:EnvId" ids, entry points, packages and
+kwargs; and one clear error, naming the env, for every way it can be unusable."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
 
-from rl_core.envs import EnvError, make_env, to_env_action
+from rl_core.envs import (
+    EnvError,
+    EnvSpec,
+    describe_env,
+    make_env,
+    register_entry_point_envs,
+    to_env_action,
+)
 
 
-def test_unknown_env_id_is_named() -> None:
-    with pytest.raises(EnvError, match="unknown gymnasium env id 'NoSuchEnv-v9'"):
-        make_env("NoSuchEnv-v9")
+@pytest.fixture
+def env_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An importable module that registers `Tilted-v0` (Pendulum with another gravity) and
+    `Picture-v0` (image observations) when imported; its name."""
+    (tmp_path / "my_envs.py").write_text(
+        textwrap.dedent(
+            """
+            import gymnasium as gym
+            import numpy as np
+            from gymnasium import spaces
+
+            class Picture(gym.Env):
+                observation_space = spaces.Box(0, 255, (8, 8, 3), np.uint8)
+                action_space = spaces.Box(-1, 1, (1,), np.float32)
+
+            gym.register("Tilted-v0", "gymnasium.envs.classic_control:PendulumEnv",
+                         kwargs={"g": 3.0}, max_episode_steps=50)
+            gym.register("Picture-v0", Picture)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_envs"
+    for env_id in ("Tilted-v0", "Picture-v0"):
+        gym.registry.pop(env_id, None)
+    sys.modules.pop("my_envs", None)
+
+
+def test_unknown_env_id_names_the_closest_registered_ones() -> None:
+    with pytest.raises(EnvError, match=r"unknown env id 'Pendulam-v1'; closest registered: "):
+        make_env("Pendulam-v1")
+    with pytest.raises(EnvError, match="Pendulum-v1"):
+        make_env("Pendulam-v1")
+
+
+def test_a_package_that_is_not_installed_is_named() -> None:
+    spec = EnvSpec("Pendulum-v1", packages=("no_such_envs_pkg",))
+    with pytest.raises(EnvError, match=r"env_packages: cannot import 'no_such_envs_pkg'"):
+        make_env(spec)
+    with pytest.raises(EnvError, match=r"the module before ':': cannot import 'nowhere_mod'"):
+        make_env("nowhere_mod:Foo-v0")
+
+
+def test_packages_and_module_ids_register_envs(env_module: str) -> None:
+    env = make_env(f"{env_module}:Tilted-v0")
+    assert env.unwrapped.g == 3.0
+    env.close()
+    summary = describe_env(EnvSpec("Tilted-v0", packages=(env_module,), kwargs={"g": 5.0}))
+    assert (summary.obs_dim, summary.act_dim, summary.max_episode_steps) == (3, 1, 50)
+    assert summary.action_low == [-2.0]
+
+
+def test_kwargs_reach_the_env_and_bad_ones_quote_its_own_error() -> None:
+    env = make_env(EnvSpec("Pendulum-v1", kwargs={"g": 1.5}))
+    assert env.unwrapped.g == 1.5
+    env.close()
+    with pytest.raises(
+        EnvError,
+        match=r"env 'Pendulum-v1' could not be built with env_kwargs \{\"gravity\": 1\}: "
+        r"TypeError: .*unexpected keyword argument 'gravity'",
+    ):
+        make_env(EnvSpec("Pendulum-v1", kwargs={"gravity": 1}))
 
 
 def test_discrete_action_space_is_refused_with_what_was_found() -> None:
     with pytest.raises(EnvError, match=r"'CartPole-v1' has action space Discrete\(2\)"):
         make_env("CartPole-v1")
+
+
+def test_image_observations_are_refused_as_not_flat(env_module: str) -> None:
+    with pytest.raises(
+        EnvError, match=r"'Picture-v0' has observation space Box\(0, 255, \(8, 8, 3\)"
+    ):
+        make_env(EnvSpec("Picture-v0", packages=(env_module,)))
+
+
+def test_entry_point_envs_are_registered_by_name() -> None:
+    """The example package (installed by scripts/bootstrap.sh) offers PointReach-v0."""
+    assert "PointReach-v0" in register_entry_point_envs()
+    summary = describe_env("PointReach-v0")
+    assert (summary.obs_dim, summary.act_dim) == (6, 2)
+    env = make_env(EnvSpec("PointReach-v0", kwargs={"max_steps": 3}))
+    env.reset(seed=0)
+    assert [env.step(np.zeros(2))[3] for _ in range(3)] == [False, False, True]
+    env.close()
+
+
+def test_spec_round_trips_and_reads_as_text() -> None:
+    spec = EnvSpec("Pendulum-v1", ("a.b",), {"g": 9.0})
+    assert EnvSpec.from_dict(spec.as_dict()) == spec
+    assert str(spec) == "Pendulum-v1 (packages ['a.b'], kwargs {\"g\": 9.0})"
+    assert str(EnvSpec.of("Pendulum-v1")) == "Pendulum-v1"
 
 
 def test_continuous_env_is_accepted() -> None:
