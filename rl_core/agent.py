@@ -161,6 +161,12 @@ class SAC:
         self.policy_optimizer.step()
         return actor_loss
 
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """The rate every optimizer uses from the next step on (a learning-rate schedule)."""
+        for optimizer in (self.critic_optimizer, self.policy_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
+
     def update_targets(self) -> None:
         """Polyak averaging: target <- (1 - tau) * target + tau * critic."""
         with torch.no_grad():

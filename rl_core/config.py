@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from rl_core import cpu
+from rl_core.presets import PRESETS, preset_for
 
 if TYPE_CHECKING:
     from rl_core.envs import EnvSpec
@@ -90,6 +91,12 @@ class SACConfig(BaseModel):
     """Width of each hidden layer, shared by actor and critics."""
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
     """Adam learning rate of actor, critics and entropy coefficient."""
+    learning_rate_schedule: Literal["constant", "linear"] = "constant"
+    """"linear": `learning_rate` times the fraction of the run still to go, set before each
+    update phase (SB3's and RL-Zoo's `lin_<lr>`)."""
+    use_preset: bool = True
+    """Start from RL-Zoo's tuned values for `env_id` (rl_core/presets.py) when it has them;
+    anything set explicitly still wins. Applied by `build_config` (CLI, config file, DAG)."""
     buffer_size: int = Field(1_000_000, ge=1, le=10_000_000)
     """Replay buffer capacity in transitions (memory is only touched as it fills)."""
     learning_starts: int = Field(100, ge=0, le=10_000_000)
@@ -141,6 +148,17 @@ class SACConfig(BaseModel):
                 f"({self.total_timesteps}): the run would never update the networks"
             )
         return self
+
+    @property
+    def applied_preset(self) -> str | None:
+        """The env id whose preset `build_config` applies to this config, if any."""
+        return self.env_id if self.use_preset and self.env_id in PRESETS else None
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of the update phase that follows env step `step`."""
+        if self.learning_rate_schedule == "constant":
+            return self.learning_rate
+        return self.learning_rate * max(0.0, 1.0 - step / self.total_timesteps)
 
     @property
     def env(self) -> EnvSpec:
@@ -198,7 +216,14 @@ def describe_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
 
 
 def build_config(values: dict[str, Any]) -> SACConfig:
-    """Validate raw values into a `SACConfig`, turning pydantic's errors into a `ConfigError`."""
+    """Validate raw values into a `SACConfig`, turning pydantic's errors into a `ConfigError`.
+
+    The preset of the env (rl_core/presets.py) fills what `values` leaves unset, unless
+    `use_preset` is false. A resolved config sets every field, so rebuilding it changes nothing.
+    """
+    env_id = values.get("env_id", SACConfig.model_fields["env_id"].default)
+    if values.get("use_preset", True) is not False and isinstance(env_id, str):
+        values = {**preset_for(env_id), **values}
     try:
         return SACConfig(**values)
     except ValidationError as exc:

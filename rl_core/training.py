@@ -259,6 +259,8 @@ class _Run:
 
     def _update(self) -> None:
         """`gradient_steps` SAC updates on fresh replay batches, their stats kept for the log."""
+        if self.config.learning_rate_schedule != "constant":
+            self.agent.set_learning_rate(self.config.learning_rate_at(self.progress.step))
         with matmul_precision(self.precision):
             for _ in range(self.config.gradient_steps):
                 batch = self.buffer.sample(self.config.batch_size, self.progress.sample_rng)
@@ -338,7 +340,7 @@ def train(
         start_step = run.progress.step
         log.info("resumed from %s at step %d", resume_from, start_step)
     else:
-        tracker.log_params(config.resolved())
+        tracker.log_params({**config.resolved(), "preset": config.applied_preset or "none"})
     run_lineage = lineage.collect(config) if tracker.enabled else {}
     tracker.set_tags({f"lineage.{key}": _tag_value(value) for key, value in run_lineage.items()})
     with tempfile.TemporaryDirectory() as scratch:

@@ -50,6 +50,7 @@ def test_tracker_logs_params_metrics_and_artifacts(mlflow_store: str) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.params["batch_size"] == "32"
     assert run.data.params["hidden_sizes"] == "[32, 32]"
+    assert run.data.params["preset"] == TINY.applied_preset == "Pendulum-v1"
     for key in ("episode_return", "critic_loss", "actor_loss", "alpha", "steps_per_second"):
         assert key in run.data.metrics, key
     returns = client.get_metric_history(tracker.run_id, "episode_return")
