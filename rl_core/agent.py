@@ -80,7 +80,10 @@ class SAC:
         self.config = config
         low = torch.as_tensor(action_low, dtype=torch.float32)
         high = torch.as_tensor(action_high, dtype=torch.float32)
-        self.actor = Actor(obs_dim, act_dim, config.hidden_sizes, low, high)
+        obs_clip = config.obs_clip if config.normalize_obs else None
+        self.actor = Actor(obs_dim, act_dim, config.hidden_sizes, low, high, obs_clip)
+        # The critics see observations as the actor does: through its normalizer (or as is).
+        self.normalize = self.actor.normalizer
         self.critic = TwinQCritic(obs_dim, act_dim, config.hidden_sizes)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_optimizer = _adam(self.critic.parameters(), config.learning_rate)
@@ -131,7 +134,8 @@ class SAC:
         """
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.sample(batch.next_obs)
-            next_q = self.critic_target(batch.next_obs, next_actions).amin(0)  # twin minimum
+            next_obs = self.normalize(batch.next_obs)
+            next_q = self.critic_target(next_obs, next_actions).amin(0)  # twin minimum
             return soft_q_target(
                 batch.rewards, batch.terminated, next_q, next_log_prob, alpha, self.config.gamma
             )
@@ -139,7 +143,7 @@ class SAC:
     def critic_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
         """One Adam step of both critics towards the bootstrap target; returns the loss."""
         target_q = self.bootstrap_target(batch, alpha)
-        current_q = self.critic(batch.obs, batch.actions)
+        current_q = self.critic(self.normalize(batch.obs), batch.actions)
         critic_loss = 0.5 * (current_q - target_q).square().mean(1).sum()
         self.critic_optimizer.zero_grad()
         critic_loss.backward()
@@ -149,7 +153,7 @@ class SAC:
     def policy_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
         """One fused Adam step of actor and log-alpha; returns the actor loss."""
         actions_pi, log_prob = self.actor.sample(batch.obs)
-        q_pi = self.critic(batch.obs, actions_pi).amin(0)
+        q_pi = self.critic(self.normalize(batch.obs), actions_pi).amin(0)
         loss = actor_objective(q_pi, log_prob, alpha)
         actor_loss = loss.detach()
         if self.tune_alpha:

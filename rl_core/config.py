@@ -91,6 +91,11 @@ class SACConfig(BaseModel):
     """Width of each hidden layer, shared by actor and critics."""
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
     """Adam learning rate of actor, critics and entropy coefficient."""
+    normalize_obs: bool = False
+    """Normalize observations with running mean and variance (updated during training,
+    stored in checkpoints, baked into the exported actor, which then takes raw observations)."""
+    obs_clip: float = Field(10.0, gt=0.0, le=1e6)
+    """Normalized observations are clipped to +-obs_clip (with `normalize_obs`)."""
     learning_rate_schedule: Literal["constant", "linear"] = "constant"
     """"linear": `learning_rate` times the fraction of the run still to go, set before each
     update phase (SB3's and RL-Zoo's `lin_<lr>`)."""

@@ -38,6 +38,7 @@ class InferenceActor(nn.Module):
 
     def __init__(self, actor: Actor) -> None:
         super().__init__()
+        self.normalizer = copy.deepcopy(actor.normalizer)  # raw observations in
         self.trunk = copy.deepcopy(actor.trunk)
         head = actor.head
         self.mean = nn.Linear(head.in_features, actor.act_dim)
@@ -48,7 +49,8 @@ class InferenceActor(nn.Module):
         self.register_buffer("action_bias", actor.action_bias.detach().clone())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.mean(self.trunk(obs))) * self.action_scale + self.action_bias
+        hidden = self.trunk(self.normalizer(obs))
+        return torch.tanh(self.mean(hidden)) * self.action_scale + self.action_bias
 
 
 @contextmanager

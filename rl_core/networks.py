@@ -29,6 +29,41 @@ def _mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class ObsNormalizer(nn.Module):
+    """Running mean and variance of the observations seen in training; maps an observation
+    to (obs - mean) / sqrt(var + eps), clipped to [-clip, clip].
+
+    The statistics are buffers: they travel with the actor into checkpoints, actor files and
+    the exported TorchScript module, so whatever serves the policy takes raw observations.
+    Only training updates them (`update`); evaluation and serving use them frozen.
+    """
+
+    def __init__(self, obs_dim: int, clip: float, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.clip = clip
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(obs_dim))
+        self.register_buffer("var", torch.ones(obs_dim))
+        self.register_buffer("count", torch.tensor(1e-4))  # SB3's RunningMeanStd start
+
+    @torch.no_grad()
+    def update(self, observations: torch.Tensor) -> None:
+        """Fold a batch of observations (batch, obs_dim) into the running moments (Chan et
+        al.'s parallel update, as SB3's RunningMeanStd)."""
+        batch_mean = observations.mean(0)
+        batch_var = observations.var(0, unbiased=False)
+        batch_count = observations.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean += delta * batch_count / total
+        moments = self.var * self.count + batch_var * batch_count
+        self.var.copy_((moments + delta.square() * self.count * batch_count / total) / total)
+        self.count.copy_(total)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return ((obs - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
 @dataclass(frozen=True)
 class ActorSpec:
     """What it takes to build an `Actor` (saved beside its weights, as SB3 saves a policy's
@@ -39,6 +74,8 @@ class ActorSpec:
     hidden_sizes: tuple[int, ...]
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+    obs_clip: float | None = None
+    """Observations are normalized (`ObsNormalizer`) and clipped to +-obs_clip; None: raw."""
 
 
 class Actor(nn.Module):
@@ -55,6 +92,7 @@ class Actor(nn.Module):
         hidden_sizes: tuple[int, ...],
         action_low: torch.Tensor,
         action_high: torch.Tensor,
+        obs_clip: float | None = None,
     ) -> None:
         super().__init__()
         self.spec = ActorSpec(
@@ -63,9 +101,12 @@ class Actor(nn.Module):
             tuple(hidden_sizes),
             tuple(action_low.tolist()),
             tuple(action_high.tolist()),
+            obs_clip,
         )
         self.obs_dim = obs_dim
         self.act_dim = act_dim
+        # The critics see observations through the actor's normalizer too (SAC.normalize).
+        self.normalizer = nn.Identity() if obs_clip is None else ObsNormalizer(obs_dim, obs_clip)
         self.trunk = _mlp(obs_dim, hidden_sizes)
         # Mean and log-std heads share one matmul: rows [:act_dim] are the mean.
         self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
@@ -81,11 +122,12 @@ class Actor(nn.Module):
             tuple(spec.hidden_sizes),
             torch.tensor(spec.action_low, dtype=torch.float32),
             torch.tensor(spec.action_high, dtype=torch.float32),
+            spec.obs_clip,
         )
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and (clamped) log-std of the pre-squash Gaussian."""
-        mean, log_std = self.head(self.trunk(obs)).split(self.act_dim, dim=-1)
+        """Mean and (clamped) log-std of the pre-squash Gaussian, from a raw observation."""
+        mean, log_std = self.head(self.trunk(self.normalizer(obs))).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

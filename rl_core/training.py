@@ -226,6 +226,7 @@ class _Run:
             while p.step < cfg.total_timesteps:
                 if obs is None:  # the seed applies to the very first reset only
                     obs, _ = self.env.reset(seed=cfg.seed if p.step == 0 else None)
+                    self._observe(obs)
                 obs, reward, episode_over = self._collect(obs)
                 episode_return += reward
                 if p.step > cfg.learning_starts and p.step % cfg.train_freq == 0:
@@ -254,8 +255,14 @@ class _Run:
             to_env_action(squashed, self.env.action_space)
         )
         self.buffer.add(obs, squashed, float(reward), next_obs, bool(terminated))
+        self._observe(next_obs)
         p.step += 1
         return next_obs, float(reward), bool(terminated or truncated)
+
+    def _observe(self, obs: np.ndarray) -> None:
+        """With `normalize_obs`, fold an observation the env returned into the statistics."""
+        if self.config.normalize_obs:
+            self.agent.actor.normalizer.update(torch.as_tensor(obs, dtype=torch.float32)[None])
 
     def _update(self) -> None:
         """`gradient_steps` SAC updates on fresh replay batches, their stats kept for the log."""

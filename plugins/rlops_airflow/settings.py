@@ -81,9 +81,8 @@ class PipelineSettings(BaseModel):
         "Any gymnasium env id with a continuous (Box) action space and a flat Box observation: "
         "a registered id, one an installed package offers (rlops.envs entry points), or "
         "'module:EnvId-v0'. The validate_env task builds it first.",
-        min_length=1,
         max_length=200,
-        pattern=r"^[A-Za-z0-9_.:/\-]+$",
+        pattern=r"^[A-Za-z0-9_.:/\-]+$",  # also refuses the empty string, with one message
         examples=list(ENV_PROPOSALS),
     )
     env_packages: list[Annotated[str, Field(pattern=MODULE_NAME)]] = _param(

@@ -28,7 +28,7 @@ def dag():
 
 TRIGGER_REFUSALS = [
     ({"env_id": "Cart Pole"}, "env_id", "does not match"),
-    ({"env_id": ""}, "env_id", "should be non-empty"),
+    ({"env_id": ""}, "env_id", "does not match"),
     ({"env_packages": ["not a module"]}, "env_packages", "does not match"),
     ({"env_packages": "my_envs"}, "env_packages", "is not of type 'array'"),
     ({"env_kwargs": [1]}, "env_kwargs", "is not of type 'object'"),

@@ -9,6 +9,15 @@ import pytest
 from rlops_airflow.settings import PipelineSettings
 
 TINY_SAC = {"hidden_sizes": [32, 32], "batch_size": 32, "learning_starts": 50}
+QUICK_RUN = {
+    "total_timesteps": 1000,
+    "checkpoint_every": 500,
+    "eval_episodes": 3,
+    "min_reward": -100_000,
+    "min_speedup": 0,
+    "sac_overrides": {"hidden_sizes": [64, 64], "batch_size": 64, "learning_starts": 200},
+}
+"""A DAG conf that runs every task for real in well under a minute, through an open gate."""
 
 
 @pytest.fixture

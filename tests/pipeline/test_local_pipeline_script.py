@@ -21,16 +21,9 @@ import pytest
 
 from devstack.processes import free_port, spawn
 from tests.conftest import REPO
+from tests.pipeline.conftest import QUICK_RUN
 
 SCRIPT_TIMEOUT = 900
-CONF = {
-    "total_timesteps": 1000,
-    "checkpoint_every": 500,
-    "eval_episodes": 3,
-    "min_reward": -100_000,
-    "min_speedup": 0,
-    "sac_overrides": {"hidden_sizes": [64, 64], "batch_size": 64, "learning_starts": 200},
-}
 
 
 def _newcomer_env(local_dir: Path, port: int) -> dict[str, str]:
@@ -49,7 +42,7 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str],
     local_dir = tmp_path_factory.mktemp("local")
     env = _newcomer_env(local_dir, free_port())
     done = subprocess.run(
-        ["bash", "scripts/run-local-pipeline.sh", json.dumps(CONF)],
+        ["bash", "scripts/run-local-pipeline.sh", json.dumps(QUICK_RUN)],
         cwd=REPO,
         env=env,
         capture_output=True,

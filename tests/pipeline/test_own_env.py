@@ -20,18 +20,14 @@ from rl_core.evaluation import evaluate
 from rl_core.export import exported_policy
 from rl_core.policy_model import load_policy_folder
 from tests.conftest import airflow_dags_test
+from tests.pipeline.conftest import QUICK_RUN
 
 DAG_ID = "rlops_sac_pipeline"
 MODEL = "rlops-point-reach"
 CONF = {
+    **QUICK_RUN,
     "env_id": "PointReach-v0",
     "env_kwargs": {"max_steps": 50},
-    "total_timesteps": 1000,
-    "checkpoint_every": 500,
-    "eval_episodes": 3,
-    "min_reward": -100_000,
-    "min_speedup": 0,
-    "sac_overrides": {"hidden_sizes": [64, 64], "batch_size": 64, "learning_starts": 200},
     "registered_model_name": MODEL,
 }
 

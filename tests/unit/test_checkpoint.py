@@ -47,18 +47,21 @@ def test_checkpoint_holds_everything(tmp_path) -> None:
         assert torch.equal(value, _params(agent)[key]), key
 
 
-def test_resume_continues_bit_for_bit(tmp_path) -> None:
-    straight = train(SACConfig(total_timesteps=1000, **SMALL), show_progress=False)
+@pytest.mark.parametrize("normalize_obs", [False, True])
+def test_resume_continues_bit_for_bit(tmp_path, normalize_obs: bool) -> None:
+    """Observation statistics included: they are buffers of the actor, saved with it."""
+    recipe = {**SMALL, "normalize_obs": normalize_obs}
+    straight = train(SACConfig(total_timesteps=1000, **recipe), show_progress=False)
 
     # Checkpoints land at episode ends (Pendulum: every 200 steps); stop after the one at 600.
     half = train(
-        SACConfig(total_timesteps=600, checkpoint_every=600, **SMALL),
+        SACConfig(total_timesteps=600, checkpoint_every=600, **recipe),
         checkpoint_path=tmp_path / "c.pt",
         show_progress=False,
     )
     assert half.steps == 600
     resumed = train(
-        SACConfig(total_timesteps=1000, checkpoint_every=600, **SMALL),
+        SACConfig(total_timesteps=1000, checkpoint_every=600, **recipe),
         resume_from=tmp_path / "c.pt",
         show_progress=False,
     )

@@ -1,0 +1,184 @@
+"""rlops vs Stable-Baselines3 SAC, side by side on one machine: speed, return, memory.
+
+    .venv/bin/python benchmarks/vs_sb3.py --env HalfCheetah-v5 --steps 30000 --seeds 0 1
+    .venv/bin/python benchmarks/vs_sb3.py --env Pendulum-v1 --steps 20000 --seeds 0 1 2
+
+Both systems get the same hyperparameters (rlops' config for the env, its RL-Zoo preset
+applied), the same step budget, seeds and torch threads, and are evaluated the same way: one
+deterministic episode per eval seed (1000..1009). Runs alternate, rlops then SB3 for each
+seed, each in its own process (peak RSS is that run's alone, and a noisy neighbour hits both
+alike). SB3 2.9.2 lives in its own venv (benchmarks/.venvs/sb3, created on first use from
+the package index; never in requirements.txt).
+
+Prints one row per run and a summary: mean env-steps/s of each and their ratio, mean return
+± standard error across seeds, peak RSS, and the CPU the figures were measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SB3_VENV = HERE / ".venvs" / "sb3"
+SB3_PINS = (
+    "stable-baselines3==2.9.2",
+    "torch==2.13.0",  # the local CPU wheel; anything else pulls CUDA
+    "gymnasium==1.4.0",
+    "numpy==2.4.6",
+    "box2d==2.3.10",
+    "pygame-ce==2.5.8",
+    "mujoco==3.3.7",
+    "imageio==2.38.2",
+)
+
+
+def sb3_python() -> Path:
+    """The peer venv's interpreter, creating the venv the first time."""
+    python = SB3_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {SB3_VENV} with {', '.join(SB3_PINS)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(SB3_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *SB3_PINS],
+            check=True,
+        )
+    return python
+
+
+def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
+    """The run's job: env, budget, seed and rlops' resolved hyperparameters for the env."""
+    from rl_core.config import build_config
+
+    config = build_config(
+        {
+            "env_id": args.env,
+            "total_timesteps": args.steps,
+            "seed": seed,
+            "torch_threads": args.threads,
+            "eval_seeds": list(range(1000, 1000 + args.eval_episodes)),
+        }
+    )
+    ent_coef = config.ent_coef
+    if ent_coef == "auto":
+        ent_coef = f"auto_{config.ent_coef_init}"  # SB3 spells the initial value this way
+    return {
+        "env_id": config.env_id,
+        "env_kwargs": dict(config.env_kwargs),
+        "steps": config.total_timesteps,
+        "seed": seed,
+        "torch_threads": config.torch_threads,
+        "eval_seeds": list(config.eval_seeds),
+        "preset": config.applied_preset,
+        "hyperparameters": {
+            "learning_rate": config.learning_rate,
+            "learning_rate_schedule": config.learning_rate_schedule,
+            "buffer_size": config.buffer_size,
+            "learning_starts": config.learning_starts,
+            "batch_size": config.batch_size,
+            "tau": config.tau,
+            "gamma": config.gamma,
+            "train_freq": config.train_freq,
+            "gradient_steps": config.gradient_steps,
+            "ent_coef": ent_coef,
+            "target_entropy": config.target_entropy,
+            "hidden_sizes": list(config.hidden_sizes),
+        },
+    }
+
+
+def run_rlops(job: dict[str, object]) -> dict[str, float]:
+    """Train and evaluate with rlops in this process (called in a fresh subprocess)."""
+    from rl_core.config import build_config
+    from rl_core.evaluation import evaluate
+    from rl_core.training import train
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # measure training, not logging
+    config = build_config(
+        {
+            "env_id": job["env_id"],
+            "env_kwargs": job["env_kwargs"],
+            "total_timesteps": job["steps"],
+            "seed": job["seed"],
+            "torch_threads": job["torch_threads"],
+            "eval_seeds": job["eval_seeds"],
+        }
+    )
+    result = train(config, show_progress=False)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    evaluation = evaluate(result.agent.act, config.env, config.eval_seeds)
+    return {
+        "steps_per_second": result.steps_per_second,
+        "mean_return": evaluation.mean,
+        "peak_rss_mib": rss,
+    }
+
+
+def measure(system: str, job: dict[str, object]) -> dict[str, float]:
+    """One run of `system` in its own process; its JSON figures."""
+    if system == "rlops":
+        argv = [sys.executable, str(Path(__file__)), "--worker", json.dumps(job)]
+    else:
+        argv = [str(sb3_python()), str(HERE / "sb3_worker.py"), json.dumps(job)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{system} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def standard_error(values: list[float]) -> float:
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, both systems")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_rlops(json.loads(args.worker))))
+        return
+
+    from rl_core import cpu
+
+    sb3_python()  # create the peer venv before timing anything
+    rows: dict[str, list[dict[str, float]]] = {"rlops": [], "sb3": []}
+    print(f"{args.env}, {args.steps} steps, seeds {args.seeds}, {args.threads} torch threads")
+    print(f"CPU: {cpu.model()} ({', '.join(cpu.kernel_flags())})")
+    print(f"{'system':<8}{'seed':>6}{'steps/s':>10}{'return':>10}{'peak RSS MiB':>14}")
+    for seed in args.seeds:
+        job = rlops_job(args, seed)
+        for system in ("rlops", "sb3"):
+            figures = measure(system, job)
+            rows[system].append(figures)
+            print(
+                f"{system:<8}{seed:>6}{figures['steps_per_second']:>10.1f}"
+                f"{figures['mean_return']:>10.1f}{figures['peak_rss_mib']:>14.0f}",
+                flush=True,
+            )
+    print(f"hyperparameters (preset {job['preset'] or 'none'}): {job['hyperparameters']}")
+    speed = {s: statistics.mean(r["steps_per_second"] for r in rows[s]) for s in rows}
+    for system, runs in rows.items():
+        returns = [r["mean_return"] for r in runs]
+        print(
+            f"{system:<6} {speed[system]:7.1f} steps/s   return {statistics.mean(returns):8.1f}"
+            f" ± {standard_error(returns):.1f} (s.e.)   peak RSS "
+            f"{max(r['peak_rss_mib'] for r in runs):.0f} MiB"
+        )
+    print(f"rlops / SB3 env-steps/s: x{speed['rlops'] / speed['sb3']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
