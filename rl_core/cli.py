@@ -47,6 +47,7 @@ def _print_eval(result: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rl_core.best_policy import BEST_ACTOR_FILE
     from rl_core.evaluation import evaluate, log_evaluation
     from rl_core.tracking import make_tracker
     from rl_core.training import train
@@ -70,6 +71,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     console.print(
         f"{result.steps} steps at {result.steps_per_second:.0f} steps/s; checkpoint {checkpoint}"
     )
+    if result.best is not None:
+        console.print(
+            f"best evaluation during training: {result.best.mean_return:.1f} at step "
+            f"{result.best.step} ({checkpoint.with_name(BEST_ACTOR_FILE)})"
+        )
     _print_eval(evaluation)
     if tracker.run_id:
         console.print(f"MLflow run {tracker.run_id}")

@@ -127,6 +127,14 @@ class SACConfig(BaseModel):
     """Entropy target; "auto" means -dim(action space)."""
     eval_seeds: tuple[Seed, ...] = Field(tuple(range(1000, 1010)), min_length=1, max_length=1000)
     """Env seeds of the deterministic evaluation episodes, one episode per seed."""
+    eval_every: int = Field(0, ge=0, le=100_000_000)
+    """Evaluate the deterministic policy at the first episode end after every N env steps,
+    on `progress_eval_seeds`; the best one is kept beside the last (0: never)."""
+    progress_eval_seeds: tuple[Seed, ...] = Field(
+        tuple(range(2000, 2005)), min_length=1, max_length=1000
+    )
+    """Env seeds of the evaluations during training: apart from `eval_seeds`, so choosing
+    the best policy on them does not flatter the gate's figure."""
     torch_threads: int = Field(2, ge=1, le=256)
     """Intra-op threads for the update (2 is the sweet spot on a 2-core CPU)."""
     matmul_precision: Literal["auto", "bf16", "ieee"] = "auto"
@@ -146,6 +154,11 @@ class SACConfig(BaseModel):
             raise ValueError(
                 f"checkpoint_every ({self.checkpoint_every}) is more than total_timesteps "
                 f"({self.total_timesteps}): set it to at most that, or 0 to checkpoint at the end"
+            )
+        if self.eval_every > self.total_timesteps:
+            raise ValueError(
+                f"eval_every ({self.eval_every}) is more than total_timesteps "
+                f"({self.total_timesteps}): set it to at most that, or 0 for no evaluation"
             )
         if self.learning_starts >= self.total_timesteps:
             raise ValueError(

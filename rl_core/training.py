@@ -32,6 +32,7 @@ from rich.progress import (
 
 from rl_core import cpu, lineage
 from rl_core.agent import SAC, UpdateStats
+from rl_core.best_policy import BEST_ACTOR_FILE, PROGRESS_EVAL_METRIC, BestPolicy
 from rl_core.buffer import ReplayBuffer
 from rl_core.checkpoint import load_checkpoint, save_actor, save_checkpoint
 from rl_core.config import SACConfig, build_config
@@ -64,6 +65,8 @@ class TrainResult:
     start_step: int = 0
     """Step this call started from: 0, or the step of the checkpoint it resumed."""
     checkpoint_path: Path | None = None
+    best: BestPolicy | None = None
+    """The best policy of the evaluations during training (None without `eval_every`)."""
 
 
 @dataclass
@@ -176,6 +179,7 @@ class _Run:
         self.progress = _Progress(action_rng=action_rng, sample_rng=sample_rng)
         self.act_dim = act_dim
         self.precision = config.effective_matmul_precision
+        self.best = BestPolicy()
 
     def state_dict(self) -> dict[str, Any]:
         p = self.progress
@@ -186,6 +190,7 @@ class _Run:
             "episode_returns": list(p.episode_returns),
             "episode_end_steps": list(p.episode_end_steps),
             "agent": self.agent.state_dict(),
+            "best_policy": self.best.state_dict(),
             "buffer": self.buffer.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -197,6 +202,8 @@ class _Run:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
+        if "best_policy" in state:  # checkpoints from before evaluation during training
+            self.best.load_state_dict(state["best_policy"])
         self.buffer.load_state_dict({k: np.asarray(v) for k, v in state["buffer"].items()})
         p = self.progress
         p.step = int(state["step"])
@@ -217,6 +224,7 @@ class _Run:
         self.window = _LogWindow(start_time, p.step)
         self.recent = deque(p.episode_returns[-RECENT_EPISODES:], maxlen=RECENT_EPISODES)
         next_checkpoint = _next_multiple(p.step, cfg.checkpoint_every)
+        next_eval = _next_multiple(p.step, cfg.eval_every)
         obs: np.ndarray | None = None  # reset lazily, so a checkpoint never sits after a reset
         episode_return = 0.0
         with _progress_bar(show_progress) as bar:
@@ -236,6 +244,9 @@ class _Run:
                 if episode_over:
                     self._end_episode(episode_return)
                     obs, episode_return = None, 0.0
+                    if 0 < next_eval <= p.step:
+                        self._evaluate_progress()
+                        next_eval = _next_multiple(p.step, cfg.eval_every)
                     if checkpoint_path is not None and 0 < next_checkpoint <= p.step:
                         self.checkpoint(checkpoint_path)
                         next_checkpoint = _next_multiple(p.step, cfg.checkpoint_every)
@@ -289,6 +300,18 @@ class _Run:
             recent_mean,
         )
 
+    def _evaluate_progress(self) -> None:
+        step = self.progress.step
+        mean_return = self.best.evaluate(self.config, self.agent.actor, step)
+        self.tracker.log_metrics({PROGRESS_EVAL_METRIC: mean_return}, step)
+        log.info(
+            "step %d: evaluation return %.1f (best %.1f at step %d)",
+            step,
+            mean_return,
+            self.best.mean_return,
+            self.best.step,
+        )
+
     def _end_episode(self, episode_return: float) -> None:
         p = self.progress
         p.episode_returns.append(episode_return)
@@ -297,9 +320,17 @@ class _Run:
         self.tracker.log_metrics({"episode_return": episode_return}, p.step)
 
     def save_trained_actor(self, path: Path) -> Path:
-        """The actor alone, next to the final checkpoint, and uploaded as the run's actor."""
+        """The actor alone, next to the final checkpoint, and uploaded as the run's actor;
+        the best one of the evaluations during training beside it, when there were any."""
         save_actor(path, self.agent.actor, self.config.env)
         self.tracker.log_artifact(path, ACTOR_ARTIFACT_DIR)
+        best = self.best.actor(like=self.agent.actor)
+        if best is not None:
+            best_path = save_actor(path.with_name(BEST_ACTOR_FILE), best, self.config.env)
+            self.tracker.log_artifact(best_path, ACTOR_ARTIFACT_DIR)
+            self.tracker.log_metrics(
+                {"best_progress_eval_mean_return": self.best.mean_return}, self.best.step
+            )
         return path
 
     def checkpoint(self, path: Path) -> Path:
@@ -373,6 +404,7 @@ def train(
         speed,
         start_step,
         kept,
+        run.best if run.best.actor_state is not None else None,
     )
 
 

@@ -146,7 +146,7 @@ def export_torchscript(candidate: dict[str, Any], ti: Any = None) -> dict[str, A
     the eager one); returns its `models:/` URI."""
     tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.export_candidate(candidate["mlflow_run_id"])
+    return tasks.export_candidate(candidate["mlflow_run_id"], candidate["actor_artifact"])
 
 
 @task
@@ -156,7 +156,9 @@ def benchmark_latency(
     """Eager vs TorchScript latency at batch 1/8/32/128; speedup as metrics."""
     tasks = _task_code()
     _publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.benchmark_candidate(candidate["mlflow_run_id"], exported)
+    return tasks.benchmark_candidate(
+        candidate["mlflow_run_id"], candidate["actor_artifact"], exported
+    )
 
 
 @task

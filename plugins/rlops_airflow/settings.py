@@ -147,6 +147,13 @@ class PipelineSettings(BaseModel):
         ge=0,
         le=MAX_SEED - 99,
     )
+    use_best: StrictBool = _param(
+        True,
+        EVALUATION,
+        "Gate the best policy",
+        "With eval_every in sac_overrides: the gate, export and registry take the best policy "
+        "of the evaluations during training; off, the last one.",
+    )
     min_reward: float = _param(
         -250.0,
         PROMOTION,

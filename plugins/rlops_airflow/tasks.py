@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
 from rl_core.benchmark import benchmark_latency, format_latency_table
+from rl_core.best_policy import BEST_ACTOR_FILE
 from rl_core.checkpoint import load_actor
 from rl_core.envs import EnvSpec
 from rl_core.evaluation import EVAL_MEAN_RETURN, actor_policy, evaluate, log_evaluation
@@ -47,10 +48,18 @@ def _checkpoint(run_id: str, scratch: Path) -> Path:
     return download(run_id, f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", scratch)
 
 
-def _trained_actor(run_id: str) -> tuple[Actor, EnvSpec]:
-    """The run's trained actor and env spec: the small actor file, not the training state."""
+def _trained_actor(run_id: str, artifact: str) -> tuple[Actor, EnvSpec]:
+    """An actor file of the run and its env spec: the small file, not the training state."""
     with tempfile.TemporaryDirectory() as scratch:
-        return load_actor(download(run_id, f"{ACTOR_ARTIFACT_DIR}/{ACTOR_FILE}", Path(scratch)))
+        return load_actor(download(run_id, artifact, Path(scratch)))
+
+
+def _candidate_actor(settings: PipelineSettings, run_id: str) -> str:
+    """Which actor of the run is the candidate: the best of the evaluations during training
+    (when `use_best` and the run made them), else the last one."""
+    if settings.use_best and has_artifact(run_id, ACTOR_ARTIFACT_DIR, BEST_ACTOR_FILE):
+        return f"{ACTOR_ARTIFACT_DIR}/{BEST_ACTOR_FILE}"
+    return f"{ACTOR_ARTIFACT_DIR}/{ACTOR_FILE}"
 
 
 def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) -> dict[str, Any]:
@@ -90,15 +99,18 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
 
 
 def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any]:
-    """Quality gate: mean deterministic return on the fixed eval seeds vs `min_reward`."""
-    actor, env = _trained_actor(run_id)
+    """Quality gate: mean deterministic return on the fixed eval seeds vs `min_reward`, of
+    the run's best or last actor (`use_best`); downstream tasks take the same one."""
+    actor_artifact = _candidate_actor(settings, run_id)
+    actor, env = _trained_actor(run_id, actor_artifact)
     result = evaluate(actor_policy(actor), env, settings.eval_seeds)
     passed = settings.thresholds.reward_passes(result.mean)
     with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
         log_evaluation(tracker, result, settings.total_timesteps)
         tracker.set_tags({tags.GATE_RESULT: _verdict(passed)})
     log.info(
-        "mean return %.1f ± %.1f on seeds %s: reward gate %s (min %g)",
+        "%s: mean return %.1f ± %.1f on seeds %s: reward gate %s (min %g)",
+        actor_artifact,
         result.mean,
         result.std,
         list(settings.eval_seeds),
@@ -110,6 +122,7 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
         "mean_return": result.mean,
         "std_return": result.std,
         "reward_gate_passed": passed,
+        "actor_artifact": actor_artifact,
     }
 
 
@@ -154,7 +167,7 @@ def _markdown(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_candidate(run_id: str) -> dict[str, Any]:
+def export_candidate(run_id: str, actor_artifact: str) -> dict[str, Any]:
     """The candidate's policy as an MLflow LoggedModel: pyfunc folder around the TorchScript
     actor (checked against the eager one). A retry reuses the model an attempt finished."""
     client = MlflowClient()
@@ -170,15 +183,17 @@ def export_candidate(run_id: str) -> dict[str, Any]:
     if finished:
         log.info("policy model %s already exported for %s", finished[0].model_id, key)
         return {"model_uri": f"models:/{finished[0].model_id}", "model_id": finished[0].model_id}
-    actor, env = _trained_actor(run_id)
+    actor, env = _trained_actor(run_id, actor_artifact)
     logged = log_policy_model(actor, env, run_id, {tags.CANDIDATE_KEY: key})
     log.info("exported the policy as MLflow model %s", logged.model_uri)
     return {"model_uri": logged.model_uri, "model_id": logged.model_id}
 
 
-def benchmark_candidate(run_id: str, exported: dict[str, Any]) -> dict[str, Any]:
+def benchmark_candidate(
+    run_id: str, actor_artifact: str, exported: dict[str, Any]
+) -> dict[str, Any]:
     """Latency of the eager actor vs the exported file, as the artifact store holds it."""
-    eager, _ = _trained_actor(run_id)
+    eager, _ = _trained_actor(run_id, actor_artifact)
     with tempfile.TemporaryDirectory() as scratch:
         folder = mlflow.artifacts.download_artifacts(exported["model_uri"], dst_path=scratch)
         scripted, meta = load_policy_folder(folder)

@@ -6,11 +6,14 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from rl_core.checkpoint import load_actor
+from rl_core.evaluation import actor_policy, evaluate
 from rl_core.networks import Actor
 from rl_core.policy_model import log_policy_model
-from rlops_airflow.mlflow_run import AirflowRun, get_or_create_candidate_run
+from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_candidate_run
 from rlops_airflow.settings import PipelineSettings
 from rlops_airflow.tasks import (
+    evaluate_candidate,
     export_candidate,
     promote_candidate,
     register_candidate,
@@ -24,6 +27,7 @@ from rlops_registry.registry import (
     ModelRegistry,
     NoPreviousChampion,
 )
+from tests.pipeline.conftest import TINY_SAC
 
 DAG = "rlops_sac_pipeline"
 
@@ -172,8 +176,8 @@ def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_se
     """A champion evaluated on other seeds is scored again on this run's seeds."""
     airflow = AirflowRun(DAG, "manual__real")
     run_id = train_candidate(tiny_settings, airflow, seed=0)["mlflow_run_id"]
-    exported = export_candidate(run_id)
-    assert export_candidate(run_id) == exported  # a retried export reuses the finished model
+    exported = export_candidate(run_id, "actor/actor.pt")
+    assert export_candidate(run_id, "actor/actor.pt") == exported  # a retry reuses the model
     trained = {"mlflow_run_id": run_id, "seed": 0, "mean_return": -100.0}
     latency = {"speedup": 3.0}
     champion = register_candidate(tiny_settings, airflow, trained, exported, latency)
@@ -211,3 +215,25 @@ def test_sweep_selects_the_best_candidate_and_keeps_the_others(pipeline_store) -
     assert "rlops.selected" not in ranks[0]
     table = client.list_artifacts(winner["mlflow_run_id"], "sweep")
     assert {a.path for a in table} == {"sweep/comparison.json", "sweep/comparison.md"}
+
+
+@pytest.mark.parametrize(("use_best", "artifact"), [(True, "best_actor.pt"), (False, "actor.pt")])
+def test_use_best_chooses_the_policy_the_gate_and_export_see(
+    pipeline_store, tiny_settings, tmp_path, use_best: bool, artifact: str
+) -> None:
+    settings = PipelineSettings(
+        **{
+            **tiny_settings.model_dump(exclude_unset=True),
+            "use_best": use_best,
+            "sac_overrides": {**TINY_SAC, "eval_every": 400},
+        }
+    )
+    airflow = AirflowRun(DAG, f"manual__best_{use_best}")
+    run_id = train_candidate(settings, airflow, seed=0)["mlflow_run_id"]
+    evaluated = evaluate_candidate(settings, run_id)
+    assert evaluated["actor_artifact"] == f"actor/{artifact}"
+    actor, env = load_actor(download(run_id, f"actor/{artifact}", tmp_path))
+    expected = evaluate(actor_policy(actor), env, settings.eval_seeds).mean
+    assert evaluated["mean_return"] == expected
+    history = MlflowClient().get_metric_history(run_id, "progress_eval_mean_return")
+    assert [m.step for m in history] == [400, 800]  # Pendulum episodes end every 200 steps

@@ -47,10 +47,13 @@ def test_checkpoint_holds_everything(tmp_path) -> None:
         assert torch.equal(value, _params(agent)[key]), key
 
 
-@pytest.mark.parametrize("normalize_obs", [False, True])
-def test_resume_continues_bit_for_bit(tmp_path, normalize_obs: bool) -> None:
-    """Observation statistics included: they are buffers of the actor, saved with it."""
-    recipe = {**SMALL, "normalize_obs": normalize_obs}
+@pytest.mark.parametrize(
+    "options", [{}, {"normalize_obs": True}, {"eval_every": 300}], ids=["plain", "norm", "eval"]
+)
+def test_resume_continues_bit_for_bit(tmp_path, options: dict) -> None:
+    """Observation statistics and the best policy of the evaluations during training
+    included: both travel in the checkpoint."""
+    recipe = {**SMALL, **options}
     straight = train(SACConfig(total_timesteps=1000, **recipe), show_progress=False)
 
     # Checkpoints land at episode ends (Pendulum: every 200 steps); stop after the one at 600.
@@ -69,6 +72,13 @@ def test_resume_continues_bit_for_bit(tmp_path, normalize_obs: bool) -> None:
     assert resumed.episode_returns == straight.episode_returns
     for key, value in _params(straight.agent).items():
         assert torch.equal(value, _params(resumed.agent)[key]), key
+    if straight.best is not None:
+        assert (resumed.best.mean_return, resumed.best.step) == (
+            straight.best.mean_return,
+            straight.best.step,
+        )
+        for key, value in straight.best.actor_state.items():
+            assert torch.equal(value, resumed.best.actor_state[key]), key
 
 
 def test_resume_refuses_a_different_recipe(tmp_path) -> None:
