@@ -37,19 +37,21 @@ SB3_PINS = (
     "pygame-ce==2.5.8",
     "mujoco==3.3.7",
     "imageio==2.38.2",
+    "packaging==26.4",  # gymnasium's MuJoCo envs import it
 )
 
 
 def sb3_python() -> Path:
-    """The peer venv's interpreter, creating the venv the first time."""
-    python = SB3_VENV / "bin" / "python"
+    """The peer venv's interpreter; the venv is created, or its pins installed again, when
+    `SB3_PINS` changed since it was last set up."""
+    python, stamp = SB3_VENV / "bin" / "python", SB3_VENV / "rlops-pins.txt"
+    wanted = "\n".join(SB3_PINS)
     if not python.exists():
-        print(f"creating {SB3_VENV} with {', '.join(SB3_PINS)}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(SB3_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *SB3_PINS],
-            check=True,
-        )
+    if not stamp.exists() or stamp.read_text() != wanted:
+        print(f"installing {', '.join(SB3_PINS)} into {SB3_VENV}", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *SB3_PINS], check=True)
+        stamp.write_text(wanted)
     return python
 
 
