@@ -13,12 +13,14 @@ way if it cannot be built or SAC cannot act in it. Nothing is trained, registere
 for such a run. `train` and `evaluate` are mapped over
 `n_seeds` seeds (default 1); the best candidate on the eval seeds goes on, the others stay as
 MLflow runs. Each candidate is one MLflow run, and the selected one collects the gate, latency
-and registry results (every task has an **MLflow run** link). The candidate is registered as
-a new model version with alias `challenger`; it becomes `champion` only if its mean return ≥
-`min_reward`, its TorchScript speedup ≥ `min_speedup` and (optionally) it is not worse than
-the current champion on the same eval seeds. Otherwise the version is tagged `rejected` with
-the reasons and `champion` does not move. A rejection is an outcome, not a failure: see the
-`promote` task's XCom and log, and the MLflow tags.
+and registry results (every task has an **MLflow run** link). `evaluate` also draws one
+episode of each candidate as a GIF on its run (`video/episode.gif`; `record_video`). The
+candidate is registered as a new model version with alias `challenger`; it becomes
+`champion` only if its mean return ≥ `min_reward`, its TorchScript speedup ≥ `min_speedup`
+and (optionally) it is not worse than the current champion on the same eval seeds.
+Otherwise the version is tagged `rejected` with the reasons and `champion` does not move. A
+rejection is an outcome, not a failure: see the `promote` task's XCom and log, and the MLflow
+tags.
 """
 
 from __future__ import annotations

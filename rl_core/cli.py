@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich_argparse import RichHelpFormatter
 from rl_core.config import ConfigError, SACConfig, load_config
 from rl_core.policy_source import ACCEPTED, PolicySourceError
 from rl_core.tracking import TrackingServerUnreachable
+from rl_core.video import DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE
 
 console = Console(soft_wrap=True)  # never break paths and numbers across lines
 DEFAULT_EVAL_SEEDS = tuple(range(1000, 1010))
@@ -37,6 +39,22 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"--seeds {text!r}: expected a range like 1000-1009 or a list like 1,2,3"
         ) from None
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` above 0 (frames, pixels, frames per second)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            wanted = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {wanted} above 0")
+        return value
+
+    return parse
 
 
 def _print_eval(result: object) -> None:
@@ -129,6 +147,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console.print(latency_table(rows))
     if args.json:
         print(json.dumps([row.as_dict() for row in rows]))
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from rl_core.policy_source import open_policy
+    from rl_core.video import RenderError, record_episode
+
+    with tempfile.TemporaryDirectory() as scratch:
+        source = open_policy(args.policy, Path(scratch))
+        try:
+            path = record_episode(
+                source.policy(),
+                source.env,
+                args.seed,
+                Path(args.out),
+                max_frames=args.max_frames,
+                max_side=args.max_side,
+                fps=args.fps,
+            )
+        except RenderError as exc:
+            console.print(f"[red]error:[/] {escape(str(exc))}")
+            return 2
+    console.print(
+        f"episode on env seed {args.seed} of {source.env} -> {path} "
+        f"({path.stat().st_size / 1024:.0f} KiB)"
+    )
     return 0
 
 
@@ -230,6 +274,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="also print the rows as JSON")
     bench.set_defaults(func=cmd_bench)
+
+    video = commands.add_parser(
+        "video",
+        help="record one episode of the policy as an animated GIF",
+        formatter_class=RichHelpFormatter,
+        description="Play one deterministic episode and draw it off screen (no display "
+        "needed; MuJoCo envs: MUJOCO_GL=osmesa or egl, chosen for you when unset).",
+    )
+    video.add_argument("policy", help=POLICY_HELP)
+    video.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEEDS[0], help="env seed")
+    video.add_argument("--out", default="episode.gif", help="the GIF to write")
+    video.add_argument(
+        "--max-frames",
+        type=_positive(int),
+        default=DEFAULT_MAX_FRAMES,
+        help="frames spread evenly over the episode",
+    )
+    video.add_argument(
+        "--max-side",
+        type=_positive(int),
+        default=DEFAULT_MAX_SIDE,
+        help="largest frame side in pixels",
+    )
+    video.add_argument(
+        "--fps", type=_positive(float), help="frames per second (default: real time, at least 10)"
+    )
+    video.set_defaults(func=cmd_video)
 
     again = commands.add_parser(
         "reproduce",

@@ -79,9 +79,10 @@ def _import(module: str, what: str) -> None:
         ) from None
 
 
-def make_env(env: EnvSpec | str) -> gym.Env:
+def make_env(env: EnvSpec | str, render_mode: str | None = None) -> gym.Env:
     """Build the env and check SAC can act in it: a bounded Box action space and a flat Box
-    observation space. Every failure is one `EnvError` naming the env and what is wrong."""
+    observation space. Every failure is one `EnvError` naming the env and what is wrong.
+    `render_mode` goes to `gymnasium.make` when given (a video asks for "rgb_array")."""
     spec = EnvSpec.of(env)
     register_entry_point_envs()
     for package in spec.packages:
@@ -90,7 +91,8 @@ def make_env(env: EnvSpec | str) -> gym.Env:
     if module:
         _import(module, f"env {spec.id!r}: the module before ':'")
     try:
-        made = gym.make(spec.id, **spec.kwargs)
+        rendering = {} if render_mode is None else {"render_mode": render_mode}
+        made = gym.make(spec.id, **{**spec.kwargs, **rendering})
     except gym.error.UnregisteredEnv:
         raise EnvError(_unknown_id_message(spec.id, name)) from None
     except Exception as exc:  # the env's own constructor refused its arguments

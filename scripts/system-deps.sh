@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the integration tests need and pip cannot provide: the PostgreSQL server
-# binaries (devstack runs a real cluster) and headless Chromium with its WebDriver (the trigger
-# form test). Idempotent and quick when everything is present: `apt-get update` runs only when
-# something is missing. Needs root to install (CI and the dev machines run as root); reads no
-# stdin; prints one line per package installed.
+# Debian packages the tests need and pip cannot provide: the PostgreSQL server binaries
+# (devstack runs a real cluster), headless Chromium with its WebDriver (the trigger form test),
+# and OSMesa, the software OpenGL that MuJoCo envs render episode videos with when there is no
+# display (MUJOCO_GL=osmesa, which rl_core.video chooses when MUJOCO_GL is unset). Idempotent
+# and quick when everything is present: `apt-get update` runs only when something is missing.
+# Needs root to install (CI and the dev machines run as root); reads no stdin; prints one line
+# per package installed.
 set -euo pipefail
 
 # devstack looks for pg_ctl on PATH, then in Debian's /usr/lib/postgresql/<major>/bin.
@@ -18,10 +20,20 @@ has_postgres_server() {
   return 1
 }
 
+# PyOpenGL finds OSMesa by its soname, in Debian's multiarch library folder.
+has_osmesa() {
+  local lib
+  for lib in /usr/lib/*/libOSMesa.so.* /usr/lib/libOSMesa.so.*; do
+    [ -e "$lib" ] && return 0
+  done
+  return 1
+}
+
 missing=()
 has_postgres_server || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+has_osmesa || missing+=(libosmesa6)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

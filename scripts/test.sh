@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-bash scripts/system-deps.sh   # PostgreSQL server, chromium + chromium-driver (integration tests)
+bash scripts/system-deps.sh   # PostgreSQL server, chromium + chromium-driver, OSMesa (MuJoCo videos)
 
 echo "==> ruff check / ruff format --check"
 .venv/bin/ruff check .

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -52,6 +53,53 @@ def _no_ambient_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in MLFLOW_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+RENDERING_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "SDL_VIDEODRIVER")
+"""Rendering backends `rl_core.video` (and MuJoCo) choose through the environment."""
+
+
+@pytest.fixture(autouse=True)
+def _rendering_choices_restored() -> Iterator[None]:
+    """A backend a test's video chose does not outlive the test."""
+    before = {name: os.environ.get(name) for name in RENDERING_ENV}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def env_without_rendering() -> Iterator[str]:
+    """The id of an env SAC can act in (Box observations and actions, five-step episodes)
+    that offers no render mode at all, registered for the test."""
+    import gymnasium as gym
+    import numpy as np
+
+    class Blind(gym.Env):
+        metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+        observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        def __init__(self, render_mode: str | None = None) -> None:
+            self.render_mode = render_mode
+            self.steps = 0
+
+        def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple:
+            super().reset(seed=seed)
+            self.steps = 0
+            return np.zeros(3, np.float32), {}
+
+        def step(self, action: np.ndarray) -> tuple:
+            self.steps += 1
+            reward = -float(np.abs(action).sum())
+            return np.zeros(3, np.float32), reward, self.steps >= 5, False, {}
+
+    gym.register("Blind-v0", Blind, max_episode_steps=5)
+    yield "Blind-v0"
+    gym.registry.pop("Blind-v0", None)
 
 
 @pytest.fixture(scope="session")

@@ -154,6 +154,14 @@ class PipelineSettings(BaseModel):
         "With eval_every in sac_overrides: the gate, export and registry take the best policy "
         "of the evaluations during training; off, the last one.",
     )
+    record_video: StrictBool = _param(
+        True,
+        EVALUATION,
+        "Record a video",
+        "After the gate, one episode of each candidate on the first evaluation seed, as an "
+        "animated GIF on its MLflow run (video/episode.gif). An env that cannot render here "
+        "never fails the run: the run's tag rlops.video says why there is none.",
+    )
     min_reward: float = _param(
         -250.0,
         PROMOTION,

@@ -28,6 +28,7 @@ from rl_core.networks import Actor
 from rl_core.policy_model import load_policy_folder, log_policy_model
 from rl_core.tracking import MlflowTracker
 from rl_core.training import ACTOR_ARTIFACT_DIR, ACTOR_FILE, CHECKPOINT_ARTIFACT_DIR, train
+from rl_core.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE, RenderError, record_episode
 from rlops_airflow.mlflow_run import (
     AirflowRun,
     download,
@@ -42,6 +43,8 @@ from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
+VIDEO_ARTIFACT = f"{VIDEO_ARTIFACT_DIR}/{VIDEO_FILE}"
+_MAX_REASON = 1000  # characters of a failure kept in the tag (MLflow caps tag values)
 
 
 def _checkpoint(run_id: str, scratch: Path) -> Path:
@@ -100,7 +103,8 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
 
 def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any]:
     """Quality gate: mean deterministic return on the fixed eval seeds vs `min_reward`, of
-    the run's best or last actor (`use_best`); downstream tasks take the same one."""
+    the run's best or last actor (`use_best`); downstream tasks take the same one. Then, with
+    `record_video`, a GIF of that actor's episode on the first eval seed."""
     actor_artifact = _candidate_actor(settings, run_id)
     actor, env = _trained_actor(run_id, actor_artifact)
     result = evaluate(actor_policy(actor), env, settings.eval_seeds)
@@ -117,6 +121,7 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
         "passed" if passed else "failed",
         settings.min_reward,
     )
+    _record_video(settings, run_id, actor, env)
     return {
         "mlflow_run_id": run_id,
         "mean_return": result.mean,
@@ -124,6 +129,34 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
         "reward_gate_passed": passed,
         "actor_artifact": actor_artifact,
     }
+
+
+def _record_video(settings: PipelineSettings, run_id: str, actor: Actor, env: EnvSpec) -> None:
+    """One episode of the candidate on the first eval seed, as `video/episode.gif` on its run.
+
+    A picture, not a verdict: nothing here may fail the task once the gate has spoken. Without
+    a video, the run's tag `rlops.video` says why (a retry overwrites file and tag alike).
+    """
+    client = MlflowClient()
+    if not settings.record_video:
+        client.set_tag(run_id, tags.VIDEO, "none: record_video is off")
+        return
+    seed = settings.eval_seeds[0]
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            gif = record_episode(actor_policy(actor), env, seed, Path(scratch) / VIDEO_FILE)
+            client.log_artifact(run_id, str(gif), VIDEO_ARTIFACT_DIR)
+    except RenderError as exc:
+        log.warning("no video of the candidate: %s", exc)
+        client.set_tag(run_id, tags.VIDEO, f"none: {exc}"[:_MAX_REASON])
+        return
+    except Exception as exc:  # unexpected: the traceback goes to the log; it costs the video only
+        log.warning("no video of the candidate: recording failed", exc_info=True)
+        reason = f"none: recording failed ({type(exc).__name__}); see the evaluate task's log"
+        client.set_tag(run_id, tags.VIDEO, reason)
+        return
+    client.set_tag(run_id, tags.VIDEO, VIDEO_ARTIFACT)
+    log.info("episode on env seed %d recorded as %s of MLflow run %s", seed, VIDEO_ARTIFACT, run_id)
 
 
 def select_candidate(evaluations: list[dict[str, Any]]) -> dict[str, Any]:

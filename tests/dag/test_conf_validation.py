@@ -41,6 +41,7 @@ TRIGGER_REFUSALS = [
     ({"checkpoint_every": -1}, "checkpoint_every", "less than the minimum"),
     ({"eval_episodes": 0}, "eval_episodes", "less than the minimum"),
     ({"eval_seed_start": 10**30}, "eval_seed_start", "greater than the maximum"),
+    ({"record_video": "yes"}, "record_video", "is not of type 'boolean'"),
     ({"min_reward": 1e30}, "min_reward", "greater than the maximum"),
     ({"min_reward": "high"}, "min_reward", "is not of type 'number'"),
     ({"min_speedup": 1e30}, "min_speedup", "greater than the maximum"),

@@ -46,6 +46,10 @@ def test_an_env_of_your_own_is_trained_to_a_registered_version(
     assert run.data.params["env_id"] == "PointReach-v0"
     assert version.tags["env_id"] == "PointReach-v0"
     assert version.tags["rlops.promotion"] == "promoted"
+    # evaluate drew the candidate's episode (the env's own 64x64 frames) onto its run
+    assert run.data.tags["rlops.video"] == "video/episode.gif"
+    videos = client.list_artifacts(version.run_id, "video")
+    assert [a.path for a in videos] == ["video/episode.gif"]
 
     folder = mlflow.artifacts.download_artifacts(f"models:/{MODEL}@champion", dst_path=tmp_path)
     exported, meta = load_policy_folder(folder)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import imageio.v3 as iio
 import pytest
 import torch
 from mlflow import MlflowClient
 
-from rl_core.checkpoint import load_actor
+from rl_core.checkpoint import load_actor, save_actor
 from rl_core.evaluation import actor_policy, evaluate
 from rl_core.networks import Actor
 from rl_core.policy_model import log_policy_model
@@ -217,14 +218,18 @@ def test_sweep_selects_the_best_candidate_and_keeps_the_others(pipeline_store) -
     assert {a.path for a in table} == {"sweep/comparison.json", "sweep/comparison.md"}
 
 
-@pytest.mark.parametrize(("use_best", "artifact"), [(True, "best_actor.pt"), (False, "actor.pt")])
+@pytest.mark.parametrize(
+    ("use_best", "artifact", "record_video"),
+    [(True, "best_actor.pt", True), (False, "actor.pt", False)],
+)
 def test_use_best_chooses_the_policy_the_gate_and_export_see(
-    pipeline_store, tiny_settings, tmp_path, use_best: bool, artifact: str
+    pipeline_store, tiny_settings, tmp_path, use_best: bool, artifact: str, record_video: bool
 ) -> None:
     settings = PipelineSettings(
         **{
             **tiny_settings.model_dump(exclude_unset=True),
             "use_best": use_best,
+            "record_video": record_video,
             "sac_overrides": {**TINY_SAC, "eval_every": 400},
         }
     )
@@ -237,3 +242,33 @@ def test_use_best_chooses_the_policy_the_gate_and_export_see(
     assert evaluated["mean_return"] == expected
     history = MlflowClient().get_metric_history(run_id, "progress_eval_mean_return")
     assert [m.step for m in history] == [400, 800]  # Pendulum episodes end every 200 steps
+    # The same candidate's episode on the first eval seed, as a GIF on its run (or not at all).
+    videos = [a.path for a in MlflowClient().list_artifacts(run_id, "video")]
+    video_tag = MlflowClient().get_run(run_id).data.tags["rlops.video"]
+    if record_video:
+        assert (videos, video_tag) == (["video/episode.gif"], "video/episode.gif")
+        frames = iio.imread(download(run_id, "video/episode.gif", tmp_path), index=None)
+        # Pendulum's 200 steps, every 2nd drawn at 256 px (a still stretch merges frames)
+        assert frames.shape[1:] == (256, 256, 3) and 1 < len(frames) <= 100
+    else:
+        assert (videos, video_tag) == ([], "none: record_video is off")
+
+
+def test_an_env_that_cannot_render_costs_the_video_not_the_gate(
+    pipeline_store, tiny_settings, tmp_path, env_without_rendering: str
+) -> None:
+    run_id = get_or_create_candidate_run(AirflowRun(DAG, "manual__blind"), 0, "blind")
+    torch.manual_seed(0)
+    actor = Actor(3, 1, (16, 16), torch.tensor([-1.0]), torch.tensor([1.0]))
+    MlflowClient().log_artifact(
+        run_id, str(save_actor(tmp_path / "actor.pt", actor, env_without_rendering)), "actor"
+    )
+    for _ in range(2):  # a retried evaluate: same verdict, same tag
+        evaluated = evaluate_candidate(tiny_settings, run_id)
+        assert evaluated["reward_gate_passed"] is True  # five steps of at most -1 each
+        tags = MlflowClient().get_run(run_id).data.tags
+        assert tags["rlops.gate.reward"] == "passed"
+        assert tags["rlops.video"] == (
+            "none: env 'Blind-v0' cannot render rgb_array frames: its render modes are []"
+        )
+    assert MlflowClient().list_artifacts(run_id, "video") == []

@@ -2,12 +2,16 @@ import json
 import subprocess
 import sys
 
+import imageio.v3 as iio
 import pytest
+import torch
 
+from rl_core.checkpoint import save_actor
 from rl_core.cli import main
+from rl_core.networks import Actor
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "export", "bench"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "export", "bench", "video"])
 def test_every_subcommand_has_help(command: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "rl_core", command, "--help"],
@@ -63,6 +67,22 @@ def test_train_evaluate_export_bench(tmp_path, capsys) -> None:
         assert json.loads(capsys.readouterr().out)["returns"] == pytest.approx(
             result["returns"], abs=0.5
         )
+
+    gif = tmp_path / "episode.gif"
+    assert main(["video", str(tmp_path / "policy"), "--out", str(gif), "--max-frames", "4"]) == 0
+    assert f"episode on env seed 1000 of Pendulum-v1 -> {gif}" in capsys.readouterr().out
+    assert iio.imread(gif, index=None).shape[1:] == (256, 256, 3)
+
+
+def test_video_of_an_env_that_cannot_render_is_one_line(
+    env_without_rendering, tmp_path, capsys
+) -> None:
+    actor = Actor(3, 1, (8, 8), torch.tensor([-1.0]), torch.tensor([1.0]))
+    policy = save_actor(tmp_path / "actor.pt", actor, env_without_rendering)
+    assert main(["video", str(policy), "--out", str(tmp_path / "x.gif")]) == 2
+    out = capsys.readouterr().out
+    assert "error: env 'Blind-v0' cannot render rgb_array frames: its render modes are []" in out
+    assert "Traceback" not in out
 
 
 POLICY_REFUSALS = [
