@@ -21,14 +21,13 @@ from rl_core import cpu
 from rl_core.agent import SAC
 from rl_core.buffer import ReplayBuffer
 from rl_core.config import SACConfig
-from rl_core.training import matmul_precision
 
 OBS_DIM, ACT_DIM = 3, 1  # Pendulum-v1
 PRECISIONS = ("bf16", "ieee")
 
 
-def _agent_and_buffer(width: int, batch: int) -> tuple[SAC, ReplayBuffer]:
-    config = SACConfig(hidden_sizes=(width, width), batch_size=batch)
+def _agent_and_buffer(width: int, batch: int, precision: str) -> tuple[SAC, ReplayBuffer]:
+    config = SACConfig(hidden_sizes=(width, width), batch_size=batch, matmul_precision=precision)
     torch.manual_seed(0)
     agent = SAC(config, OBS_DIM, ACT_DIM, np.array([-2.0]), np.array([2.0]))
     buffer = ReplayBuffer(10_000, OBS_DIM, ACT_DIM)
@@ -39,15 +38,14 @@ def _agent_and_buffer(width: int, batch: int) -> tuple[SAC, ReplayBuffer]:
     return agent, buffer
 
 
-def updates_per_second(agent: SAC, buffer: ReplayBuffer, batch: int, precision: str, n: int):
+def updates_per_second(agent: SAC, buffer: ReplayBuffer, batch: int, n: int) -> float:
     rng = np.random.default_rng(1)
-    with matmul_precision(precision):
-        for _ in range(20):  # warm-up: oneDNN primitives are created on first use
-            agent.update(buffer.sample(batch, rng))
-        start = time.perf_counter()
-        for _ in range(n):
-            agent.update(buffer.sample(batch, rng))
-        return n / (time.perf_counter() - start)
+    for _ in range(20):  # warm-up: oneDNN primitives are created on first use
+        agent.update(buffer.sample(batch, rng))
+    start = time.perf_counter()
+    for _ in range(n):
+        agent.update(buffer.sample(batch, rng))
+    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -62,13 +60,11 @@ def main() -> None:
     header = ("width=batch", "bf16 upd/s", "ieee upd/s", "bf16/ieee", "auto")
     print(" ".join(f"{h:>11}" for h in header))
     for width in args.widths:
-        agent, buffer = _agent_and_buffer(width, width)
+        runs = {p: _agent_and_buffer(width, width, p) for p in PRECISIONS}
         rates: dict[str, list[float]] = {p: [] for p in PRECISIONS}
         for _ in range(args.rounds):
-            for precision in PRECISIONS:
-                rates[precision].append(
-                    updates_per_second(agent, buffer, width, precision, args.updates)
-                )
+            for precision, (agent, buffer) in runs.items():
+                rates[precision].append(updates_per_second(agent, buffer, width, args.updates))
         bf16, ieee = (statistics.median(rates[p]) for p in PRECISIONS)
         auto = cpu.resolve_matmul_precision("auto", width)
         print(f"{width:>11} {bf16:>11.0f} {ieee:>11.0f} {bf16 / ieee:>11.2f} {auto:>11}")

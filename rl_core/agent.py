@@ -100,7 +100,19 @@ class SAC:
         )
         self.policy_optimizer = _adam(self._policy_params, config.learning_rate)
         self._critic_params = list(self.critic.parameters())
+        self.bf16 = config.effective_matmul_precision == "bf16"
         self._target_params = list(self.critic_target.parameters())
+
+    def _forward_precision(self) -> torch.autocast:
+        """The forward passes of an update, with hidden-layer GEMMs in bfloat16 when the
+        config chose bf16 (networks keep output layers in fp32).
+
+        bf16 tensors, not oneDNN's bf16 mode for fp32 tensors: that converts the weights on
+        every call and halves the gain (benchmarks/matmul_precision.py). Each pass opens its
+        own region because autocast caches the converted weights until the outermost region
+        exits, and an optimizer step in between would leave that cache stale.
+        """
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
     @torch.inference_mode()
     def explore(self, obs: np.ndarray) -> np.ndarray:
@@ -142,8 +154,9 @@ class SAC:
 
     def critic_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
         """One Adam step of both critics towards the bootstrap target; returns the loss."""
-        target_q = self.bootstrap_target(batch, alpha)
-        current_q = self.critic(self.normalize(batch.obs), batch.actions)
+        with self._forward_precision():
+            target_q = self.bootstrap_target(batch, alpha)
+            current_q = self.critic(self.normalize(batch.obs), batch.actions)
         critic_loss = 0.5 * (current_q - target_q).square().mean(1).sum()
         self.critic_optimizer.zero_grad()
         critic_loss.backward()
@@ -152,8 +165,9 @@ class SAC:
 
     def policy_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
         """One fused Adam step of actor and log-alpha; returns the actor loss."""
-        actions_pi, log_prob = self.actor.sample(batch.obs)
-        q_pi = self.critic(self.normalize(batch.obs), actions_pi).amin(0)
+        with self._forward_precision():
+            actions_pi, log_prob = self.actor.sample(batch.obs)
+            q_pi = self.critic(self.normalize(batch.obs), actions_pi).amin(0)
         loss = actor_objective(q_pi, log_prob, alpha)
         actor_loss = loss.detach()
         if self.tune_alpha:

@@ -30,8 +30,9 @@ KERNEL_FLAGS = (
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 BF16_MIN_WIDTH = 256
 """Narrower networks train faster in fp32. Measured with benchmarks/matmul_precision.py on AMD
-EPYC (avx512_bf16), updates/s bf16 over ieee at width = batch 64 / 128 / 256: 0.66 / 0.85 /
-1.43 on one thread, 0.74 / 0.78 / 1.30 on two; an Intel Xeon with AMX gave 1.38 at 256."""
+EPYC (avx512_bf16), updates/s bf16 over ieee at width = batch 64 / 128 / 256: 0.73 / 0.91 /
+1.85 on one thread, 0.70 / 0.81 / 1.47 on two (bf16 autocast; oneDNN's bf16 fpmath mode,
+used before, gave 1.43 and 1.30 at 256, and an Intel Xeon with AMX 1.38)."""
 
 MatmulPrecision = Literal["bf16", "ieee"]
 

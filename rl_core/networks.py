@@ -21,6 +21,15 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
+def _full_precision() -> torch.autocast:
+    """A block that computes in fp32 even inside a bf16 autocast region: output layers.
+
+    bf16 keeps 8 significant bits, too few for a Q-value of -200 (its spacing there is 1)
+    or a Gaussian mean; the hidden layers, where the arithmetic is, run in bf16.
+    """
+    return torch.autocast("cpu", enabled=False)
+
+
 def _mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden_sizes:
@@ -127,7 +136,9 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and (clamped) log-std of the pre-squash Gaussian, from a raw observation."""
-        mean, log_std = self.head(self.trunk(self.normalizer(obs))).split(self.act_dim, dim=-1)
+        hidden = self.trunk(self.normalizer(obs))
+        with _full_precision():
+            mean, log_std = self.head(hidden.float()).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,9 +190,7 @@ class TwinQCritic(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q-values of shape (n_critics, batch)."""
         x = torch.cat([obs, action], dim=-1).expand(self.n_critics, -1, -1)
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(bias, x, weight)
-            if i < last:
-                x = torch.relu(x)
-        return x.squeeze(-1)
+        for weight, bias in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            x = torch.relu(torch.baddbmm(bias, x, weight))
+        with _full_precision():
+            return torch.baddbmm(self.biases[-1], x.float(), self.weights[-1]).squeeze(-1)

@@ -30,7 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rl_core import cpu, lineage
+from rl_core import lineage
 from rl_core.agent import SAC, UpdateStats
 from rl_core.best_policy import BEST_ACTOR_FILE, PROGRESS_EVAL_METRIC, BestPolicy
 from rl_core.buffer import ReplayBuffer
@@ -78,18 +78,6 @@ class _Progress:
     episode_end_steps: list[int] = field(default_factory=list)
     action_rng: np.random.Generator | None = None
     sample_rng: np.random.Generator | None = None
-
-
-@contextmanager
-def matmul_precision(precision: cpu.MatmulPrecision) -> Iterator[None]:
-    """Set oneDNN's fp32 GEMM precision for the block, then restore the previous value."""
-    backend = torch.backends.mkldnn.matmul
-    previous = backend.fp32_precision
-    backend.fp32_precision = precision
-    try:
-        yield
-    finally:
-        backend.fp32_precision = previous
 
 
 @contextmanager
@@ -178,7 +166,6 @@ class _Run:
         self.buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim)
         self.progress = _Progress(action_rng=action_rng, sample_rng=sample_rng)
         self.act_dim = act_dim
-        self.precision = config.effective_matmul_precision
         self.best = BestPolicy()
 
     def state_dict(self) -> dict[str, Any]:
@@ -279,10 +266,9 @@ class _Run:
         """`gradient_steps` SAC updates on fresh replay batches, their stats kept for the log."""
         if self.config.learning_rate_schedule != "constant":
             self.agent.set_learning_rate(self.config.learning_rate_at(self.progress.step))
-        with matmul_precision(self.precision):
-            for _ in range(self.config.gradient_steps):
-                batch = self.buffer.sample(self.config.batch_size, self.progress.sample_rng)
-                self.window.add(self.agent.update(batch))
+        for _ in range(self.config.gradient_steps):
+            batch = self.buffer.sample(self.config.batch_size, self.progress.sample_rng)
+            self.window.add(self.agent.update(batch))
 
     def _log(self, bar: Progress, task: TaskID) -> None:
         """Speed and the window's mean update stats to the tracker, the bar and the log."""

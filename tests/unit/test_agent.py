@@ -143,3 +143,41 @@ def test_an_update_reports_its_stats_by_name() -> None:
     assert stats.critic_loss.item() == pytest.approx(expected_critic_loss)
     assert not any(value.requires_grad for value in stats)
     assert agent.log_alpha.exp().item() != alpha_before  # alpha itself moved on
+
+
+def test_bf16_runs_hidden_layers_in_bf16_and_outputs_in_fp32() -> None:
+    """Q-values and the Gaussian's parameters keep fp32's precision; only hidden GEMMs drop."""
+    fp32, bf16 = _agent(matmul_precision="ieee"), _agent(matmul_precision="bf16")
+    batch = _batch()
+    outputs = {}
+    for name, agent in (("ieee", fp32), ("bf16", bf16)):
+        with torch.no_grad(), agent._forward_precision():
+            mean, log_std = agent.actor(batch.obs)
+            q = agent.critic(batch.obs, batch.actions)
+        outputs[name] = (mean, log_std, q)
+    for exact, rounded in zip(outputs["ieee"], outputs["bf16"], strict=True):
+        assert rounded.dtype == torch.float32
+        assert not torch.equal(exact, rounded)  # the hidden layers did run in bf16
+        torch.testing.assert_close(rounded, exact, rtol=0.05, atol=0.02)
+
+
+def test_bf16_policy_step_sees_the_critic_as_its_step_left_it(monkeypatch) -> None:
+    """autocast keeps bf16 copies of weights until its outermost region exits; the policy step
+    must not run on copies made before the critic's optimizer changed the weights in place."""
+    agent = _agent(matmul_precision="bf16")
+    critic_step = agent.critic_optimizer.step
+
+    def step_then_flatten() -> None:
+        critic_step()
+        with torch.no_grad():  # in place, as Adam writes: the first layer now outputs zeros
+            agent.critic.weights[0].zero_()
+            agent.critic.biases[0].zero_()
+
+    monkeypatch.setattr(agent.critic_optimizer, "step", step_then_flatten)
+    seen: list[torch.Tensor] = []
+    forward = agent.critic.forward
+    monkeypatch.setattr(agent.critic, "forward", lambda *a: seen.append(forward(*a)) or seen[-1])
+    agent.update(_batch())
+    current_q, q_pi = seen  # the critic step's, then the policy step's
+    assert not torch.all(current_q == current_q[:, :1])
+    assert torch.all(q_pi == q_pi[:, :1])  # the flattened critic: one value for every row
