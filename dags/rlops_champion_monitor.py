@@ -9,7 +9,8 @@ Hourly (minute 30), and on demand from **Trigger**:
 policy server does, plays `episodes` deterministic episodes on fresh env seeds (derived from the
 run's date) and logs the online mean return to MLflow: a run in the `rlops-monitoring`
 experiment tagged with the model version, and the version tag `rlops.online_return`. No
-champion: both tasks are skipped.
+champion: both tasks are skipped. A conf key that is not one of the Params below fails it at
+once, naming the key.
 
 `drift_guard` compares it with the return recorded when the version was registered (tag
 `reward`). Drift means **online < recorded - tolerance * |recorded|** (returns are negative for

@@ -17,7 +17,8 @@ and registry results (every task has an **MLflow run** link). `evaluate` also dr
 episode of each candidate as a GIF on its run (`video/episode.gif`; `record_video`). The
 candidate is registered as a new model version with alias `challenger`; it becomes
 `champion` only if its mean return ≥ `min_reward`, its TorchScript speedup ≥ `min_speedup`
-and (optionally) it is not worse than the current champion on the same eval seeds.
+and (optionally) it is shown not worse than the current champion: a bootstrap interval of
+the per-episode differences on the same eval seeds must stay above -margin.
 Otherwise the version is tagged `rejected` with the reasons and `champion` does not move. A
 rejection is an outcome, not a failure: see the `promote` task's XCom and log, and the MLflow
 tags.

@@ -19,14 +19,13 @@ import importlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-ENTRY_POINT_GROUP = "rlops.envs"
+from rl_core.env_plugins import offered_envs
 
 
 class EnvError(ValueError):
@@ -62,11 +61,10 @@ class EnvSpec:
 @functools.cache
 def register_entry_point_envs() -> tuple[str, ...]:
     """Register every env offered in the `rlops.envs` entry-point group; their ids."""
-    offered = []
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in gym.registry:
-            gym.register(id=entry.name, entry_point=entry.value)
-        offered.append(entry.name)
+    offered = offered_envs()
+    for env_id, entry_point in offered.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point)
     return tuple(offered)
 
 

@@ -32,6 +32,9 @@ class EvalResult:
 EVAL_MEAN_RETURN = "eval_mean_return"
 """The metric every gate reads: mean deterministic return on the run's eval seeds."""
 EVAL_STD_RETURN = "eval_std_return"
+EVAL_RETURN_CI_LOW = "eval_mean_return_ci_low"
+EVAL_RETURN_CI_HIGH = "eval_mean_return_ci_high"
+"""Ends of the mean return's confidence interval, as the reward gate states it."""
 EVALUATION_ARTIFACT = "evaluation/returns.json"
 """Where a tracked run keeps its per-episode evaluation returns (what `reproduce` compares)."""
 

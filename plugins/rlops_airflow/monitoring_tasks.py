@@ -9,7 +9,9 @@ rolled-back champion and turn the run green), and the failure callback sends the
 
 from __future__ import annotations
 
+import difflib
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -25,9 +27,30 @@ ALERT_WEBHOOK_VARIABLE = "rlops_alert_webhook_url"
 ALERT_TIMEOUT_SECONDS = 10.0
 
 
+def unknown_conf_keys(conf: Mapping[str, Any], declared: Iterable[str]) -> str | None:
+    """Why a run's conf cannot be used, naming each key no Param declares (with the closest
+    declared one), or None. Airflow accepts such a key at trigger time and ignores it, so a
+    typo like `episdoes` would silently run the check with the default."""
+    known = sorted(declared)
+    unknown = sorted(set(conf) - set(known))
+    if not unknown:
+        return None
+    problems = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        problems.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"conf: unknown key {', '.join(problems)}; the monitor takes {', '.join(known)}"
+
+
 @task(retries=2, retry_delay=timedelta(seconds=30))
-def evaluate_champion(params: dict | None = None, dag_run: Any = None) -> dict[str, Any]:
-    """Online mean return of the champion on fresh env seeds, logged to MLflow."""
+def evaluate_champion(
+    params: dict | None = None, dag_run: Any = None, dag: Any = None
+) -> dict[str, Any]:
+    """Online mean return of the champion on fresh env seeds, logged to MLflow; a conf with
+    a key the DAG does not declare fails at once, without retries."""
+    refusal = unknown_conf_keys(dag_run.conf or {}, dag.params.keys())
+    if refusal:
+        raise AirflowFailException(refusal)
     from rlops_airflow.task_runtime import prepare_mlflow
 
     prepare_mlflow()

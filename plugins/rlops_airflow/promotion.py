@@ -2,11 +2,21 @@
 
 Pure logic, no I/O: `decide()` compares numbers and returns the decision with its reasons, so
 it is tested exhaustively and the task that applies it stays short.
+
+Against the champion the rule is a non-inferiority test on paired episodes: both policies play
+the same env seeds, and the candidate may replace the champion only if the lower end of the
+confidence interval of the mean difference (candidate - champion) is above
+`-noninferiority_margin * |champion's mean|`. A point comparison of two 10-episode means
+would let chance decide; the interval says how much evidence there is, and the rejection
+quotes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from rl_core.confidence import Interval, mean_interval, paired_difference
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,15 @@ class Thresholds:
     min_reward: float
     min_speedup: float
     compare_with_champion: bool = True
+    confidence: float = 0.95
+    """Two-sided confidence level of the intervals the rule quotes and decides on."""
+    noninferiority_margin: float = 0.05
+    """How much worse than the champion, as a fraction of the magnitude of its mean return,
+    the candidate may be at the low end of the interval."""
+
+    def champion_margin(self, champion_mean: float) -> float:
+        """The allowed shortfall against a champion with this mean return (return units)."""
+        return self.noninferiority_margin * abs(champion_mean)
 
     def reward_passes(self, reward: float) -> bool:
         return reward >= self.min_reward
@@ -33,18 +52,23 @@ class Candidate:
     """What the earlier tasks measured for one registered version."""
 
     version: str
-    reward: float
-    """Mean deterministic return on the run's eval seeds."""
+    returns: Sequence[float]
+    """Deterministic return of each episode, one per eval seed, in seed order."""
     speedup: float
     """Eager vs exported median latency at batch 1."""
+
+    @property
+    def reward(self) -> float:
+        """Mean return on the eval seeds: the figure the reward gate compares."""
+        return sum(self.returns) / len(self.returns)
 
 
 @dataclass(frozen=True)
 class ChampionScore:
-    """The current champion's return on the candidate's eval seeds."""
+    """The current champion's episode returns on the candidate's eval seeds, in seed order."""
 
     version: str
-    reward: float
+    returns: Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -61,19 +85,31 @@ class Decision:
 def decide(
     candidate: Candidate, thresholds: Thresholds, champion: ChampionScore | None
 ) -> Decision:
-    """Promote only if reward and speedup pass and, when asked, the champion is not better."""
+    """Promote only if reward and speedup pass and, when asked, the candidate is shown not
+    worse than the champion by more than the margin (paired interval, see the module doc)."""
     reasons = []
     if not thresholds.reward_passes(candidate.reward):
-        reasons.append(f"reward {candidate.reward:.1f} < {thresholds.min_reward:g}")
+        interval = reward_interval(candidate.returns, thresholds.confidence)
+        reasons.append(f"reward {interval} < {thresholds.min_reward:g}")
     if not thresholds.speedup_passes(candidate.speedup):
         reasons.append(f"speedup x{candidate.speedup:.2f} < x{thresholds.min_speedup:g}")
     if (
         thresholds.compare_with_champion
         and champion is not None
         and champion.version != candidate.version
-        and candidate.reward < champion.reward
     ):
-        reasons.append(
-            f"reward {candidate.reward:.1f} < champion v{champion.version} {champion.reward:.1f}"
-        )
+        difference = paired_difference(candidate.returns, champion.returns, thresholds.confidence)
+        champion_mean = sum(champion.returns) / len(champion.returns)
+        allowed = -thresholds.champion_margin(champion_mean)
+        if difference.low < allowed:
+            reasons.append(
+                f"return vs champion v{champion.version} ({champion_mean:.1f}): mean paired "
+                f"difference {difference}, low end below {allowed:.1f} "
+                f"(margin {thresholds.noninferiority_margin:g} of its magnitude)"
+            )
     return Decision(promote=not reasons, reasons=reasons)
+
+
+def reward_interval(returns: Sequence[float], confidence: float) -> Interval:
+    """The reward gate's figure as it is stated: mean return and its interval."""
+    return mean_interval(returns, confidence)

@@ -11,7 +11,12 @@ import sys
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from rl_core.evaluation import EVAL_MEAN_RETURN, EVAL_STD_RETURN
+from rl_core.evaluation import (
+    EVAL_MEAN_RETURN,
+    EVAL_RETURN_CI_HIGH,
+    EVAL_RETURN_CI_LOW,
+    EVAL_STD_RETURN,
+)
 from rlops_airflow.mlflow_run import run_url
 from rlops_airflow.settings import experiment_name
 from rlops_registry import tags as tag_names
@@ -48,9 +53,12 @@ def main() -> int:
     )
     if EVAL_MEAN_RETURN in metrics:
         seeds = json.loads(params.get("eval_seeds", "[]"))
+        interval = ""
+        if EVAL_RETURN_CI_LOW in metrics and EVAL_RETURN_CI_HIGH in metrics:
+            interval = f" [{metrics[EVAL_RETURN_CI_LOW]:.1f}, {metrics[EVAL_RETURN_CI_HIGH]:.1f}]"
         print(
-            f"mean return      {metrics[EVAL_MEAN_RETURN]:.1f} ± "
-            f"{metrics.get(EVAL_STD_RETURN, 0):.1f} on {len(seeds)} eval seeds "
+            f"mean return      {metrics[EVAL_MEAN_RETURN]:.1f}{interval} (std "
+            f"{metrics.get(EVAL_STD_RETURN, 0):.1f}) on {len(seeds)} eval seeds "
             f"(reward gate: {tags.get(tag_names.GATE_RESULT, '?')})"
         )
     if "speedup_b1" in metrics:

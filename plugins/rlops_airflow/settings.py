@@ -28,6 +28,7 @@ from rl_core.config import (
     describe_errors,
     overrides_model,
 )
+from rl_core.env_plugins import offered_envs
 from rlops_airflow.promotion import Thresholds
 
 EXPERIMENT_ENV = "RLOPS_MLFLOW_EXPERIMENT"
@@ -36,8 +37,10 @@ DEFAULT_EXPERIMENT = "rlops"
 
 TRAINING, EVALUATION, PROMOTION, ADVANCED = "Training", "Evaluation", "Promotion", "Advanced"
 SECTIONS = (TRAINING, EVALUATION, PROMOTION, ADVANCED)
-ENV_PROPOSALS = ("Pendulum-v1", "PointReach-v0")
-"""Env ids the trigger form proposes (any other can be typed): envs this install builds."""
+ENV_PROPOSALS = ("Pendulum-v1", *sorted(offered_envs()))
+"""Env ids the trigger form proposes (any other can be typed): the default, and the envs the
+installed packages offer through `rlops.envs` entry points (PointReach-v0 where the example
+package is installed)."""
 
 PIPELINE_OWNED = frozenset(
     {
@@ -183,8 +186,28 @@ class PipelineSettings(BaseModel):
     compare_with_champion: StrictBool = _param(
         True,
         PROMOTION,
-        "Must beat the current champion",
-        "Also require a return not worse than the champion's on the same seeds.",
+        "Must not be worse than the champion",
+        "Also require, on the same eval seeds episode by episode, a mean return difference "
+        "to the current champion whose confidence interval stays above -margin.",
+    )
+    confidence: float = _param(
+        0.95,
+        PROMOTION,
+        "Confidence level",
+        "Of the bootstrap intervals the gate states and the champion comparison decides on.",
+        ge=0.5,
+        le=0.999,
+        allow_inf_nan=False,
+    )
+    noninferiority_margin: float = _param(
+        0.05,
+        PROMOTION,
+        "Non-inferiority margin",
+        "How much worse than the champion the candidate may be at the low end of the "
+        "interval, as a fraction of the magnitude of the champion's mean return (0.05 = 5%).",
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
     )
     registered_model_name: str = _param(
         "rlops-sac-pendulum",
@@ -213,7 +236,13 @@ class PipelineSettings(BaseModel):
     @property
     def thresholds(self) -> Thresholds:
         """The promotion gate these settings ask for."""
-        return Thresholds(self.min_reward, self.min_speedup, self.compare_with_champion)
+        return Thresholds(
+            self.min_reward,
+            self.min_speedup,
+            self.compare_with_champion,
+            self.confidence,
+            self.noninferiority_margin,
+        )
 
     @property
     def sweep_seeds(self) -> list[int]:

@@ -22,7 +22,15 @@ from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.best_policy import BEST_ACTOR_FILE
 from rl_core.checkpoint import load_actor
 from rl_core.envs import EnvSpec
-from rl_core.evaluation import EVAL_MEAN_RETURN, actor_policy, evaluate, log_evaluation
+from rl_core.evaluation import (
+    EVAL_MEAN_RETURN,
+    EVAL_RETURN_CI_HIGH,
+    EVAL_RETURN_CI_LOW,
+    EVALUATION_ARTIFACT,
+    actor_policy,
+    evaluate,
+    log_evaluation,
+)
 from rl_core.export import exported_policy
 from rl_core.networks import Actor
 from rl_core.policy_model import load_policy_folder, log_policy_model
@@ -35,7 +43,13 @@ from rlops_airflow.mlflow_run import (
     get_or_create_candidate_run,
     has_artifact,
 )
-from rlops_airflow.promotion import Candidate, ChampionScore, Decision, decide
+from rlops_airflow.promotion import (
+    Candidate,
+    ChampionScore,
+    Decision,
+    decide,
+    reward_interval,
+)
 from rlops_airflow.settings import PipelineSettings, experiment_name
 from rlops_registry import tags
 from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
@@ -109,14 +123,18 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
     actor, env = _trained_actor(run_id, actor_artifact)
     result = evaluate(actor_policy(actor), env, settings.eval_seeds)
     passed = settings.thresholds.reward_passes(result.mean)
+    interval = reward_interval(result.returns, settings.confidence)
     with MlflowTracker(experiment_name(), run_id=run_id, end_on_exit=False) as tracker:
         log_evaluation(tracker, result, settings.total_timesteps)
+        tracker.log_metrics(
+            {EVAL_RETURN_CI_LOW: interval.low, EVAL_RETURN_CI_HIGH: interval.high},
+            settings.total_timesteps,
+        )
         tracker.set_tags({tags.GATE_RESULT: _verdict(passed)})
     log.info(
-        "%s: mean return %.1f ± %.1f on seeds %s: reward gate %s (min %g)",
+        "%s: mean return %s on seeds %s: reward gate %s (min %g)",
         actor_artifact,
-        result.mean,
-        result.std,
+        interval,
         list(settings.eval_seeds),
         "passed" if passed else "failed",
         settings.min_reward,
@@ -126,6 +144,7 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
         "mlflow_run_id": run_id,
         "mean_return": result.mean,
         "std_return": result.std,
+        "returns": result.returns,
         "reward_gate_passed": passed,
         "actor_artifact": actor_artifact,
     }
@@ -278,6 +297,7 @@ def register_candidate(
             tags.REWARD_GATE: _verdict(gate.reward_passes(reward)),
             tags.SPEEDUP_GATE: _verdict(gate.speedup_passes(speedup)),
             tags.EVAL_SEEDS: json.dumps(list(settings.eval_seeds)),
+            tags.EVAL_RETURNS: json.dumps([round(r, 4) for r in candidate["returns"]]),
             tags.ENV_ID: config.env_id,
             tags.CONFIG_HASH: config.config_hash(),
             tags.GIT_SHA: client.get_run(run_id).data.tags.get("lineage.git_sha", "unknown"),
@@ -304,7 +324,7 @@ def promote_candidate(
     not an error."""
     run_id = candidate["mlflow_run_id"]
     registry = ModelRegistry(settings.registered_model_name)
-    scored = Candidate(registered["version"], candidate["mean_return"], latency["speedup"])
+    scored = Candidate(registered["version"], candidate["returns"], latency["speedup"])
     decision = decide(scored, settings.thresholds, _champion_score(registry, settings))
     _apply(registry, scored, decision)
     client = MlflowClient()
@@ -334,20 +354,23 @@ def _apply(registry: ModelRegistry, candidate: Candidate, decision: Decision) ->
 
 
 def _champion_score(registry: ModelRegistry, settings: PipelineSettings) -> ChampionScore | None:
-    """The champion's return on *this run's* eval seeds (re-evaluated if its seeds differ)."""
+    """The champion's episode returns on *this run's* eval seeds: those its own evaluation
+    recorded when the seeds are the same, else a re-evaluation of it on these seeds."""
     champion = registry.alias(CHAMPION)
     if champion is None:
         return None
     seeds = list(settings.eval_seeds)
-    if json.loads(champion.tags.get(tags.EVAL_SEEDS, "null")) == seeds:  # its own exact figure
-        source = MlflowClient().get_run(champion.tags[tags.SOURCE_RUN_ID])
-        return ChampionScore(str(champion.version), source.data.metrics[EVAL_MEAN_RETURN])
+    source_run = champion.tags[tags.SOURCE_RUN_ID]
+    if has_artifact(source_run, *EVALUATION_ARTIFACT.rsplit("/", 1)):
+        recorded = mlflow.artifacts.load_dict(f"runs:/{source_run}/{EVALUATION_ARTIFACT}")
+        if recorded["seeds"] == seeds:
+            return ChampionScore(str(champion.version), recorded["returns"])
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"models:/{registry.name}/{champion.version}"
         actor, meta = load_policy_folder(mlflow.artifacts.download_artifacts(uri, dst_path=scratch))
     result = evaluate(exported_policy(actor), meta.env, seeds)
     log.info("champion v%s re-evaluated on seeds %s: %.1f", champion.version, seeds, result.mean)
-    return ChampionScore(str(champion.version), result.mean)
+    return ChampionScore(str(champion.version), result.returns)
 
 
 def _verdict(passed: bool) -> str:

@@ -14,7 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from rlops_airflow.monitoring_tasks import ALERT_WEBHOOK_VARIABLE, alert_on_failure
+from rlops_airflow.monitoring_tasks import (
+    ALERT_WEBHOOK_VARIABLE,
+    alert_on_failure,
+    unknown_conf_keys,
+)
 from rlops_registry.registry import CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test, validate_trigger
 from tests.serving.policies import register_policy
@@ -71,6 +75,27 @@ def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
 
     with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}:"):
         validate_trigger(dag, conf)
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({}, None),
+        ({"episodes": 5, "drift_tolerance": 0.1}, None),
+        (
+            {"episdoes": 5},
+            "conf: unknown key 'episdoes' (did you mean 'episodes'?); the monitor takes "
+            "drift_tolerance, episodes, registered_model_name",
+        ),
+        (
+            {"zzz": 1, "Episodes": 2},
+            "conf: unknown key 'Episodes' (did you mean 'episodes'?), 'zzz'; the monitor takes "
+            "drift_tolerance, episodes, registered_model_name",
+        ),
+    ],
+)
+def test_a_conf_key_no_param_declares_is_refused_by_name(dag, conf, message) -> None:
+    assert unknown_conf_keys(conf, dag.params.keys()) == message
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -167,5 +192,12 @@ def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_sto
 
     healthy = airflow_dags_test(DAG_ID, env, conf)  # the restored champion passes the next check
     assert healthy.returncode == 0, healthy.stdout[-4000:] + healthy.stderr[-4000:]
-    assert "rlops.online_return" in registry.version(good).tags
+    checked = registry.version(good).tags["rlops.online_return"]
     assert len(webhook.received) == 1
+
+    typo = airflow_dags_test(DAG_ID, env, {"registered_model_name": model, "episdoes": 3})
+    assert typo.returncode == 1, typo.stdout[-4000:] + typo.stderr[-4000:]
+    assert _last_try(airflow_db, "evaluate_champion") == ("failed", 1)  # no retries
+    assert "conf: unknown key 'episdoes' (did you mean 'episodes'?)" in webhook.received[-1]["text"]
+    assert registry.version(good).tags["rlops.online_return"] == checked  # nothing evaluated
+    assert str(registry.alias(CHAMPION).version) == good

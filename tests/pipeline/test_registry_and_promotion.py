@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
 
 from rl_core.checkpoint import load_actor, save_actor
-from rl_core.evaluation import actor_policy, evaluate
+from rl_core.evaluation import EVALUATION_ARTIFACT, EvalResult, actor_policy, evaluate
 from rl_core.networks import Actor
 from rl_core.policy_model import log_policy_model
 from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_candidate_run
@@ -41,11 +44,22 @@ def _untrained_policy(run_id: str) -> dict:
     return {"model_uri": logged.model_uri, "model_id": logged.model_id}
 
 
-def _registered(settings: PipelineSettings, n: int, reward: float, speedup: float) -> dict:
-    """What the upstream tasks of DAG run `n` hand to register (their outputs, as XCom)."""
+def _registered(
+    settings: PipelineSettings,
+    n: int,
+    reward: float,
+    speedup: float,
+    returns: list[float] | None = None,
+) -> dict:
+    """What the upstream tasks of DAG run `n` hand to register (their outputs, as XCom), and
+    the per-episode evaluation its run records (`returns`; default: `reward` on every seed)."""
     airflow = AirflowRun(DAG, f"manual__{n}")
     run_id = get_or_create_candidate_run(airflow, seed=0, run_name=f"candidate {n}")
-    candidate = {"mlflow_run_id": run_id, "seed": 0, "mean_return": reward}
+    seeds = list(settings.eval_seeds)
+    returns = returns or [reward] * len(seeds)
+    result = EvalResult(float(np.mean(returns)), float(np.std(returns)), returns, seeds)
+    MlflowClient().log_dict(run_id, result.as_dict(), EVALUATION_ARTIFACT)
+    candidate = {"mlflow_run_id": run_id, "seed": 0, "mean_return": result.mean, "returns": returns}
     exported = _untrained_policy(run_id)
     latency = {"speedup": speedup}
     registered = register_candidate(settings, airflow, candidate, exported, latency)
@@ -86,9 +100,20 @@ def test_passing_candidate_becomes_champion(pipeline_store, tiny_settings) -> No
 @pytest.mark.parametrize(
     ("reward", "speedup", "reason"),
     [
-        (-412.0, 2.0, "reward -412.0 < -250; reward -412.0 < champion v1 -170.0"),
+        (
+            -412.0,
+            2.0,
+            "reward -412.0 [-412.0, -412.0] (95% CI) < -250; return vs champion v1 (-170.0): "
+            "mean paired difference -242.0 [-242.0, -242.0] (95% CI), low end below -8.5 "
+            "(margin 0.05 of its magnitude)",
+        ),
         (-150.0, 1.1, "speedup x1.10 < x1.5"),
-        (-190.0, 2.0, "reward -190.0 < champion v1 -170.0"),
+        (
+            -190.0,
+            2.0,
+            "return vs champion v1 (-170.0): mean paired difference -20.0 [-20.0, -20.0] "
+            "(95% CI), low end below -8.5 (margin 0.05 of its magnitude)",
+        ),
     ],
 )
 def test_rejected_candidate_leaves_champion_untouched(
@@ -115,15 +140,36 @@ def test_a_reward_a_hair_below_the_gate_fails_it_in_every_task(
     """Rounded to the tags' 4 decimals, -250.00001 would reach the gate; no task rounds."""
     candidate = _registered(tiny_settings, 1, reward=-250.00001, speedup=2.0)
     assert _tags(tiny_settings, "1")["gate.reward"] == "failed"
-    assert _promote(tiny_settings, candidate)["outcome"] == "rejected: reward -250.0 < -250"
+    outcome = _promote(tiny_settings, candidate)["outcome"]
+    assert outcome == "rejected: reward -250.0 [-250.0, -250.0] (95% CI) < -250"
     assert _alias(tiny_settings, CHAMPION) is None
 
 
-def test_the_champion_is_compared_by_its_exact_figure(pipeline_store, tiny_settings) -> None:
-    _promote(tiny_settings, _registered(tiny_settings, 1, reward=-170.00001, speedup=2.0))
-    result = _promote(tiny_settings, _registered(tiny_settings, 2, -170.00002, 2.0))
-    assert result["outcome"] == "rejected: reward -170.0 < champion v1 -170.0"
-    assert _alias(tiny_settings, CHAMPION) == "1"
+def test_the_champion_is_compared_by_its_exact_episodes(pipeline_store, tiny_settings) -> None:
+    """Its own recorded evaluation, not the 4-decimal tags: with no margin, 1e-5 worse loses."""
+    strict = tiny_settings.model_copy(update={"noninferiority_margin": 0.0})
+    _promote(strict, _registered(strict, 1, reward=-170.00001, speedup=2.0))
+    assert _tags(strict, "1")["eval_returns"] == json.dumps([-170.0, -170.0])  # rounded
+    result = _promote(strict, _registered(strict, 2, -170.00002, 2.0))
+    assert result["outcome"].startswith("rejected: return vs champion v1 (-170.0)")
+    assert _alias(strict, CHAMPION) == "1"
+
+
+def test_an_equal_retrain_is_promoted_and_a_worse_one_is_not(pipeline_store, tiny_settings) -> None:
+    """Episode by episode on the same seeds: hard starts are hard for both policies."""
+    tiny_settings = tiny_settings.model_copy(update={"eval_episodes": 10})
+    rng = np.random.default_rng(0)
+    champion = list(rng.normal(-170.0, 60.0, 10))
+    _promote(tiny_settings, _registered(tiny_settings, 1, 0.0, 2.0, returns=champion))
+    equal = [r + noise for r, noise in zip(champion, rng.normal(0.0, 3.0, 10), strict=True)]
+    assert (
+        _promote(tiny_settings, _registered(tiny_settings, 2, 0.0, 2.0, returns=equal))["outcome"]
+        == "promoted"
+    )
+    worse = [r - 40.0 for r in equal]
+    outcome = _promote(tiny_settings, _registered(tiny_settings, 3, 0.0, 2.0, returns=worse))
+    assert outcome["outcome"].startswith("rejected: return vs champion v2")
+    assert _alias(tiny_settings, CHAMPION) == "2"
 
 
 def test_champion_comparison_can_be_switched_off(pipeline_store, tiny_settings) -> None:
@@ -179,7 +225,7 @@ def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_se
     run_id = train_candidate(tiny_settings, airflow, seed=0)["mlflow_run_id"]
     exported = export_candidate(run_id, "actor/actor.pt")
     assert export_candidate(run_id, "actor/actor.pt") == exported  # a retry reuses the model
-    trained = {"mlflow_run_id": run_id, "seed": 0, "mean_return": -100.0}
+    trained = {"mlflow_run_id": run_id, "seed": 0, "mean_return": -100.0, "returns": [-100.0] * 2}
     latency = {"speedup": 3.0}
     champion = register_candidate(tiny_settings, airflow, trained, exported, latency)
     promote_candidate(tiny_settings, trained, latency, champion)
@@ -192,7 +238,9 @@ def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_se
     # And one that is worse than the re-scored champion loses against it.
     candidate = _registered(other_seeds, 10, reward=-5000.0, speedup=2.0)
     outcome = _promote(other_seeds, candidate)["outcome"]
-    assert outcome.startswith("rejected: reward -5000.0 < -250; reward -5000.0 < champion v")
+    assert outcome.startswith(
+        "rejected: reward -5000.0 [-5000.0, -5000.0] (95% CI) < -250; return vs champion v"
+    )
 
 
 def test_sweep_selects_the_best_candidate_and_keeps_the_others(pipeline_store) -> None:

@@ -9,6 +9,7 @@ import torch
 from rl_core.checkpoint import save_actor
 from rl_core.cli import main
 from rl_core.networks import Actor
+from rl_core.policy_source import ACCEPTED
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "export", "bench", "video"])
@@ -95,10 +96,11 @@ POLICY_REFUSALS = [
 
 @pytest.mark.parametrize(("arguments", "message"), POLICY_REFUSALS)
 def test_a_source_that_is_no_policy_is_one_line_naming_it(capsys, arguments, message) -> None:
+    """The line names the source and what is wrong, then the forms a policy can take."""
     assert main(arguments) == 2
     out = capsys.readouterr().out
     assert message in out
-    assert "models:/<name>@<alias>" in out or "no such file" not in message
+    assert f"give {ACCEPTED}" in out
     assert "Traceback" not in out
 
 

@@ -99,6 +99,27 @@ def test_image_observations_are_refused_as_not_flat(env_module: str) -> None:
         make_env(EnvSpec("Picture-v0", packages=(env_module,)))
 
 
+def test_offered_envs_come_from_package_metadata_without_importing(monkeypatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from rl_core import env_plugins
+
+    declared = [EntryPoint("Mine-v0", "no_such_module.envs:Mine", env_plugins.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(
+        env_plugins,
+        "entry_points",
+        lambda group: declared if group == env_plugins.ENTRY_POINT_GROUP else [],
+    )
+    assert env_plugins.offered_envs() == {"Mine-v0": "no_such_module.envs:Mine"}
+
+
+def test_the_trigger_form_proposes_the_installed_envs() -> None:
+    from rlops_airflow.params import pipeline_params
+
+    proposed = pipeline_params()["env_id"].schema["examples"]
+    assert proposed == ["Pendulum-v1", "PointReach-v0"]  # the example package is installed
+
+
 def test_entry_point_envs_are_registered_by_name() -> None:
     """The example package (installed by scripts/bootstrap.sh) offers PointReach-v0."""
     assert "PointReach-v0" in register_entry_point_envs()
