@@ -188,7 +188,7 @@ class PipelineSettings(BaseModel):
         PROMOTION,
         "Must not be worse than the champion",
         "Also require, on the same eval seeds episode by episode, a mean return difference "
-        "to the current champion whose confidence interval stays above -margin.",
+        "to the current champion whose confidence interval stays at or above -margin.",
     )
     confidence: float = _param(
         0.95,
@@ -200,11 +200,12 @@ class PipelineSettings(BaseModel):
         allow_inf_nan=False,
     )
     noninferiority_margin: float = _param(
-        0.05,
+        0.0,
         PROMOTION,
         "Non-inferiority margin",
         "How much worse than the champion the candidate may be at the low end of the "
-        "interval, as a fraction of the magnitude of the champion's mean return (0.05 = 5%).",
+        "interval, as a fraction of the magnitude of the champion's mean return. 0: it must "
+        "be shown at least as good; 0.05: it may be up to 5% worse.",
         ge=0.0,
         le=1.0,
         allow_inf_nan=False,
