@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rl_core.confidence import Interval, mean_interval, paired_difference
 
 
@@ -61,8 +63,9 @@ class Candidate:
 
     @property
     def reward(self) -> float:
-        """Mean return on the eval seeds: the figure the reward gate compares."""
-        return sum(self.returns) / len(self.returns)
+        """Mean return on the eval seeds: the figure the reward gate compares, computed as
+        `evaluate` computes it, so its verdict and this one agree to the last bit."""
+        return _mean(self.returns)
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def decide(
         and champion.version != candidate.version
     ):
         difference = paired_difference(candidate.returns, champion.returns, thresholds.confidence)
-        champion_mean = sum(champion.returns) / len(champion.returns)
+        champion_mean = _mean(champion.returns)
         allowed = 0.0 - thresholds.champion_margin(champion_mean)  # never "-0.0" in the text
         if difference.low < allowed:
             reasons.append(
@@ -110,6 +113,10 @@ def decide(
                 f"(margin {thresholds.noninferiority_margin:g} of its magnitude)"
             )
     return Decision(promote=not reasons, reasons=reasons)
+
+
+def _mean(returns: Sequence[float]) -> float:
+    return float(np.asarray(returns, dtype=np.float64).mean())
 
 
 def reward_interval(returns: Sequence[float], confidence: float) -> Interval:

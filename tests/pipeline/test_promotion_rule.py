@@ -103,3 +103,16 @@ def test_boundaries_pass() -> None:
     lenient = Thresholds(-250, 1.5, noninferiority_margin=0.05)  # 5% of 200 = 10
     assert decide(Candidate("3", [-210.0] * SEEDS, 2.0), lenient, champion).promote
     assert not decide(Candidate("3", [-210.01] * SEEDS, 2.0), lenient, champion).promote
+
+
+def test_the_gate_takes_the_mean_exactly_as_evaluate_does() -> None:
+    """Summed in order, some returns average a few 1e-14 lower than numpy's pairwise mean,
+    which `evaluate` reports and tags as passed: the promote task must not fail that number."""
+    rng = np.random.default_rng(0)
+    while True:  # such samples are common: about one in three
+        returns = list(rng.normal(-170, 60, 10))
+        mean = float(np.asarray(returns).mean())
+        if sum(returns) / len(returns) < mean:
+            break
+    gate = Thresholds(min_reward=mean, min_speedup=1.5)
+    assert decide(Candidate("1", returns, 2.0), gate, None).promote
