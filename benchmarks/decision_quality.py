@@ -11,14 +11,19 @@ replays decisions by drawing seeds from the pool, with the product's own rule fu
 - **Promotion** (`rlops_airflow.promotion.decide`), on random blocks of `--eval-episodes`
   consecutive eval seeds, as runs with another `eval_seed_start` would see them: how often a
   retrain of the same config is promoted over an equal champion, how often candidates 10%
-  and 25% worse than the champion are (the degraded pools below), and how often a clearly
-  better policy is promoted over a worse one. Today's rule (mean >= champion's mean) beside
-  the paired rule at 95% for each non-inferiority margin of `--margins`.
-- **Drift** (`rlops_airflow.monitoring.judge`): a champion recorded at registration on a
-  random block of eval seeds, checked hourly on `--check-episodes` fresh seeds. Healthy: the
-  share of checks that would roll it back. Degraded by Gaussian action noise to lose 10% and
-  25% of its return's magnitude: the share detected within 3 checks and the mean checks to
-  the first detection.
+  and 25% worse than the champion are (the degraded pools below), how often one 10% better
+  is, and how often a clearly better policy is promoted over a worse one. Before 0.2, the
+  rule was "mean >= champion's mean" ("old"); beside it the paired rule at 95% for each
+  non-inferiority margin of `--margins`. Then, at margin 0, the same rates for each number of
+  eval episodes of `--episode-grid`, with what the evaluation costs in time.
+- **Drift**: a champion checked hourly on `--check-episodes` fresh episodes (drawn with
+  replacement from its pool). The old rule (before 0.2): online mean below the return
+  recorded at registration on a block of eval seeds minus `--tolerance` of its magnitude, one
+  check. The new one (`rlops_airflow.drift`): the interval of (online - reference) entirely
+  below minus the tolerance, the reference being the first check's `--reference-episodes`,
+  `--breaches` consecutive breaches to roll back. Healthy: the share of checks that roll it
+  back. Degraded by Gaussian action noise to lose 10% and 25% of its return's magnitude: the
+  share rolled back within 3 checks and the mean checks to the rollback.
 
 Prints the CPU next to the figures; the rates do not depend on it, the speed does.
 """
@@ -36,7 +41,7 @@ from rl_core import cpu
 from rl_core.config import build_config
 from rl_core.evaluation import Policy, actor_policy, evaluate
 from rl_core.training import train
-from rlops_airflow.monitoring import OnlineCheck, judge
+from rlops_airflow.drift import DriftRule, extend_streak, judge
 from rlops_airflow.promotion import Candidate, ChampionScore, Thresholds, decide
 
 DEGRADATIONS = (0.10, 0.25)
@@ -52,6 +57,7 @@ class Pool:
 
     name: str
     returns: np.ndarray
+    seconds_per_episode: float
 
     @property
     def mean(self) -> float:
@@ -66,7 +72,9 @@ def _train(args: argparse.Namespace, seed: int, steps: int) -> Policy:
 
 def _pool(name: str, policy: Policy, args: argparse.Namespace) -> Pool:
     seeds = range(args.pool_start, args.pool_start + args.pool)
-    return Pool(name, np.asarray(evaluate(policy, args.env, seeds).returns))
+    started = time.perf_counter()
+    returns = np.asarray(evaluate(policy, args.env, seeds).returns)
+    return Pool(name, returns, (time.perf_counter() - started) / args.pool)
 
 
 def _noisy(policy: Policy, sigma: float, seed: int, low: float, high: float) -> Policy:
@@ -101,11 +109,13 @@ def _blocks(rng: np.random.Generator, pool_size: int, size: int, n: int) -> list
     return [slice(int(s), int(s) + size) for s in starts]
 
 
-def promotion_rates(champion: Pool, candidate: Pool, args: argparse.Namespace) -> list[float]:
-    """Share of eval-seed blocks on which today's rule, then the paired rule at each of
-    `--margins`, promote the candidate."""
+def promotion_rates(
+    champion: Pool, candidate: Pool, args: argparse.Namespace, episodes: int
+) -> list[float]:
+    """Share of blocks of `episodes` eval seeds on which the old rule, then the paired rule
+    at each of `--margins`, promote the candidate."""
     rng = np.random.default_rng(10)
-    blocks = _blocks(rng, args.pool, args.eval_episodes, args.trials)
+    blocks = _blocks(rng, args.pool, episodes, args.trials)
     promoted = np.zeros(1 + len(args.margins))
     for block in blocks:
         mine, theirs = candidate.returns[block], champion.returns[block]
@@ -118,35 +128,50 @@ def promotion_rates(champion: Pool, candidate: Pool, args: argparse.Namespace) -
     return list(promoted / len(blocks))
 
 
-def _checks(
-    recorded: float, online: Pool, rng: np.random.Generator, args: argparse.Namespace
-) -> list[bool]:
-    """Whether each of `HORIZON` hourly checks on fresh seeds finds drift (today's rule)."""
-    found = []
-    for _ in range(HORIZON):
-        seeds = rng.choice(args.pool, args.check_episodes, replace=False)
-        check = OnlineCheck(
-            "m", "1", recorded, float(online.returns[seeds].mean()), args.check_episodes, "-"
-        )
-        found.append(judge(check, args.tolerance).drifted)
-    return found
+def _todays_check(recorded: float, online: float, tolerance: float) -> bool:
+    """The drift rule before 0.2: one check's mean against the registration figure."""
+    return online < recorded - tolerance * abs(recorded)
 
 
-def drift_rates(healthy: Pool, online: Pool, args: argparse.Namespace) -> dict[str, float]:
-    """False-rollback share (online = healthy) or detection figures (online = degraded)."""
+def _draw(pool: Pool, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` fresh episodes of the pool's policy: drawn with replacement from its returns."""
+    return pool.returns[rng.integers(0, pool.returns.size, n)]
+
+
+def _followed(found: list[bool]) -> dict[str, float]:
+    """Rollback figures of one followed champion: `found[i]` is whether check i+1 rolls back."""
+    first = found.index(True) + 1 if any(found) else HORIZON + 1
+    return {"checks": min(first, HORIZON), "rolled_back": any(found), "first": first}
+
+
+def drift_rates(
+    healthy: Pool, online: Pool, args: argparse.Namespace, new_rule: bool
+) -> dict[str, float]:
+    """False-rollback share (online = healthy) or detection figures (online = degraded), for
+    the old rule or the new one; each champion is followed until its rollback or `HORIZON`."""
     rng = np.random.default_rng(20)
-    registrations = max(1, args.trials // HORIZON)
-    per_check, within, first = [], [], []
-    for block in _blocks(rng, args.pool, args.eval_episodes, registrations):
-        found = _checks(float(healthy.returns[block].mean()), online, rng, args)
-        per_check += found
-        within.append(any(found[:DETECT_WITHIN]))
-        first.append(found.index(True) + 1 if any(found) else HORIZON + 1)
+    rule = DriftRule(args.tolerance, 0.95, args.breaches)
+    followed = []
+    for _ in range(max(1, args.trials // 2)):
+        if new_rule:
+            reference = _draw(healthy, args.reference_episodes, rng)  # the first check
+            streak: tuple[str, ...] = ()
+            found = []
+            for hour in range(HORIZON):
+                verdict = judge(_draw(online, args.check_episodes, rng), reference, rule)
+                streak = extend_streak(streak, verdict.breach, str(hour))
+                found.append(len(streak) >= args.breaches)
+        else:
+            recorded = float(_draw(healthy, args.eval_episodes, rng).mean())
+            online_means = [_draw(online, args.check_episodes, rng).mean() for _ in range(HORIZON)]
+            found = [_todays_check(recorded, float(m), args.tolerance) for m in online_means]
+        followed.append(_followed(found))
+    checks = sum(f["checks"] for f in followed)
     return {
-        "per_check": statistics.mean(per_check),
-        "within": statistics.mean(within),
-        "mean_checks": statistics.mean(first),
-        "checks": len(per_check),
+        "per_check": sum(f["rolled_back"] for f in followed) / checks,
+        "checks": checks,
+        "within": statistics.mean(f["first"] <= DETECT_WITHIN for f in followed),
+        "mean_checks": statistics.mean(f["first"] for f in followed),
     }
 
 
@@ -159,9 +184,14 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="the gate's episodes")
     parser.add_argument("--check-episodes", type=int, default=200, help="per monitor check")
     parser.add_argument("--tolerance", type=float, default=0.05, help="drift_tolerance")
+    parser.add_argument("--reference-episodes", type=int, default=1_000, help="first check")
+    parser.add_argument("--breaches", type=int, default=2, help="breaches_to_rollback")
     parser.add_argument("--trials", type=int, default=480, help="decisions per figure")
     parser.add_argument(
         "--margins", type=float, nargs="+", default=[0.0, 0.02, 0.05], help="noninferiority"
+    )
+    parser.add_argument(
+        "--episode-grid", type=int, nargs="+", default=[10, 20, 50], help="eval episodes"
     )
     args = parser.parse_args()
     started = time.perf_counter()
@@ -176,35 +206,56 @@ def main() -> None:
     bounds = _action_bounds(args.env)
     degraded = {loss: _degraded(champion, healthy, loss, args, bounds) for loss in DEGRADATIONS}
     for pool in (healthy, retrain, worse, *degraded.values()):
-        print(f"  {pool.name:<32} mean {pool.mean:9.1f}  std {pool.returns.std():7.1f}")
+        print(
+            f"  {pool.name:<32} mean {pool.mean:9.1f}  std {pool.returns.std():7.1f}  "
+            f"{pool.seconds_per_episode * 1000:6.1f} ms/episode"
+        )
 
-    print(f"\nPromotion ({args.trials} blocks of {args.eval_episodes} eval seeds)")
-    columns = ["today", *(f"m={m:g}" for m in args.margins)]
-    print(f"{'case':<40}" + "".join(f"{c:>9}" for c in columns) + "   (paired at margin m)")
     cases = {
         "equal retrain over the champion": (healthy, retrain),
         **{f"{loss:.0%} worse over the champion": (healthy, degraded[loss]) for loss in degraded},
+        "10% better over the champion": (degraded[DEGRADATIONS[0]], healthy),
         "clearly better over a worse champion": (worse, healthy),
     }
+    print(f"\nPromotion ({args.trials} blocks of {args.eval_episodes} eval seeds)")
+    columns = ["old", *(f"m={m:g}" for m in args.margins)]
+    print(f"{'case':<40}" + "".join(f"{c:>9}" for c in columns) + "   (new: paired, margin m)")
     for label, (held, challenger) in cases.items():
-        rates = promotion_rates(held, challenger, args)
+        rates = promotion_rates(held, challenger, args, args.eval_episodes)
         print(f"{label:<40}" + "".join(f"{r:>9.1%}" for r in rates))
 
+    print(f"\nPromotion by eval episodes (new rule, margin {args.margins[0]:g})")
+    print(f"{'case':<40}" + "".join(f"{n:>9}" for n in args.episode_grid))
+    for label, (held, challenger) in cases.items():
+        rates = [promotion_rates(held, challenger, args, n)[1] for n in args.episode_grid]
+        print(f"{label:<40}" + "".join(f"{r:>9.1%}" for r in rates))
+    per_episode = healthy.seconds_per_episode
+    times = "".join(f"{2 * n * per_episode:>8.1f}s" for n in args.episode_grid)
+    print(f"{'eval time, candidate + champion':<40}{times}")
+
     print(
-        f"\nDrift guard, today's rule (tolerance {args.tolerance:g}, "
-        f"{args.check_episodes} episodes per check, recorded on {args.eval_episodes} seeds)"
+        f"\nDrift guard: {args.check_episodes} episodes per check, tolerance {args.tolerance:g}; "
+        f"old: one check against {args.eval_episodes} registration episodes; new: interval "
+        f"against a {args.reference_episodes}-episode reference, {args.breaches} breaches"
     )
-    false = drift_rates(healthy, healthy, args)
+    print(f"{'':<48}{'old':>12}{'new':>12}")
+    rates = {rule: drift_rates(healthy, healthy, args, rule) for rule in (False, True)}
     print(
-        f"  healthy champion: rolled back on {false['per_check']:.1%} of {false['checks']} checks"
+        f"{'healthy: rolled back, share of checks':<48}"
+        + "".join(f"{r['per_check']:>12.2%}" for r in rates.values())
     )
+    print(f"{'  (checks)':<48}" + "".join(f"{r['checks']:>12}" for r in rates.values()))
     for loss, pool in degraded.items():
-        caught = drift_rates(healthy, pool, args)
+        rates = {rule: drift_rates(healthy, pool, args, rule) for rule in (False, True)}
         print(
-            f"  {loss:.0%} worse: detected within {DETECT_WITHIN} checks in {caught['within']:.1%}"
-            f", first detection after {caught['mean_checks']:.1f} checks on average "
-            f"(never within {HORIZON} counts as {HORIZON + 1})"
+            f"{f'{loss:.0%} worse: rolled back within {DETECT_WITHIN} checks':<48}"
+            + "".join(f"{r['within']:>12.1%}" for r in rates.values())
         )
+        print(
+            f"{f'{loss:.0%} worse: mean checks to rollback':<48}"
+            + "".join(f"{r['mean_checks']:>12.2f}" for r in rates.values())
+        )
+    print(f"(never within {HORIZON} checks counts as {HORIZON + 1})")
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -3,22 +3,32 @@
 
 Hourly (minute 30), and on demand from **Trigger**:
 
-`evaluate_champion` → `drift_guard`
+`evaluate_champion` → `drift_guard`, and beside them `judge_canary`
 
-`evaluate_champion` loads the version the registry alias `champion` points to, exactly as the
-policy server does, plays `episodes` deterministic episodes on fresh env seeds (derived from the
-run's date) and logs the online mean return to MLflow: a run in the `rlops-monitoring`
-experiment tagged with the model version, and the version tag `rlops.online_return`. No
-champion: both tasks are skipped. A conf key that is not one of the Params below fails it at
-once, naming the key.
+`evaluate_champion` gathers the online returns of the version the registry alias `champion`
+points to: the episodes clients reported to the policy server in the last
+`served_window_minutes` when there are at least `min_served_episodes`, else `episodes`
+deterministic episodes on fresh env seeds (derived from the run's date), played by the policy
+server's own loader. It logs them as a run in the `rlops-monitoring` experiment (which
+evidence it used, the returns, their mean) and tags the version (`rlops.online_return`). The
+first check of a version on each kind of evidence is its **reference** (`reference_episodes`
+simulator episodes). No champion: skipped. A conf key that is not one of the Params below
+fails it at once, naming the key.
 
-`drift_guard` compares it with the return recorded when the version was registered (tag
-`reward`). Drift means **online < recorded - tolerance * |recorded|** (returns are negative for
-Pendulum: recorded -150 with 5% drifts below -157.5). On drift `champion` moves back to
-`previous_champion`, both versions are tagged with the reason and time (`rlops.drift.*`,
-`rlops.rollback.*`), and the task fails without retrying; the failure alert goes to the
-webhook in the Airflow Variable `rlops_alert_webhook_url` (else to the task log). With no
-previous champion no alias moves: alert only.
+`drift_guard` compares the check with the reference: a **breach** when the whole
+`confidence` interval of the difference of means (online - reference) is below
+`-drift_tolerance * |reference mean|`. Each check logs the difference and its interval. After
+`breaches_to_rollback` consecutive breaches `champion` moves back to `previous_champion`,
+both versions are tagged with the reason and time (`rlops.drift.*`, `rlops.rollback.*`), and
+the task fails without retrying; the failure alert goes to the webhook in the Airflow Variable
+`rlops_alert_webhook_url` (else to the task log). With no previous champion no alias moves:
+alert only.
+
+`judge_canary` compares `challenger` with `champion` on the returns the server's canary
+split sent each of them (same `confidence`, `noninferiority_margin` as the pipeline's
+gate), logs the verdict in MLflow and on the challenger (`rlops.canary.verdict`), and crowns
+the challenger on a passing verdict only if `promote_on_canary` is set. Skipped without a
+distinct challenger.
 """
 
 from __future__ import annotations
@@ -28,7 +38,12 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag
 
-from rlops_airflow.monitoring_tasks import alert_on_failure, drift_guard, evaluate_champion
+from rlops_airflow.monitoring_tasks import (
+    alert_on_failure,
+    drift_guard,
+    evaluate_champion,
+    judge_canary,
+)
 
 PARAMS = {
     "registered_model_name": Param(
@@ -41,11 +56,37 @@ PARAMS = {
     "episodes": Param(
         200,
         type="integer",
-        minimum=1,
+        minimum=2,
         maximum=2000,
         title="Episodes",
         description="Deterministic episodes on fresh env seeds (Pendulum: about 30 ms each). "
         "Fewer make a noisier mean: a good Pendulum policy's episodes spread by about 90.",
+    ),
+    "reference_episodes": Param(
+        1000,
+        type="integer",
+        minimum=2,
+        maximum=20000,
+        title="Reference episodes",
+        description="Simulator episodes of a version's first check, the reference later checks "
+        "are compared with. A small reference's own error is shared by every later check.",
+    ),
+    "min_served_episodes": Param(
+        100,
+        type="integer",
+        minimum=2,
+        maximum=1000000,
+        title="Served episodes needed",
+        description="Judge on episodes reported to the policy server (POST /v1/episodes) when "
+        "the window holds at least this many; else on simulator episodes.",
+    ),
+    "served_window_minutes": Param(
+        60,
+        type="integer",
+        minimum=1,
+        maximum=10080,
+        title="Served-traffic window (minutes)",
+        description="How far back from the check reported episodes count.",
     ),
     "drift_tolerance": Param(
         0.05,
@@ -53,8 +94,40 @@ PARAMS = {
         minimum=0,
         maximum=1,
         title="Drift tolerance",
-        description="Roll back when the online mean return is below the recorded one by more "
-        "than this fraction of the recorded return's magnitude (0.05 = 5%).",
+        description="A breach: the whole interval of (online - reference) mean return is below "
+        "minus this fraction of the reference mean's magnitude (0.05 = 5%).",
+    ),
+    "breaches_to_rollback": Param(
+        2,
+        type="integer",
+        minimum=1,
+        maximum=24,
+        title="Breaches to roll back",
+        description="Consecutive breaching checks before `champion` is rolled back.",
+    ),
+    "confidence": Param(
+        0.95,
+        type="number",
+        minimum=0.5,
+        maximum=0.999,
+        title="Confidence level",
+        description="Two-sided level of the intervals the drift guard and the canary decide on.",
+    ),
+    "noninferiority_margin": Param(
+        0.0,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Canary non-inferiority margin",
+        description="The challenger passes when the low end of the interval of (challenger - "
+        "champion) is at least minus this fraction of the champion's magnitude.",
+    ),
+    "promote_on_canary": Param(
+        False,
+        type="boolean",
+        title="Promote on canary evidence",
+        description="Crown a challenger whose canary verdict passes (its gates must have "
+        "passed too). Off: the verdict is only logged.",
     ),
 }
 
@@ -76,6 +149,7 @@ PARAMS = {
 )
 def rlops_champion_monitor() -> None:
     drift_guard(evaluate_champion())
+    judge_canary()
 
 
 rlops_champion_monitor()

@@ -138,10 +138,14 @@ def validate_trigger(dag: object, conf: dict) -> None:
     params.validate()
 
 
-def airflow_dags_test(dag_id: str, env: dict[str, str], conf: dict) -> subprocess.CompletedProcess:
-    """`airflow dags test <dag_id> -c <conf>`: Airflow runs every task; rc 0 iff it succeeded."""
+def airflow_dags_test(
+    dag_id: str, env: dict[str, str], conf: dict, logical_date: str | None = None
+) -> subprocess.CompletedProcess:
+    """`airflow dags test <dag_id> [logical_date] -c <conf>`: Airflow runs every task; rc 0
+    iff it succeeded."""
+    when = [logical_date] if logical_date else []
     return subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, *when, "-c", json.dumps(conf)],
         env=env,
         capture_output=True,
         text=True,

@@ -1,95 +1,107 @@
 """Online monitoring of the champion, and the drift guard that rolls it back.
 
-Each check evaluates the version `champion` points to on fresh env seeds (drawn from the DAG
-run's date, so a retry replays the same episodes and no two hours share them), loaded by the
-policy server's own loader: the monitor judges exactly what is served. The result goes to
-MLflow twice: one run per check in the monitoring experiment (tagged with the model name and
-version), and tags on the version itself (`rlops.online_return`, which the policy server
-exports to Prometheus).
+Each check gathers the champion's online returns from one of two kinds of evidence, and says
+which it used:
 
-The drift rule. Returns can be negative (a good Pendulum policy scores about -150), so
-"more than 5% below" is measured on the magnitude of the return recorded at registration:
+- **served**: the episodes clients reported to the policy server for that version in the
+  hour before the check (`rlops_registry.served_episodes`), when there are at least
+  `min_served_episodes` of them: what the served policy actually experienced;
+- **simulator**: otherwise, deterministic episodes of the version, loaded by the policy
+  server's own loader, on fresh env seeds drawn from the DAG run's date (a retry replays the
+  same episodes, no two hours share them).
 
-    drift  <=>  online < recorded - tolerance * |recorded|
-
-(recorded -150, tolerance 0.05: drift below -157.5; recorded +90: below +85.5; recorded 0:
-any negative return). On drift the guard moves `champion` back to `previous_champion` and tags
-both versions with the reason and time; with no previous champion it changes no alias and
-only alerts.
+A check is one MLflow run in the monitoring experiment (found again on a retry, never made
+twice), holding the returns (`monitoring/returns.json`), the mean, and then the guard's
+statistic and interval; the version gets `rlops.online_return` (which the policy server
+exports to Prometheus). The first check of a version on a kind of evidence records the
+*reference* the later ones are compared with (`rlops.drift.reference.<evidence>`), with
+`reference_episodes` simulator episodes. The rule itself is `rlops_airflow.drift`. After
+`breaches_to_rollback` consecutive breaches the guard moves `champion` back to
+`previous_champion` and tags both versions with the reason and time; with no previous champion
+it changes no alias and only alerts.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
+import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric
 
 from rl_core.evaluation import evaluate
 from rl_core.export import exported_policy
 from rl_core.tracking import get_or_create_experiment
+from rlops_airflow.drift import DriftRule, DriftVerdict, extend_streak, judge
 from rlops_airflow.mlflow_run import AirflowRun
 from rlops_airflow.settings import artifact_location
 from rlops_registry import tags
 from rlops_registry.registry import CHAMPION, ModelRegistry, NoPreviousChampion
+from rlops_registry.served_episodes import served_returns
 from rlops_serving.policy import load_policy
 
 MONITORING_EXPERIMENT_ENV = "RLOPS_MONITORING_EXPERIMENT"
 DEFAULT_MONITORING_EXPERIMENT = "rlops-monitoring"
+RETURNS_ARTIFACT = "monitoring/returns.json"
+SERVED, SIMULATOR = "served", "simulator"
 
 
-class MonitoringError(RuntimeError):
-    """The champion cannot be monitored (e.g. no recorded return to compare with)."""
+@dataclass(frozen=True)
+class Evidence:
+    """Where a check takes its returns from (the monitor DAG's params)."""
+
+    episodes: int = 200
+    """Simulator episodes per check."""
+    reference_episodes: int = 1000
+    """Simulator episodes of the first check of a version, which becomes its reference."""
+    min_served_episodes: int = 100
+    """Served episodes in the window needed to judge on served traffic instead."""
+    window: timedelta = timedelta(hours=1)
+    """How far back from the check served episodes count."""
 
 
 @dataclass(frozen=True)
 class OnlineCheck:
-    """One evaluation of the champion on fresh seeds (what the guard task gets via XCom)."""
+    """One check of the champion (what the guard task gets via XCom: ids and a few numbers)."""
 
     model_name: str
     version: str
-    recorded: float
+    evidence: str
+    """"served" or "simulator"."""
     online: float
     episodes: int
     mlflow_run_id: str
-
-
-@dataclass(frozen=True)
-class DriftVerdict:
-    drifted: bool
-    threshold: float
-    reason: str
+    reference_run_id: str | None
+    """The check this one is compared with; None when this check is the reference."""
+    check_key: str
+    """The Airflow run that made the check: a retried check counts once towards a rollback."""
 
 
 @dataclass(frozen=True)
 class GuardOutcome:
-    verdict: DriftVerdict
+    verdict: DriftVerdict | None
+    """None when the check recorded the reference instead of being judged."""
+    breaches: int
+    """Consecutive breaches, this check included."""
+    drifted: bool
+    """As many consecutive breaches as the rule needs to roll back."""
     action: str
     """What the guard did: "none", "rolled back to v1", or why it could not."""
 
     @property
+    def reason(self) -> str:
+        if self.verdict is None:
+            return "reference recorded"
+        if self.drifted:
+            return f"{self.breaches} consecutive breaches, the last: {self.verdict.reason}"
+        return self.verdict.reason
+
+    @property
     def message(self) -> str:
-        return f"{self.verdict.reason}; {self.action}"
-
-
-def drift_threshold(recorded: float, tolerance: float) -> float:
-    """The lowest online return that is not drift (see the module docstring)."""
-    return recorded - tolerance * abs(recorded)
-
-
-def judge(check: OnlineCheck, tolerance: float) -> DriftVerdict:
-    threshold = drift_threshold(check.recorded, tolerance)
-    drifted = check.online < threshold
-    comparison = "<" if drifted else ">="
-    reason = (
-        f"{check.model_name} v{check.version}: online mean return {check.online:.2f} over "
-        f"{check.episodes} fresh episodes {comparison} {threshold:.2f} (recorded "
-        f"{check.recorded:.2f} minus {tolerance:.0%} of its magnitude)"
-    )
-    return DriftVerdict(drifted, threshold, reason)
+        return f"{self.reason}; {self.action}"
 
 
 def fresh_seeds(moment: datetime, n: int) -> list[int]:
@@ -99,61 +111,105 @@ def fresh_seeds(moment: datetime, n: int) -> list[int]:
 
 
 def check_champion(
-    model_name: str, episodes: int, moment: datetime, airflow: AirflowRun
+    model_name: str, evidence: Evidence, moment: datetime, airflow: AirflowRun
 ) -> OnlineCheck | None:
-    """Evaluate the current champion on `episodes` fresh seeds and log it (None: no champion)."""
+    """Gather the champion's online returns, log them as a check run (None: no champion)."""
     registry = ModelRegistry(model_name)
     champion = registry.alias(CHAMPION)
     if champion is None:
         return None
     version = str(champion.version)
-    if tags.REWARD not in champion.tags:
-        raise MonitoringError(
-            f"{model_name} v{version} has no {tags.REWARD!r} tag: no recorded return "
-            "to compare the online return with"
-        )
-    policy = load_policy(model_name, version)
-    result = evaluate(exported_policy(policy.module), policy.env, fresh_seeds(moment, episodes))
     client = MlflowClient()
-    run = client.create_run(
-        _experiment_id(client),
-        run_name=f"{model_name} v{version} online",
-        tags={**airflow.tags(), tags.MODEL_NAME: model_name, tags.MODEL_VERSION: version},
-    )
-    run_id = run.info.run_id
-    recorded = float(champion.tags[tags.REWARD])
-    now = _millis()
+    run_id = monitoring_run(client, model_name, version, "drift", airflow)
+    served = served_returns(model_name, version, millis(moment - evidence.window), millis(moment))
+    if len(served) >= evidence.min_served_episodes:
+        kind, returns, seeds = SERVED, served, None
+        detail = (
+            f"served: {len(served)} episodes reported to the policy server in the "
+            f"{evidence.window} before {moment.isoformat(timespec='minutes')}"
+        )
+    else:
+        kind = SIMULATOR
+        first = champion.tags.get(tags.DRIFT_REFERENCE_PREFIX + kind) in (None, run_id)
+        episodes = evidence.reference_episodes if first else evidence.episodes
+        policy = load_policy(model_name, version)
+        seeds = fresh_seeds(moment, episodes)
+        returns = evaluate(exported_policy(policy.module), policy.env, seeds).returns
+        detail = (
+            f"simulator: {episodes} fresh episodes; {len(served)} served episodes reported, "
+            f"fewer than {evidence.min_served_episodes}"
+        )
+    online = float(np.mean(returns))
+    now = millis(datetime.now(UTC))
     client.log_batch(
         run_id,
         metrics=[
-            Metric("online_mean_return", result.mean, now, 0),
-            Metric("online_std_return", result.std, now, 0),
-            Metric("recorded_reward", recorded, now, 0),
+            Metric("online_mean_return", online, now, 0),
+            Metric("online_std_return", float(np.std(returns)), now, 0),
+            Metric("online_episodes", float(len(returns)), now, 0),
         ],
-        params=[Param("episodes", str(episodes)), Param("env", str(policy.env))],
     )
-    client.log_dict(run_id, result.as_dict(), "monitoring/returns.json")
-    client.set_terminated(run_id)
+    client.set_tag(run_id, tags.MONITOR_EVIDENCE, detail)
+    client.log_dict(
+        run_id, {"evidence": kind, "seeds": seeds, "returns": list(returns)}, RETURNS_ARTIFACT
+    )
+    reference_tag = tags.DRIFT_REFERENCE_PREFIX + kind
+    reference = champion.tags.get(reference_tag)
+    if reference in (None, run_id):
+        registry.set_tags(version, {reference_tag: run_id})
+        reference = None
     registry.set_tags(
         version,
         {
-            tags.ONLINE_RETURN: f"{result.mean:.4f}",
+            tags.ONLINE_RETURN: f"{online:.4f}",
             tags.ONLINE_CHECKED_AT: _now(),
             tags.ONLINE_RUN: run_id,
         },
     )
-    return OnlineCheck(model_name, version, recorded, result.mean, episodes, run_id)
+    return OnlineCheck(
+        model_name, version, kind, online, len(returns), run_id, reference, airflow.key
+    )
 
 
-def guard(check: OnlineCheck, tolerance: float) -> GuardOutcome:
-    """Apply the drift rule; on drift roll `champion` back if it still is the checked version."""
-    verdict = judge(check, tolerance)
+def guard(check: OnlineCheck, rule: DriftRule) -> GuardOutcome:
+    """Judge the check against the reference; after enough consecutive breaches roll
+    `champion` back, if it still is the checked version."""
     client = MlflowClient()
-    client.log_metric(check.mlflow_run_id, "drift_threshold", verdict.threshold)
-    client.set_tag(check.mlflow_run_id, "rlops.drift", "detected" if verdict.drifted else "none")
-    if not verdict.drifted:
-        return GuardOutcome(verdict, "none")
     registry = ModelRegistry(check.model_name)
+    if check.reference_run_id is None:
+        client.set_tag(check.mlflow_run_id, "rlops.drift", "reference")
+        action = f"none: this check is v{check.version}'s {check.evidence} reference"
+        return GuardOutcome(None, 0, False, action)
+    verdict = judge(_returns(check.mlflow_run_id), _returns(check.reference_run_id), rule)
+    now = millis(datetime.now(UTC))
+    client.log_batch(
+        check.mlflow_run_id,
+        metrics=[
+            Metric("drift_difference", verdict.difference.mean, now, 0),
+            Metric("drift_difference_low", verdict.difference.low, now, 0),
+            Metric("drift_difference_high", verdict.difference.high, now, 0),
+            Metric("drift_allowed_difference", verdict.allowed, now, 0),
+        ],
+    )
+    client.set_tag(check.mlflow_run_id, "rlops.drift", "breach" if verdict.breach else "none")
+    client.set_tag(check.mlflow_run_id, tags.DRIFT_CHECK, verdict.reason)
+    before = registry.version(check.version).tags.get(tags.DRIFT_BREACHES, "")
+    streak = extend_streak(before.split(), verdict.breach, check.check_key)
+    registry.set_tags(
+        check.version, {tags.DRIFT_BREACHES: " ".join(streak), tags.DRIFT_CHECK: verdict.reason}
+    )
+    needed = rule.breaches_to_rollback
+    if len(streak) < needed:
+        action = "none" if not streak else f"breach {len(streak)} of {needed}: no rollback yet"
+        return GuardOutcome(verdict, len(streak), False, action)
+    drifted = GuardOutcome(verdict, len(streak), True, "")
+    action = _roll_back(registry, check, drifted.reason)
+    client.set_tag(check.mlflow_run_id, tags.DRIFT_ACTION, action)
+    return replace(drifted, action=action)
+
+
+def _roll_back(registry: ModelRegistry, check: OnlineCheck, reason: str) -> str:
+    """Move `champion` back if it still is the checked version; says what was done."""
     when = _now()
     current = registry.alias(CHAMPION)
     if current is None or str(current.version) != check.version:
@@ -170,21 +226,51 @@ def guard(check: OnlineCheck, tolerance: float) -> GuardOutcome:
             registry.set_tags(
                 restored.version,
                 {
-                    tags.ROLLBACK_REASON: f"champion again because {verdict.reason}",
+                    tags.ROLLBACK_REASON: f"champion again because v{check.version}: {reason}",
                     tags.ROLLBACK_AT: when,
                     tags.ROLLBACK_REPLACED: check.version,
                 },
             )
     registry.set_tags(
         check.version,
-        {
-            tags.DRIFT_REASON: verdict.reason,
-            tags.DRIFT_DETECTED_AT: when,
-            tags.DRIFT_ACTION: action,
-        },
+        {tags.DRIFT_REASON: reason, tags.DRIFT_DETECTED_AT: when, tags.DRIFT_ACTION: action},
     )
-    client.set_tag(check.mlflow_run_id, tags.DRIFT_ACTION, action)
-    return GuardOutcome(verdict, action)
+    return action
+
+
+def _returns(run_id: str) -> list[float]:
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{RETURNS_ARTIFACT}")["returns"]
+
+
+def monitoring_run(
+    client: MlflowClient, model_name: str, version: str, purpose: str, airflow: AirflowRun
+) -> str:
+    """This Airflow run's monitoring run for `purpose` ("drift", "canary") about the
+    version, created on the first attempt only: a retry logs to the same run."""
+    experiment_id = _experiment_id(client)
+    for value in (airflow.key, version, purpose):
+        if "'" in value:
+            raise ValueError(f"{value!r} may not contain a single quote")
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`{tags.RUN_KEY}` = '{airflow.key}' and "
+            f"tags.`{tags.MODEL_VERSION}` = '{version}' and "
+            f"tags.`{tags.MONITOR_PURPOSE}` = '{purpose}'"
+        ),
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    run_tags = {
+        **airflow.tags(),
+        tags.MODEL_NAME: model_name,
+        tags.MODEL_VERSION: version,
+        tags.MONITOR_PURPOSE: purpose,
+    }
+    return client.create_run(
+        experiment_id, run_name=f"{model_name} v{version} {purpose}", tags=run_tags
+    ).info.run_id
 
 
 def _experiment_id(client: MlflowClient) -> str:
@@ -196,5 +282,5 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _millis() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
+def millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

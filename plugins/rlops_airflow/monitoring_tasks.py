@@ -13,7 +13,7 @@ import difflib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Variable, task
@@ -46,41 +46,93 @@ def unknown_conf_keys(conf: Mapping[str, Any], declared: Iterable[str]) -> str |
 def evaluate_champion(
     params: dict | None = None, dag_run: Any = None, dag: Any = None
 ) -> dict[str, Any]:
-    """Online mean return of the champion on fresh env seeds, logged to MLflow; a conf with
-    a key the DAG does not declare fails at once, without retries."""
+    """The champion's online returns (served traffic, else fresh simulator episodes), logged
+    to MLflow; a conf with a key the DAG does not declare fails at once, without retries."""
     refusal = unknown_conf_keys(dag_run.conf or {}, dag.params.keys())
     if refusal:
         raise AirflowFailException(refusal)
-    from rlops_airflow.task_runtime import prepare_mlflow
-
-    prepare_mlflow()
+    _prepare()
     from rlops_airflow import monitoring
-    from rlops_airflow.mlflow_run import AirflowRun
 
     name = params["registered_model_name"]
-    moment = dag_run.logical_date or dag_run.run_after  # a REST trigger may have no logical date
-    check = monitoring.check_champion(
-        name, params["episodes"], moment, AirflowRun(dag_run.dag_id, dag_run.run_id)
+    evidence = monitoring.Evidence(
+        episodes=params["episodes"],
+        reference_episodes=params["reference_episodes"],
+        min_served_episodes=params["min_served_episodes"],
+        window=timedelta(minutes=params["served_window_minutes"]),
     )
+    check = monitoring.check_champion(name, evidence, _moment(dag_run), _airflow_run(dag_run))
     if check is None:
         raise AirflowSkipException(f"{name} has no champion: nothing to monitor")
-    log.info("%s v%s: online mean return %.2f", name, check.version, check.online)
+    log.info(
+        "%s v%s: online mean return %.2f over %d %s episodes",
+        name,
+        check.version,
+        check.online,
+        check.episodes,
+        check.evidence,
+    )
     return asdict(check)
 
 
 @task(retries=2, retry_delay=timedelta(seconds=30))
 def drift_guard(check: dict[str, Any], params: dict | None = None) -> dict[str, Any]:
-    """Roll `champion` back and fail loudly if its online return drifted below the recorded one."""
+    """Compare the check with the champion's reference; after `breaches_to_rollback`
+    consecutive breaches roll `champion` back and fail loudly."""
+    _prepare()
+    from rlops_airflow import monitoring
+    from rlops_airflow.drift import DriftRule
+
+    rule = DriftRule(
+        tolerance=params["drift_tolerance"],
+        confidence=params["confidence"],
+        breaches_to_rollback=params["breaches_to_rollback"],
+    )
+    outcome = monitoring.guard(monitoring.OnlineCheck(**check), rule)
+    if outcome.drifted:
+        raise AirflowFailException(f"drift: {outcome.message}")
+    log.log(logging.WARNING if outcome.breaches else logging.INFO, "%s", outcome.message)
+    return {"breaches": outcome.breaches, "action": outcome.action}
+
+
+@task(retries=2, retry_delay=timedelta(seconds=30))
+def judge_canary(params: dict | None = None, dag_run: Any = None) -> dict[str, Any]:
+    """Challenger against champion on their served returns; promotes on a passing verdict
+    only when `promote_on_canary` is set."""
+    _prepare()
+    from rlops_airflow import canary
+
+    rule = canary.CanaryRule(
+        confidence=params["confidence"],
+        noninferiority_margin=params["noninferiority_margin"],
+        min_episodes=params["min_served_episodes"],
+        window=timedelta(minutes=params["served_window_minutes"]),
+        promote=params["promote_on_canary"],
+    )
+    name = params["registered_model_name"]
+    verdict = canary.judge_canary(name, rule, _moment(dag_run), _airflow_run(dag_run))
+    if verdict is None:
+        raise AirflowSkipException(f"{name} has no challenger apart from its champion")
+    log.info("canary: %s; %s", verdict.reason, verdict.action)
+    return {"passes": verdict.passes, "action": verdict.action}
+
+
+def _prepare() -> None:
+    """Configure MLflow for this worker before anything imports it."""
     from rlops_airflow.task_runtime import prepare_mlflow
 
     prepare_mlflow()
-    from rlops_airflow import monitoring
 
-    outcome = monitoring.guard(monitoring.OnlineCheck(**check), params["drift_tolerance"])
-    if outcome.verdict.drifted:
-        raise AirflowFailException(f"drift: {outcome.message}")
-    log.info("no drift: %s", outcome.verdict.reason)
-    return {"drifted": False, "threshold": outcome.verdict.threshold}
+
+def _moment(dag_run: Any) -> datetime:
+    """When the check is due: a REST trigger may have no logical date."""
+    return dag_run.logical_date or dag_run.run_after
+
+
+def _airflow_run(dag_run: Any) -> Any:
+    from rlops_airflow.mlflow_run import AirflowRun
+
+    return AirflowRun(dag_run.dag_id, dag_run.run_id)
 
 
 def alert_on_failure(context: Any) -> None:

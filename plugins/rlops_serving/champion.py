@@ -5,6 +5,9 @@ new version is downloaded, loaded and warmed up in a worker thread while the old
 answering; then one reference assignment swaps it in. A request reads that reference once, so
 it is answered entirely by one version, and no request ever finds the server without a model.
 A version that fails to load is logged and counted; the served one stays.
+
+The server runs one watcher for `champion` and, with a canary, one for the canary's alias;
+each loads and fails on its own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from dataclasses import dataclass
+
+from prometheus_client import Counter
 
 from rlops_registry.registry import ModelRegistry
 from rlops_serving.metrics import ServingMetrics
@@ -20,14 +26,27 @@ from rlops_serving.policy import ServedPolicy, load_policy
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A loaded version under the alias it was loaded for: what answers a request."""
+
+    policy: ServedPolicy
+    alias: str
+    observations: Counter
+    """Its (version, alias) series of `rlops_serving_observations`, looked up once per load
+    rather than per request (a label lookup costs about a microsecond)."""
+
+
 class ChampionWatcher:
-    """Holds the served policy and replaces it when the registry alias moves."""
+    """Holds the policy a registry alias points to and replaces it when the alias moves."""
 
     def __init__(self, registry: ModelRegistry, alias: str, metrics: ServingMetrics) -> None:
         self.registry = registry
         self.alias = alias
         self.metrics = metrics
-        self.policy: ServedPolicy | None = None
+        self.served: Served | None = None
+        self.versions: frozenset[str] = frozenset()
+        """Every version this watcher has served since the process started."""
 
     def refresh(self) -> None:
         """Load and swap in the alias' version, unless it is the one served.
@@ -38,10 +57,10 @@ class ChampionWatcher:
         if target is None:
             log.warning("%s@%s is not set; nothing new to serve", self.registry.name, self.alias)
             return
-        self.metrics.version_tags(target.tags)
+        self.metrics.version_tags(self.alias, target.tags)
         version = str(target.version)
-        current = self.policy
-        if current is not None and current.version == version:
+        current = self.served
+        if current is not None and current.policy.version == version:
             return
         try:
             policy = load_policy(self.registry.name, version)
@@ -49,23 +68,33 @@ class ChampionWatcher:
             self.metrics.model_loads.labels("failure").inc()
             raise
         self.metrics.model_loads.labels("success").inc()
-        self.policy = policy  # the swap: requests already running keep their own reference
-        self.metrics.served(policy)
+        observations = self.metrics.observations.labels(version, self.alias)
+        # The swap: requests already running keep their own reference. The set is replaced,
+        # never changed in place, because the event loop reads it while this thread runs.
+        self.served = Served(policy, self.alias, observations)
+        self.versions = self.versions | {version}
+        self.metrics.served(self.alias, policy)
         # Move everything alive now (the model, torch, mlflow) out of the collector's reach:
         # full collections stop scanning it, which is what caused the long p99 tail.
         gc.freeze()
         log.info(
-            "serving %s v%s (was %s)",
+            "serving %s v%s as %s (was %s)",
             policy.model_name,
             version,
-            f"v{current.version}" if current else "nothing",
+            self.alias,
+            f"v{current.policy.version}" if current else "nothing",
         )
 
     async def follow(self, poll_seconds: float) -> None:
         """Refresh every `poll_seconds` until cancelled; never dies of a registry outage."""
         while True:
             await asyncio.sleep(poll_seconds)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except Exception:  # MLflow down, a broken version: keep serving, retry next poll
-                log.exception("could not refresh %s@%s", self.registry.name, self.alias)
+            await self.refresh_logged()
+
+    async def refresh_logged(self) -> None:
+        """`refresh` in a worker thread; a failure (MLflow down, a broken version) is logged
+        and the served version stays."""
+        try:
+            await asyncio.to_thread(self.refresh)
+        except Exception:
+            log.exception("could not refresh %s@%s", self.registry.name, self.alias)

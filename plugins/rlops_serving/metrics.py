@@ -3,24 +3,35 @@
 Every app gets its own `CollectorRegistry`, so several servers (tests) can live in one process.
 The middleware is plain ASGI rather than Starlette's `BaseHTTPMiddleware`, which costs a task
 and a queue per request; it sees every response, 422s and 500s included.
+
+Series that belong to a model version carry `version` (and `alias` where the same version
+can be served under both): only versions this server loaded become label values, so a client
+cannot create series. The requests counter learns the version from the handler, which writes
+it into the ASGI scope: Starlette's router and `Request` use the very dict the middleware
+holds (the router updates it in place).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rlops_registry import tags as tag_names
+from rlops_registry.served_episodes import EpisodeLog
 from rlops_serving.policy import ServedPolicy
 
 LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 """Seconds. Inside the server a batch-1 request takes 50-100 µs; the tail is GC and CPU steal."""
 BATCH_BUCKETS = tuple(float(2**k) for k in range(17))
 OTHER_PATH = "other"
+VERSION_SCOPE_KEY = "rlops.model_version"
+"""ASGI scope key where a handler records the model version a request concerned."""
 
 
 class ServingMetrics:
@@ -38,8 +49,8 @@ class ServingMetrics:
         )
         self.requests = Counter(
             "rlops_serving_requests",
-            "Responses sent, by path and status.",
-            ["path", "status"],
+            "Responses sent, by path, status and model version (empty: none concerned).",
+            ["path", "status", "version"],
             registry=r,
         )
         self.errors = Counter(
@@ -57,7 +68,18 @@ class ServingMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        self.model = Info("rlops_serving_model", "The model version being served.", registry=r)
+        self.model = Info(
+            "rlops_serving_model",
+            "The model version served under each alias.",
+            ["alias"],
+            registry=r,
+        )
+        self.observations = Counter(
+            "rlops_serving_observations",
+            "Observations answered, by model version and the alias it was chosen through.",
+            ["version", "alias"],
+            registry=r,
+        )
         self.model_loads = Counter(
             "rlops_serving_model_loads",
             "Attempts to load a model version, by outcome (success, failure).",
@@ -67,21 +89,59 @@ class ServingMetrics:
         self.online_return = Gauge(
             "rlops_serving_model_online_mean_return",
             "Online mean return of the alias' version, from the monitoring DAG (NaN: none yet).",
+            ["alias"],
             registry=r,
         )
         self.recorded_reward = Gauge(
             "rlops_serving_model_recorded_reward",
             "Mean eval return recorded when the alias' version was registered.",
+            ["alias"],
+            registry=r,
+        )
+        self.episode_return = Summary(
+            "rlops_serving_episode_return",
+            "Returns of the episodes clients reported, by model version (sum/count: the mean).",
+            ["version"],
+            registry=r,
+        )
+        self.episode_length = Summary(
+            "rlops_serving_episode_length",
+            "Steps of the episodes clients reported, by model version.",
+            ["version"],
             registry=r,
         )
 
-    def served(self, policy: ServedPolicy) -> None:
-        self.model.info({"name": policy.model_name, "version": policy.version})
+    def served(self, alias: str, policy: ServedPolicy) -> None:
+        self.model.labels(alias).info({"name": policy.model_name, "version": policy.version})
 
-    def version_tags(self, tags: dict[str, str]) -> None:
+    def version_tags(self, alias: str, tags: dict[str, str]) -> None:
         """Mirror the registry's view of the alias' version (refreshed at every poll)."""
-        self.online_return.set(_number(tags.get(tag_names.ONLINE_RETURN)))
-        self.recorded_reward.set(_number(tags.get(tag_names.REWARD)))
+        self.online_return.labels(alias).set(_number(tags.get(tag_names.ONLINE_RETURN)))
+        self.recorded_reward.labels(alias).set(_number(tags.get(tag_names.REWARD)))
+
+    def episode_log(self, log: EpisodeLog) -> None:
+        """Export the report queue's size and losses, read from `log` at every scrape."""
+        self.registry.register(_EpisodeLogCollector(log))
+
+
+class _EpisodeLogCollector(Collector):
+    """Reads the EpisodeLog's own counts at each scrape; it keeps them in total, not per
+    version (it drops the oldest report whatever its version)."""
+
+    def __init__(self, log: EpisodeLog) -> None:
+        self.log = log
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "rlops_serving_episode_reports_pending",
+            "Accepted episode reports not yet written to MLflow.",
+            value=self.log.pending(),
+        )
+        yield CounterMetricFamily(
+            "rlops_serving_episode_reports_dropped",
+            "Accepted episode reports dropped unwritten: the queue was full (MLflow down).",
+            value=self.log.dropped,
+        )
 
 
 def _number(text: str | None) -> float:
@@ -123,6 +183,7 @@ class RequestMetrics:
         finally:
             metrics.latency.labels(path).observe(time.perf_counter() - start)
             metrics.in_flight.dec()
-            metrics.requests.labels(path, str(status)).inc()
+            version = scope.get(VERSION_SCOPE_KEY, "")
+            metrics.requests.labels(path, str(status), version).inc()
             if status >= 400:
                 metrics.errors.labels(path, str(status)).inc()

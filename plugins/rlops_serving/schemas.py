@@ -1,4 +1,5 @@
-"""The request body of `POST /v1/act`, and the checks that make a bad one a 422.
+"""The request bodies of `POST /v1/act` and `POST /v1/episodes`, and the checks that make a
+bad one a 422.
 
 Numbers are strict (no "1.5" strings, no booleans), finite (JSON's NaN and Infinity, and
 1e999, are refused) and within float32 (the model computes in float32: 1e308 would become
@@ -7,8 +8,10 @@ in the body, e.g. `["observations", 3, 1]`, so every 422 names the field. The li
 depend on the server (batch size) and on the served model (values per observation) are checked
 by `batch_errors`, in the same shape.
 
-The response is `{"action": [...]}` for `observation`, `{"actions": [[...], ...]}` for
-`observations`, plus `model_name` and `model_version`: the version that computed them.
+The act response is `{"action": [...]}` for `observation`, `{"actions": [[...], ...]}` for
+`observations`, plus `model_name`, `model_version` (the version that computed them) and
+`model_alias` (the alias it was chosen through). An `episode_id` keeps every step of an
+episode on one version (see canary.py); without one, a request goes to the champion.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ FLOAT32_MAX = 3.4028234663852886e38
 """The largest finite float32: observations beyond it cannot reach the model as numbers."""
 Number = Annotated[float, Strict(), AllowInfNan(False), Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 Observation = Annotated[list[Number], Field(min_length=1)]
+EpisodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+"""A client's name for one episode: what keeps its steps on one version and its report unique."""
+MAX_EPISODE_LENGTH = 10_000_000
 
 
 class ActRequest(BaseModel):
@@ -32,6 +38,9 @@ class ActRequest(BaseModel):
     observation: Observation | None = Field(None, description="One observation.")
     observations: Annotated[list[Observation], Field(min_length=1)] | None = Field(
         None, description="A batch of observations (up to the server's max_batch)."
+    )
+    episode_id: EpisodeId | None = Field(
+        None, description="The episode this step belongs to: every step of it gets one version."
     )
 
     @model_validator(mode="after")
@@ -45,17 +54,30 @@ class ActRequest(BaseModel):
         return [self.observation] if self.observation is not None else self.observations
 
 
+class EpisodeReportRequest(BaseModel):
+    """A finished episode: its return under `model_version`, and how many steps it took."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_version: Annotated[str, Strict(), Field(pattern=r"^[1-9][0-9]{0,8}$")]
+    episode_return: Number = Field(alias="return")
+    length: Annotated[int, Strict(), Field(ge=1, le=MAX_EPISODE_LENGTH)]
+    episode_id: EpisodeId | None = None
+
+
 def batch_errors(request: ActRequest, obs_dim: int, max_batch: int) -> list[dict[str, Any]]:
     """Errors, in pydantic's shape, for a batch the served model cannot take (none if it can)."""
     if request.observation is not None:
         located = [(("observation",), request.observation)]
     elif len(request.observations) > max_batch:
-        return [_error(("observations",), f"at most {max_batch} observations per request")]
+        return [field_error(("observations",), f"at most {max_batch} observations per request")]
     else:
         located = [(("observations", i), row) for i, row in enumerate(request.observations)]
     expected = f"expected {obs_dim} values (the served model's obs_dim)"
     return [
-        _error(loc, f"{expected}, got {len(row)}") for loc, row in located if len(row) != obs_dim
+        field_error(loc, f"{expected}, got {len(row)}")
+        for loc, row in located
+        if len(row) != obs_dim
     ]
 
 
@@ -69,11 +91,12 @@ def non_finite_action_errors(
     """
     field: tuple[str, ...] = ("observation",) if request.observation is not None else ()
     return [
-        _error(field or ("observations", i), "the policy's action for it is not finite")
+        field_error(field or ("observations", i), "the policy's action for it is not finite")
         for i, action in enumerate(actions)
         if not all(math.isfinite(value) for value in action)
     ]
 
 
-def _error(loc: tuple[str | int, ...], message: str) -> dict[str, Any]:
+def field_error(loc: tuple[str | int, ...], message: str) -> dict[str, Any]:
+    """One error in pydantic's shape, `loc` relative to the body."""
     return {"type": "value_error", "loc": loc, "msg": message}

@@ -1,65 +1,50 @@
-"""The drift rule, and the guard against a real MLflow registry (SQLite): what moves and why.
+"""The drift guard against a real MLflow registry (SQLite): which evidence a check uses, the
+reference, the breaches counted towards a rollback, and what moves.
 
-The versions are untrained actors (tests/serving/policies.py): on Pendulum they score about
--1,200 online, so a version "recorded" at -100 has dropped, and one recorded at -5,000 has not.
+The versions are untrained actors (tests/serving/policies.py); served traffic comes from
+tests/monitoring/served.py, so a champion can "degrade" from one hour to the next.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from mlflow import MlflowClient
 
+from rlops_airflow.drift import DriftRule
 from rlops_airflow.mlflow_run import AirflowRun
 from rlops_airflow.monitoring import (
     DEFAULT_MONITORING_EXPERIMENT,
-    OnlineCheck,
+    SERVED,
+    SIMULATOR,
+    Evidence,
     check_champion,
-    drift_threshold,
     fresh_seeds,
     guard,
-    judge,
 )
 from rlops_registry.registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
+from tests.monitoring.served import report_episodes
 from tests.serving.policies import register_policy
 
 MODEL = "rlops-monitor-test"
-EPISODES = 3
-DROPPED, HEALTHY = -100.0, -5000.0
-"""Recorded returns an untrained actor falls below / stays above online."""
 HOUR = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
-AIRFLOW = AirflowRun("rlops_champion_monitor", "scheduled__2026-11-22T14:00:00+00:00")
+EVIDENCE = Evidence(episodes=3, reference_episodes=4, min_served_episodes=50)
+RULE = DriftRule(tolerance=0.05, confidence=0.95, breaches_to_rollback=2)
+HEALTHY, DEGRADED = -150.0, -200.0
+"""Mean served returns: the champion's reference hour, and an hour a third worse."""
 
 
-@pytest.mark.parametrize(
-    ("recorded", "tolerance", "threshold"),
-    [(-150.0, 0.05, -157.5), (90.0, 0.05, 85.5), (0.0, 0.05, 0.0), (-150.0, 0.0, -150.0)],
-)
-def test_the_threshold_is_taken_on_the_magnitude(recorded, tolerance, threshold) -> None:
-    assert drift_threshold(recorded, tolerance) == pytest.approx(threshold)
+def _airflow(hour: int) -> AirflowRun:
+    return AirflowRun("rlops_champion_monitor", f"scheduled__{_at(hour).isoformat()}")
 
 
-@pytest.mark.parametrize(("online", "drifted"), [(-157.4, False), (-157.5, False), (-157.6, True)])
-def test_drift_means_strictly_below_the_threshold(online, drifted) -> None:
-    verdict = judge(OnlineCheck(MODEL, "3", -150.0, online, 50, "run"), 0.05)
-    assert verdict.drifted is drifted
-    assert verdict.threshold == pytest.approx(-157.5)
-    assert f"online mean return {online:.2f} over 50 fresh episodes" in verdict.reason
-    assert "recorded -150.00 minus 5% of its magnitude" in verdict.reason
+def _at(hour: int) -> datetime:
+    return HOUR + timedelta(hours=hour)
 
 
-def test_fresh_seeds_are_reproducible_per_run_and_new_every_hour() -> None:
-    seeds = fresh_seeds(HOUR, 50)
-    assert seeds == fresh_seeds(HOUR, 50)  # a retry replays the same episodes
-    assert len(set(seeds)) == 50
-    next_hour = fresh_seeds(HOUR.replace(hour=15), 50)
-    assert not set(seeds) & set(next_hour)
-    assert not set(seeds) & set(range(1000, 1010))  # not the quality gate's eval seeds
-
-
-def _crowned(reward: float, seed: int) -> str:
-    version = register_policy(MODEL, reward=reward, seed=seed)
+def _crowned(seed: int) -> str:
+    version = register_policy(MODEL, reward=-1000.0, seed=seed)
     ModelRegistry(MODEL).crown(version)
     return version
 
@@ -73,76 +58,155 @@ def _tags(version: str) -> dict[str, str]:
     return ModelRegistry(MODEL).version(version).tags
 
 
-def test_a_drop_rolls_the_champion_back_and_tags_both_versions(mlflow_store) -> None:
-    good = _crowned(HEALTHY, seed=1)
-    dropped = _crowned(DROPPED, seed=2)
-    check = check_champion(MODEL, EPISODES, HOUR, AIRFLOW)
-    assert (check.version, check.recorded, check.episodes) == (dropped, DROPPED, EPISODES)
-    assert check.online < 2 * DROPPED
+def _report(version: str, hour: int, mean: float, n: int = 80) -> None:
+    """`n` served episodes of `version` around `mean`, half an hour before check `hour`."""
+    report_episodes(MODEL, version, _at(hour) - timedelta(minutes=30), mean, n, seed=hour)
 
-    outcome = guard(check, tolerance=0.05)
 
-    assert outcome.verdict.drifted
+def _check(hour: int):
+    return check_champion(MODEL, EVIDENCE, _at(hour), _airflow(hour))
+
+
+def test_fresh_seeds_are_reproducible_per_run_and_new_every_hour() -> None:
+    seeds = fresh_seeds(HOUR, 50)
+    assert seeds == fresh_seeds(HOUR, 50)  # a retry replays the same episodes
+    assert len(set(seeds)) == 50
+    assert not set(seeds) & set(fresh_seeds(_at(1), 50))
+    assert not set(seeds) & set(range(1000, 1050))  # not the quality gate's eval seeds
+
+
+def test_the_first_check_is_the_reference_and_a_retry_does_not_redo_it(mlflow_store) -> None:
+    version = _crowned(seed=1)
+    check = _check(0)
+    assert (check.version, check.evidence, check.episodes) == (version, SIMULATOR, 4)
+    assert check.reference_run_id is None
+    assert _tags(version)["rlops.drift.reference.simulator"] == check.mlflow_run_id
+
+    outcome = guard(check, RULE)
+    assert (outcome.verdict, outcome.drifted, outcome.breaches) == (None, False, 0)
+    assert "simulator reference" in outcome.action
+
+    again = _check(0)  # the task retried: same run, same reference, same episodes
+    assert again == check
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name(DEFAULT_MONITORING_EXPERIMENT).experiment_id]
+    )
+    assert len(runs) == 1
+
+    later = _check(1)  # the next hour is compared with it, on fewer episodes
+    assert (later.reference_run_id, later.episodes) == (check.mlflow_run_id, 3)
+    assert later.mlflow_run_id != check.mlflow_run_id
+
+
+def test_a_healthy_champion_is_never_rolled_back(mlflow_store) -> None:
+    _crowned(seed=1)
+    version = _crowned(seed=2)
+    for hour in range(4):
+        _report(version, hour, HEALTHY)
+        check = _check(hour)
+        assert check.evidence == SERVED
+        outcome = guard(check, RULE)
+        assert not outcome.drifted
+        assert outcome.breaches == 0
+    assert _alias(CHAMPION) == version
+    tags = _tags(version)
+    assert tags["rlops.drift.breaches"] == ""
+    assert "over 80 episodes vs reference" in tags["rlops.drift.last_check"]
+    assert "not entirely below" in tags["rlops.drift.last_check"]
+    run = MlflowClient().get_run(check.mlflow_run_id)
+    assert run.data.tags["rlops.drift"] == "none"
+    assert run.data.tags["rlops.monitor.evidence"].startswith("served: 80 episodes")
+    low, high = run.data.metrics["drift_difference_low"], run.data.metrics["drift_difference_high"]
+    assert low < run.data.metrics["drift_difference"] < high
+    allowed = run.data.metrics["drift_allowed_difference"]
+    assert high >= allowed == pytest.approx(-0.05 * abs(HEALTHY), abs=0.5)
+
+
+def test_a_degraded_champion_is_rolled_back_after_two_breaches_not_before(mlflow_store) -> None:
+    good = _crowned(seed=1)
+    degraded = _crowned(seed=2)
+    _report(degraded, 0, HEALTHY)
+    assert guard(_check(0), RULE).verdict is None  # the reference hour
+
+    _report(degraded, 1, DEGRADED)
+    first = _check(1)
+    warned = guard(first, RULE)
+    assert warned.verdict.breach
+    assert (warned.breaches, warned.drifted) == (1, False)
+    assert warned.action == "breach 1 of 2: no rollback yet"
+    assert guard(first, RULE).breaches == 1  # a retried guard counts its check once
+    assert _alias(CHAMPION) == degraded
+
+    _report(degraded, 2, DEGRADED)
+    second = _check(2)
+    outcome = guard(second, RULE)
+    assert (outcome.breaches, outcome.drifted) == (2, True)
     assert outcome.action == f"rolled back to v{good}"
     assert (_alias(CHAMPION), _alias(PREVIOUS_CHAMPION)) == (good, None)
-    drifted = _tags(dropped)
-    assert drifted["rlops.drift.reason"] == outcome.verdict.reason
-    assert drifted["rlops.drift.action"] == f"rolled back to v{good}"
-    assert datetime.fromisoformat(drifted["rlops.drift.detected_at"]).tzinfo is not None
+    tags = _tags(degraded)
+    assert tags["rlops.drift.breaches"].split() == [_airflow(1).key, _airflow(2).key]
+    assert tags["rlops.drift.reason"].startswith("2 consecutive breaches, the last: online mean")
+    assert tags["rlops.drift.action"] == f"rolled back to v{good}"
     restored = _tags(good)
-    assert restored["rlops.rollback.reason"] == f"champion again because {outcome.verdict.reason}"
-    assert restored["rlops.rollback.replaced_version"] == dropped
-    assert restored["rlops.rollback.at"] == drifted["rlops.drift.detected_at"]
+    assert restored["rlops.rollback.reason"] == (
+        f"champion again because v{degraded}: {tags['rlops.drift.reason']}"
+    )
+    assert restored["rlops.rollback.replaced_version"] == degraded
+    assert restored["rlops.rollback.at"] == tags["rlops.drift.detected_at"]
 
-    # The check is in MLflow, against the version it judged.
-    assert float(drifted["rlops.online_return"]) == pytest.approx(check.online, abs=1e-3)
-    assert drifted["rlops.online_run_id"] == check.mlflow_run_id
-    run = MlflowClient().get_run(check.mlflow_run_id)
-    experiment = MlflowClient().get_experiment(run.info.experiment_id)
-    assert experiment.name == DEFAULT_MONITORING_EXPERIMENT
-    assert run.data.tags["rlops.model_version"] == dropped
-    assert run.data.tags["airflow.run_id"] == AIRFLOW.run_id
-    assert run.data.tags["rlops.drift"] == "detected"
-    assert run.data.metrics["online_mean_return"] == pytest.approx(check.online)
-    assert run.data.metrics["recorded_reward"] == DROPPED
-    assert run.data.metrics["drift_threshold"] == pytest.approx(outcome.verdict.threshold)
-
-    # The guard run again (a retried or cleared task) does not roll back a second time.
-    again = guard(check, tolerance=0.05)
+    again = guard(second, RULE)  # the guard retried after the rollback: nothing moves twice
     assert again.action == f"not rolled back: champion already moved to v{good}"
     assert _alias(CHAMPION) == good
 
 
-def test_no_drift_changes_nothing(mlflow_store) -> None:
-    version = _crowned(HEALTHY, seed=1)
-    outcome = guard(check_champion(MODEL, EPISODES, HOUR, AIRFLOW), tolerance=0.05)
-    assert not outcome.verdict.drifted
-    assert outcome.action == "none"
+def test_a_healthy_hour_resets_the_breaches(mlflow_store) -> None:
+    _crowned(seed=1)
+    version = _crowned(seed=2)
+    for hour, mean in enumerate([HEALTHY, DEGRADED, HEALTHY, DEGRADED]):
+        _report(version, hour, mean)
+        outcome = guard(_check(hour), RULE)
+        assert not outcome.drifted
+    assert outcome.breaches == 1
     assert _alias(CHAMPION) == version
-    tags = _tags(version)
-    assert "rlops.online_return" in tags
-    assert not any(key.startswith(("rlops.drift.", "rlops.rollback.")) for key in tags)
 
 
-def test_a_drop_without_a_previous_champion_only_alerts(mlflow_store) -> None:
-    only = _crowned(DROPPED, seed=1)
-    outcome = guard(check_champion(MODEL, EPISODES, HOUR, AIRFLOW), tolerance=0.05)
-    assert outcome.verdict.drifted
+def test_too_few_served_episodes_fall_back_to_the_simulator(mlflow_store) -> None:
+    version = _crowned(seed=1)
+    _report(version, 0, HEALTHY, n=EVIDENCE.min_served_episodes - 1)
+    check = _check(0)
+    assert check.evidence == SIMULATOR
+    run = MlflowClient().get_run(check.mlflow_run_id)
+    assert run.data.tags["rlops.monitor.evidence"] == (
+        "simulator: 4 fresh episodes; 49 served episodes reported, fewer than 50"
+    )
+    assert run.data.metrics["online_mean_return"] == pytest.approx(check.online)
+
+
+def test_a_drift_without_a_previous_champion_only_alerts(mlflow_store) -> None:
+    only = _crowned(seed=1)
+    for hour, mean in enumerate([HEALTHY, DEGRADED, DEGRADED]):
+        _report(only, hour, mean)
+        outcome = guard(_check(hour), RULE)
+    assert outcome.drifted
     assert outcome.action == f"not rolled back: no previous champion, v{only} stays champion"
     assert _alias(CHAMPION) == only  # the alias is never deleted
     assert _tags(only)["rlops.drift.action"] == outcome.action
 
 
 def test_a_champion_promoted_since_the_check_is_left_alone(mlflow_store) -> None:
-    _crowned(HEALTHY, seed=1)
-    _crowned(DROPPED, seed=2)
-    check = check_champion(MODEL, EPISODES, HOUR, AIRFLOW)
-    newest = _crowned(HEALTHY, seed=3)  # the nightly pipeline promoted meanwhile
-    outcome = guard(check, tolerance=0.05)
+    _crowned(seed=1)
+    degraded = _crowned(seed=2)
+    for hour, mean in enumerate([HEALTHY, DEGRADED]):
+        _report(degraded, hour, mean)
+        guard(_check(hour), RULE)
+    _report(degraded, 2, DEGRADED)
+    check = _check(2)
+    newest = _crowned(seed=3)  # the nightly pipeline promoted meanwhile
+    outcome = guard(check, RULE)
     assert outcome.action == f"not rolled back: champion already moved to v{newest}"
     assert _alias(CHAMPION) == newest
 
 
 def test_nothing_to_check_without_a_champion(mlflow_store) -> None:
-    register_policy(MODEL, reward=HEALTHY)
-    assert check_champion(MODEL, EPISODES, HOUR, AIRFLOW) is None
+    register_policy(MODEL, reward=-1000.0)
+    assert _check(0) is None

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
@@ -21,9 +22,15 @@ from rlops_airflow.monitoring_tasks import (
 )
 from rlops_registry.registry import CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test, validate_trigger
+from tests.monitoring.served import report_episodes
 from tests.serving.policies import register_policy
 
 DAG_ID = "rlops_champion_monitor"
+TAKES = (
+    "breaches_to_rollback, confidence, drift_tolerance, episodes, min_served_episodes, "
+    "noninferiority_margin, promote_on_canary, reference_episodes, registered_model_name, "
+    "served_window_minutes"
+)
 WEBHOOK_ENV = f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}"
 
 
@@ -37,8 +44,9 @@ def dag():
 
 
 def test_wiring_schedule_and_failure_policy(dag) -> None:
-    assert set(dag.task_ids) == {"evaluate_champion", "drift_guard"}
+    assert set(dag.task_ids) == {"evaluate_champion", "drift_guard", "judge_canary"}
     assert dag.get_task("evaluate_champion").downstream_task_ids == {"drift_guard"}
+    assert dag.get_task("judge_canary").upstream_task_ids == set()
     assert dag.timetable.expression == "30 * * * *"  # hourly
     assert str(dag.timetable.timezone) == "UTC"
     assert (dag.catchup, dag.max_active_runs) == (False, 1)
@@ -46,13 +54,15 @@ def test_wiring_schedule_and_failure_policy(dag) -> None:
         assert task.on_failure_callback == [alert_on_failure], task.task_id
         assert task.retries >= 2, task.task_id
         assert task.retry_delay >= timedelta(seconds=30), task.task_id
-    assert "online < recorded - tolerance * |recorded|" in dag.doc_md
+    assert "-drift_tolerance * |reference mean|" in dag.doc_md
 
 
 def test_default_params_are_valid_and_documented(dag) -> None:
     validate_trigger(dag, {})
     assert dag.params["drift_tolerance"] == 0.05
     assert dag.params["episodes"] == 200
+    assert dag.params["breaches_to_rollback"] == 2
+    assert dag.params["promote_on_canary"] is False
     for name in dag.params:
         param = dag.params.get_param(name)
         assert param.schema.get("title"), name
@@ -62,7 +72,11 @@ def test_default_params_are_valid_and_documented(dag) -> None:
 @pytest.mark.parametrize(
     ("conf", "field"),
     [
-        ({"episodes": 0}, "episodes"),
+        ({"episodes": 1}, "episodes"),
+        ({"breaches_to_rollback": 0}, "breaches_to_rollback"),
+        ({"confidence": 1.0}, "confidence"),
+        ({"promote_on_canary": "yes"}, "promote_on_canary"),
+        ({"min_served_episodes": 1}, "min_served_episodes"),
         ({"episodes": "many"}, "episodes"),
         ({"drift_tolerance": -0.01}, "drift_tolerance"),
         ({"drift_tolerance": 1.5}, "drift_tolerance"),
@@ -84,13 +98,12 @@ def test_bad_params_are_refused_naming_the_field(dag, conf, field) -> None:
         ({"episodes": 5, "drift_tolerance": 0.1}, None),
         (
             {"episdoes": 5},
-            "conf: unknown key 'episdoes' (did you mean 'episodes'?); the monitor takes "
-            "drift_tolerance, episodes, registered_model_name",
+            f"conf: unknown key 'episdoes' (did you mean 'episodes'?); the monitor takes {TAKES}",
         ),
         (
             {"zzz": 1, "Episodes": 2},
             "conf: unknown key 'Episodes' (did you mean 'episodes'?), 'zzz'; the monitor takes "
-            "drift_tolerance, episodes, registered_model_name",
+            f"{TAKES}",
         ),
     ],
 )
@@ -163,41 +176,66 @@ def _last_try(airflow_env: dict[str, str], task_id: str) -> tuple[str, int]:
         ).fetchone()
 
 
+def _hour(hour: int) -> datetime:
+    return datetime(2026, 11, 22, 14, 0, tzinfo=UTC) + timedelta(hours=hour)
+
+
 @pytest.mark.slow
-def test_airflow_rolls_a_dropped_champion_back_and_alerts(airflow_db, mlflow_store, webhook):
+def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
+    airflow_db, mlflow_store, webhook
+):
     model = "rlops-monitor-e2e"
     registry = ModelRegistry(model)
     good = register_policy(model, reward=-5000.0, seed=1)
     registry.crown(good)
-    dropped = register_policy(model, reward=-100.0, seed=2)
-    registry.crown(dropped)
+    degraded = register_policy(model, reward=-100.0, seed=2)
+    registry.crown(degraded)
     env = {
         **os.environ,
         **airflow_db,
         WEBHOOK_ENV: f"http://127.0.0.1:{webhook.server_port}/hook",
     }
-    conf = {"registered_model_name": model, "episodes": 3}
+    conf = {
+        "registered_model_name": model,
+        "episodes": 3,
+        "reference_episodes": 3,
+        "min_served_episodes": 50,
+    }
 
-    failed = airflow_dags_test(DAG_ID, env, conf)
+    def check(hour: int, served_mean: float | None) -> subprocess.CompletedProcess:
+        """Clients report `degraded`'s episodes half an hour before the hourly check."""
+        if served_mean is not None:
+            report_episodes(model, degraded, _hour(hour) - timedelta(minutes=30), served_mean)
+        return airflow_dags_test(DAG_ID, env, conf, _hour(hour).isoformat())
+
+    for hour, served_mean in enumerate([-150.0, -250.0]):  # the reference, then one breach
+        done = check(hour, served_mean)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        assert str(registry.alias(CHAMPION).version) == degraded
+    assert len(registry.version(degraded).tags["rlops.drift.breaches"].split()) == 1
+    assert webhook.received == []
+
+    failed = check(2, -250.0)  # the second breach in a row
     assert failed.returncode == 1, failed.stdout[-4000:] + failed.stderr[-4000:]
     # Failed on its first try, with retries configured: a retry would have judged the
     # rolled-back champion and turned the run green.
     assert _last_try(airflow_db, "drift_guard") == ("failed", 1)
     assert _last_try(airflow_db, "evaluate_champion") == ("success", 1)
     assert str(registry.alias(CHAMPION).version) == good
-    assert registry.version(dropped).tags["rlops.drift.action"] == f"rolled back to v{good}"
+    assert registry.version(degraded).tags["rlops.drift.action"] == f"rolled back to v{good}"
     (alert,) = webhook.received
     assert alert["text"].startswith(f"rlops alert: {DAG_ID}.drift_guard failed in run ")
-    assert f"drift: {model} v{dropped}: online mean return" in alert["text"]
+    assert "drift: 2 consecutive breaches, the last: online mean return" in alert["text"]
 
-    healthy = airflow_dags_test(DAG_ID, env, conf)  # the restored champion passes the next check
-    assert healthy.returncode == 0, healthy.stdout[-4000:] + healthy.stderr[-4000:]
-    checked = registry.version(good).tags["rlops.online_return"]
+    restored = check(3, None)  # no traffic for it yet: its simulator reference is recorded
+    assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-4000:]
+    checked = registry.version(good).tags
+    assert "rlops.drift.reference.simulator" in checked
     assert len(webhook.received) == 1
 
     typo = airflow_dags_test(DAG_ID, env, {"registered_model_name": model, "episdoes": 3})
     assert typo.returncode == 1, typo.stdout[-4000:] + typo.stderr[-4000:]
     assert _last_try(airflow_db, "evaluate_champion") == ("failed", 1)  # no retries
     assert "conf: unknown key 'episdoes' (did you mean 'episodes'?)" in webhook.received[-1]["text"]
-    assert registry.version(good).tags["rlops.online_return"] == checked  # nothing evaluated
+    assert registry.version(good).tags["rlops.online_run_id"] == checked["rlops.online_run_id"]
     assert str(registry.alias(CHAMPION).version) == good

@@ -7,6 +7,8 @@ does not care about the weights, and an untrained policy's return is known.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from mlflow import MlflowClient
 
@@ -39,6 +41,18 @@ def register_policy(model_name: str, *, reward: float, seed: int = 0, env_id: st
     registry = ModelRegistry(model_name)
     version = registry.register(
         logged.model_uri, logged.model_id, run_id, f"tests/{run_id}", version_tags
+    )
+    return str(version.version)
+
+
+def register_broken_version(model_name: str, scratch: Path) -> str:
+    """A new version of `model_name` whose folder holds no model (a README): it cannot load."""
+    client = MlflowClient()
+    run_id = client.create_run(_experiment(client)).info.run_id
+    (scratch / "README").write_text("no MLmodel, no actor")
+    client.log_artifact(run_id, str(scratch / "README"), "model")
+    version = ModelRegistry(model_name).register(
+        f"runs:/{run_id}/model", None, run_id, f"tests/broken/{run_id}", {tags.REWARD: "-1"}
     )
     return str(version.version)
 

@@ -2,7 +2,8 @@
 
 Hypothesis generates thousands of bodies: arbitrary JSON (nesting, huge and tiny numbers,
 NaN and infinities as Python's json writes them, strings, nulls), near-valid requests with
-wrong sizes and extra keys, raw bytes, and assorted content types.
+wrong sizes and extra keys, raw bytes, and assorted content types, to `POST /v1/act` and
+`POST /v1/episodes`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,37 +35,59 @@ NEAR_VALID = st.one_of(
     st.fixed_dictionaries({"observation": OBSERVATION}),
     st.fixed_dictionaries({"observations": st.lists(OBSERVATION, min_size=0, max_size=10)}),
     st.fixed_dictionaries({"observation": OBSERVATION}, optional={"extra": JSON}),
+    st.fixed_dictionaries({"observation": OBSERVATION, "episode_id": st.text(max_size=130) | JSON}),
     st.dictionaries(st.sampled_from(["observation", "observations", "x"]), JSON, max_size=3),
 )
-BODIES = st.one_of(
-    JSON.map(json.dumps),
-    NEAR_VALID.map(json.dumps),
-    st.binary(max_size=200),
+NEAR_VALID_REPORT = st.fixed_dictionaries(
+    {
+        "model_version": st.sampled_from(["1", "2", "01", ""]) | JSON,
+        "return": NUMBERS | JSON,
+        "length": st.integers(min_value=-5, max_value=10**8) | NUMBERS | JSON,
+    },
+    optional={"episode_id": st.text(max_size=130) | JSON, "extra": JSON},
 )
 CONTENT_TYPES = st.sampled_from(
     ["application/json"] * 6 + ["application/json; charset=utf-8", "text/plain", ""]
 )
 
 
+def _bodies(near_valid: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(JSON.map(json.dumps), near_valid.map(json.dumps), st.binary(max_size=200))
+
+
 def _not_json(constant: str) -> None:
     raise AssertionError(f"the answer holds {constant}, which is not JSON")
 
 
-def test_no_request_gets_a_5xx(champion) -> None:
+@pytest.mark.parametrize(
+    ("path", "bodies", "examples", "valid"),
+    [
+        ("/v1/act", _bodies(NEAR_VALID), 2000, {"observation": [0.5, -0.3, 0.8]}),
+        (
+            "/v1/episodes",
+            _bodies(NEAR_VALID_REPORT),
+            500,
+            {"model_version": "1", "return": -1.0, "length": 3},
+        ),
+    ],
+)
+def test_no_request_gets_a_5xx(champion, path, bodies, examples, valid) -> None:
     limits = server_settings(max_batch=8, max_body_bytes=4096)
     with running_server(limits) as server, httpx.Client(base_url=server.url, timeout=10) as http:
 
-        @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-        @given(body=BODIES, content_type=CONTENT_TYPES)
+        @settings(
+            max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        )
+        @given(body=bodies, content_type=CONTENT_TYPES)
         def every_answer_is_2xx_or_4xx(body: str | bytes, content_type: str) -> None:
-            response = http.post("/v1/act", content=body, headers={"content-type": content_type})
+            response = http.post(path, content=body, headers={"content-type": content_type})
             assert 200 <= response.status_code < 500, (body, response.status_code, response.text)
-            if response.status_code == 200:  # an answer is strict JSON: no NaN, no Infinity
+            if response.status_code < 300:  # an answer is strict JSON: no NaN, no Infinity
                 json.loads(response.text, parse_constant=_not_json)
 
         every_answer_is_2xx_or_4xx()
         assert http.get("/health").status_code == 200
-        assert http.post("/v1/act", json={"observation": [0.5, -0.3, 0.8]}).status_code == 200
+        assert 200 <= http.post(path, json=valid).status_code < 300
         statuses = {
             dict(labels)["status"]
             for (name, labels), _ in server.scrape().items()

@@ -7,14 +7,13 @@ import math
 
 import httpx
 import pytest
-from mlflow import MlflowClient
 
 from rlops_registry import tags
 from rlops_registry.registry import ModelRegistry
 from rlops_serving.app import create_app
 from rlops_serving.schemas import ActRequest, non_finite_action_errors
 from tests.serving.conftest import MODEL, running_server, settings, wait_for
-from tests.serving.policies import register_policy
+from tests.serving.policies import register_broken_version, register_policy
 
 OBS = [0.5, -0.3, 0.8]
 
@@ -166,20 +165,24 @@ def test_probes_and_metrics(server, champion) -> None:
 
     metrics = server.scrape()
     act_path = ("path", "/v1/act")
-    assert metrics[("rlops_serving_requests_total", frozenset({act_path, ("status", "200")}))] == 1
+    answered = frozenset({act_path, ("status", "200"), ("version", champion)})
+    assert metrics[("rlops_serving_requests_total", answered)] == 1
     assert metrics[("rlops_serving_errors_total", frozenset({act_path, ("status", "422")}))] == 1
     assert metrics[("rlops_serving_request_duration_seconds_count", frozenset({act_path}))] == 2
-    other = frozenset({("path", "other"), ("status", "404")})
+    other = frozenset({("path", "other"), ("status", "404"), ("version", "")})
     assert metrics[("rlops_serving_requests_total", other)] == 1  # unknown paths: one series
     assert metrics[("rlops_serving_requests_in_flight", frozenset())] == 1  # this scrape
-    info = frozenset({("name", MODEL), ("version", champion)})
+    info = frozenset({("alias", "champion"), ("name", MODEL), ("version", champion)})
     assert metrics[("rlops_serving_model_info", info)] == 1
     assert metrics[("rlops_serving_model_loads_total", frozenset({("outcome", "success")}))] == 1
-    assert metrics[("rlops_serving_model_recorded_reward", frozenset())] == -1000.0
+    champion_alias = frozenset({("alias", "champion")})
+    assert metrics[("rlops_serving_model_recorded_reward", champion_alias)] == -1000.0
+    observed = frozenset({("version", champion), ("alias", "champion")})
+    assert metrics[("rlops_serving_observations_total", observed)] == 1
 
 
 def test_the_monitors_online_return_is_exported(server, champion) -> None:
-    gauge = ("rlops_serving_model_online_mean_return", frozenset())
+    gauge = ("rlops_serving_model_online_mean_return", frozenset({("alias", "champion")}))
     assert math.isnan(server.scrape()[gauge])  # not monitored yet
     ModelRegistry(MODEL).set_tags(champion, {tags.ONLINE_RETURN: "-150.5"})
     wait_for(lambda: server.scrape()[gauge] == -150.5, "the online return on /metrics")
@@ -203,16 +206,7 @@ def test_starts_unready_without_a_champion_then_loads_it(mlflow_store) -> None:
 
 
 def test_a_broken_version_is_not_served(server, champion, tmp_path) -> None:
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name("serving-tests")
-    run_id = client.create_run(experiment.experiment_id).info.run_id
-    (tmp_path / "README").write_text("no MLmodel, no actor")
-    client.log_artifact(run_id, str(tmp_path / "README"), "model")
-    registry = ModelRegistry(MODEL)
-    broken = registry.register(
-        f"runs:/{run_id}/model", None, run_id, "tests/broken", {"reward": "-1"}
-    )
-    registry.crown(broken.version)
+    ModelRegistry(MODEL).crown(register_broken_version(MODEL, tmp_path))
 
     failures = ("rlops_serving_model_loads_total", frozenset({("outcome", "failure")}))
     wait_for(lambda: server.scrape().get(failures, 0) >= 1, "a failed load")

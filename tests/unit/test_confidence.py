@@ -4,7 +4,7 @@ are the same on every call (a retried task decides the same)."""
 import numpy as np
 import pytest
 
-from rl_core.confidence import mean_interval, paired_difference
+from rl_core.confidence import Interval, mean_interval, paired_difference, unpaired_difference
 
 
 def test_the_interval_holds_the_mean_and_narrows_with_more_episodes() -> None:
@@ -64,3 +64,37 @@ def test_bad_input_is_refused(values, confidence, message) -> None:
 def test_unpaired_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="one episode each per seed: 2 vs 3"):
         paired_difference([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_the_unpaired_interval_is_welchs() -> None:
+    from scipy.stats import t
+
+    a = np.array([-140.0, -160.0, -150.0, -155.0, -145.0, -170.0])
+    b = np.array([-120.0, -130.0, -125.0, -110.0])
+    interval = unpaired_difference(a, b, 0.9)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = t.ppf(0.95, dof) * np.sqrt(va + vb)
+    gap = a.mean() - b.mean()
+    assert interval.mean == pytest.approx(gap)
+    assert (interval.low, interval.high) == pytest.approx((gap - half, gap + half))
+
+
+def test_unpaired_samples_without_spread_give_the_point() -> None:
+    assert unpaired_difference([3.0, 3.0], [1.0, 1.0]) == Interval(2.0, 2.0, 2.0, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("values", "baseline", "message"),
+    [
+        ([1.0], [1.0, 2.0], "two or more values in each sample, not 1 and 2"),
+        ([1.0, float("nan")], [1.0, 2.0], "finite values"),
+        ([1.0, 2.0], [1.0, 2.0, 3.0], None),
+    ],
+)
+def test_unpaired_samples_need_two_finite_values_each(values, baseline, message) -> None:
+    if message is None:
+        assert unpaired_difference(values, baseline).mean == pytest.approx(-0.5)
+        return
+    with pytest.raises(ValueError, match=message):
+        unpaired_difference(values, baseline)

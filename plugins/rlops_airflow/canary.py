@@ -1,0 +1,129 @@
+"""The canary verdict: on the traffic the policy server sent each of them, is the challenger at
+least as good as the champion?
+
+The server sends a fraction of episodes to the `challenger` version (its canary settings) and
+clients report every episode's return (`POST /v1/episodes`). Here the two versions' served
+returns of the last window are compared as the gate compares on eval seeds, with the same
+confidence level and non-inferiority margin: the challenger passes when the low end of the
+interval of the difference of means (challenger - champion) is at least
+`-margin * |champion's mean|`. The samples are different episodes, so the interval is the
+unpaired one (`rl_core.confidence.unpaired_difference`). The verdict is logged as a run in the
+monitoring experiment and tagged on the challenger. Promotion on a passing verdict is opt-in
+(`promote_on_canary`), and only for a challenger whose reward and speedup gates passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+from rl_core.confidence import Interval, unpaired_difference
+from rlops_airflow.mlflow_run import AirflowRun
+from rlops_airflow.monitoring import millis, monitoring_run
+from rlops_registry import tags
+from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
+from rlops_registry.served_episodes import served_returns
+
+PASSED = "passed"
+
+
+@dataclass(frozen=True)
+class CanaryRule:
+    """The canary's settings (from the monitor DAG's params)."""
+
+    confidence: float = 0.95
+    noninferiority_margin: float = 0.0
+    min_episodes: int = 100
+    """Served episodes each version needs in the window before anything is concluded."""
+    window: timedelta = timedelta(hours=1)
+    promote: bool = False
+    """Crown a challenger whose verdict passes (and whose gates passed)."""
+
+
+@dataclass(frozen=True)
+class CanaryVerdict:
+    challenger: str
+    champion: str
+    difference: Interval | None
+    """None when either version has too few served episodes."""
+    passes: bool
+    reason: str
+    action: str = "none"
+
+
+def compare(
+    challenger: list[float], champion: list[float], rule: CanaryRule, versions: tuple[str, str]
+) -> CanaryVerdict:
+    """The verdict on two samples of served returns (pure: no I/O)."""
+    mine, theirs = versions
+    if min(len(challenger), len(champion)) < rule.min_episodes:
+        reason = (
+            f"not enough served traffic: challenger v{mine} {len(challenger)} episodes, "
+            f"champion v{theirs} {len(champion)} (need {rule.min_episodes} each)"
+        )
+        return CanaryVerdict(mine, theirs, None, False, reason)
+    champion_mean = float(np.mean(champion))
+    difference = unpaired_difference(challenger, champion, rule.confidence)
+    allowed = 0.0 - rule.noninferiority_margin * abs(champion_mean)
+    passes = difference.low >= allowed
+    reason = (
+        f"challenger v{mine} {float(np.mean(challenger)):.2f} over {len(challenger)} served "
+        f"episodes vs champion v{theirs} {champion_mean:.2f} over {len(champion)}: difference "
+        f"{difference}, low end {'at or above' if passes else 'below'} {allowed:.2f} "
+        f"(margin {rule.noninferiority_margin:g} of the champion's magnitude)"
+    )
+    return CanaryVerdict(mine, theirs, difference, passes, reason)
+
+
+def judge_canary(
+    model_name: str, rule: CanaryRule, moment: datetime, airflow: AirflowRun
+) -> CanaryVerdict | None:
+    """Compare challenger and champion on their served returns in the window before `moment`,
+    log the verdict, and promote on it if asked (None: no challenger distinct from champion)."""
+    registry = ModelRegistry(model_name)
+    champion, challenger = registry.alias(CHAMPION), registry.alias(CHALLENGER)
+    if champion is None or challenger is None or champion.version == challenger.version:
+        return None
+    since, until = millis(moment - rule.window), millis(moment)
+    versions = (str(challenger.version), str(champion.version))
+    verdict = compare(
+        *(served_returns(model_name, v, since, until) for v in versions), rule, versions
+    )
+    client = MlflowClient()
+    run_id = monitoring_run(client, model_name, verdict.challenger, "canary", airflow)
+    if verdict.difference is not None:
+        now = millis(datetime.now(UTC))
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric("canary_difference", verdict.difference.mean, now, 0),
+                Metric("canary_difference_low", verdict.difference.low, now, 0),
+                Metric("canary_difference_high", verdict.difference.high, now, 0),
+            ],
+        )
+    if verdict.passes and rule.promote:
+        verdict = _promoted(registry, challenger.tags, verdict)
+    client.set_tag(run_id, tags.CANARY_VERDICT, f"{verdict.reason}; {verdict.action}")
+    registry.set_tags(
+        verdict.challenger,
+        {tags.CANARY_VERDICT: f"{verdict.reason}; {verdict.action}", tags.CANARY_RUN: run_id},
+    )
+    return verdict
+
+
+def _promoted(
+    registry: ModelRegistry, challenger_tags: dict[str, str], verdict: CanaryVerdict
+) -> CanaryVerdict:
+    gates = {name: challenger_tags.get(name) for name in (tags.REWARD_GATE, tags.SPEEDUP_GATE)}
+    failed = [name for name, result in gates.items() if result != PASSED]
+    if failed:
+        action = f"not promoted: gate {', '.join(failed)} did not pass"
+    else:
+        registry.crown(verdict.challenger)
+        registry.set_tags(verdict.challenger, {tags.PROMOTION: "promoted by canary"})
+        action = f"promoted: v{verdict.challenger} is champion, v{verdict.champion} previous"
+    return replace(verdict, action=action)
