@@ -6,7 +6,8 @@ and a queue per request; it sees every response, 422s and 500s included.
 
 Series that belong to a model version carry `version` (and `alias` where the same version
 can be served under both): only versions this server loaded become label values, so a client
-cannot create series. The requests counter learns the version from the handler, which writes
+cannot create series. The latency histogram and the requests counter learn the version from
+the handler, which writes
 it into the ASGI scope: Starlette's router and `Request` use the very dict the middleware
 holds (the router updates it in place).
 """
@@ -42,8 +43,9 @@ class ServingMetrics:
         r = self.registry
         self.latency = Histogram(
             "rlops_serving_request_duration_seconds",
-            "Time from request start to the end of the response, by path.",
-            ["path"],
+            "Time from request start to the end of the response, by path and model version "
+            "(empty: none concerned), so a canary's latency shows beside the champion's.",
+            ["path", "version"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -181,9 +183,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_record_status)
         finally:
-            metrics.latency.labels(path).observe(time.perf_counter() - start)
-            metrics.in_flight.dec()
             version = scope.get(VERSION_SCOPE_KEY, "")
+            metrics.latency.labels(path, version).observe(time.perf_counter() - start)
+            metrics.in_flight.dec()
             metrics.requests.labels(path, str(status), version).inc()
             if status >= 400:
                 metrics.errors.labels(path, str(status)).inc()
