@@ -7,14 +7,17 @@ import sys
 import time
 from pathlib import Path
 
+from devstack.celery import MAX_WORKERS
 from devstack.postgres import REPO
 from devstack.processes import StackError
-from devstack.stack import Stack
+from devstack.stack import Executor, Stack
+
+EXECUTORS: dict[str, Executor] = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 
 
-def _up(state_dir: Path, with_airflow: bool) -> int:
+def _up(state_dir: Path, with_airflow: bool, executor: Executor, workers: int) -> int:
     began = time.monotonic()
-    stack = Stack.start(state_dir, with_airflow=with_airflow)
+    stack = Stack.start(state_dir, with_airflow=with_airflow, executor=executor, workers=workers)
     print(f"stack up in {time.monotonic() - began:.1f} s (state: {state_dir / 'state.json'})")
     _describe(stack)
     return 0
@@ -55,9 +58,26 @@ def _describe(stack: Stack) -> None:
         print(f"Airflow    {stack.airflow_url}   user {stack.airflow_username}")
         print(f"           password {stack.airflow_password}")
     print(f"S3 (moto)  {stack.s3_endpoint}   bucket {stack.bucket}")
+    if stack.workers:
+        print(f"Redis      127.0.0.1:{stack.redis_port}   (password in state.json)")
+    for worker in stack.celery_workers:
+        print(
+            f"Celery     {worker.celery_hostname}   hostname {worker.address}, "
+            f"logs http://{worker.address}:{stack.worker_log_port}, disk {worker.root}"
+        )
     for db in ("airflow", "mlflow"):
         print(f"Postgres   {stack.postgres_dsn(db)}")
     print(f"logs       {stack.state_dir / 'logs'}")
+
+
+def _workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """How many Celery workers `up` asks for: 2 by default, none without the CeleryExecutor."""
+    celery = args.executor == "celery"
+    if args.workers is not None and not celery:
+        parser.error("--workers needs --executor celery")
+    if celery and args.no_airflow:
+        parser.error("--executor celery needs Airflow")
+    return (args.workers or 2) if celery else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,13 +91,27 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start Postgres, S3, MLflow and Airflow; wait until ready")
     up.add_argument("--no-airflow", action="store_true", help="only Postgres, S3 and MLflow")
+    up.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="Airflow's executor; celery adds Redis and Celery workers (default: %(default)s)",
+    )
+    up.add_argument(
+        "--workers",
+        type=int,
+        choices=range(1, MAX_WORKERS + 1),
+        metavar=f"1..{MAX_WORKERS}",
+        help="Celery workers, each on a disk of its own (--executor celery; default 2)",
+    )
     commands.add_parser("down", help="stop every process of the stack")
     commands.add_parser("status", help="which services run, and where (exit 1 if any is down)")
     args = parser.parse_args(argv)
     state_dir = args.state_dir.resolve()
     try:
         if args.command == "up":
-            return _up(state_dir, with_airflow=not args.no_airflow)
+            workers = _workers(parser, args)
+            return _up(state_dir, not args.no_airflow, EXECUTORS[args.executor], workers)
         if args.command == "down":
             return _down(state_dir)
         return _status(state_dir)

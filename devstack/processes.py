@@ -107,6 +107,15 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def listening(host: str, port: int) -> bool:
+    """Something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def log_tail(log: Path, lines: int = 25) -> str:
     """The end of a service log, for error messages."""
     try:

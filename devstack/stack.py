@@ -1,6 +1,7 @@
 """The stack: one Postgres with two databases, S3 (moto), an MLflow server, Airflow's services.
 
-The same topology as docker-compose.yaml, as plain processes on 127.0.0.1 with free ports.
+The same topology as docker-compose.yaml, as plain processes on 127.0.0.1 with free ports;
+with the CeleryExecutor, also its `celery` profile: Redis and Celery workers (devstack.celery).
 Everything but Postgres is in memory or thrown away: moto keeps S3 objects in RAM, so the
 Postgres cluster is recreated by every `up` to keep MLflow's rows and artifacts consistent.
 """
@@ -22,12 +23,14 @@ import boto3
 import httpx
 from pydantic import BaseModel, Field, PrivateAttr
 
+from devstack.celery import MAX_WORKERS, Redis, Worker, answering_workers, celery_settings
 from devstack.postgres import REPO, PostgresCluster
 from devstack.processes import (
     ProcessRef,
     StackError,
     free_port,
     http_ok,
+    listening,
     log_tail,
     ref_of,
     spawn,
@@ -38,6 +41,8 @@ from devstack.processes import (
 STATE_FILE = "state.json"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
 Database = Literal["postgres", "airflow", "mlflow"]
+Executor = Literal["LocalExecutor", "CeleryExecutor"]
+CELERY_PARALLELISM = 16  # Airflow's default [core] max_active_tasks_per_dag
 
 
 def _secret() -> str:
@@ -68,6 +73,12 @@ class Stack(BaseModel):
     airflow_fernet_key: str = Field(
         default_factory=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()
     )
+    executor: Executor = "LocalExecutor"
+    # CeleryExecutor only: how many workers, the broker, and the one port of their log servers.
+    workers: int = Field(default=0, ge=0, le=MAX_WORKERS)
+    redis_port: int = Field(default_factory=free_port)
+    redis_password: str = Field(default_factory=_secret)
+    worker_log_port: int = Field(default_factory=free_port)
     processes: dict[str, ProcessRef] = Field(default_factory=dict)
     _popen: dict[str, subprocess.Popen[bytes]] = PrivateAttr(default_factory=dict)
 
@@ -99,6 +110,16 @@ class Stack(BaseModel):
 
     def log(self, service: str) -> Path:
         return self.state_dir / "logs" / f"{service}.log"
+
+    @property
+    def redis(self) -> Redis:
+        return Redis(self.state_dir / "redis", self.redis_port, self.redis_password)
+
+    @property
+    def celery_workers(self) -> list[Worker]:
+        """The Celery workers, none under the LocalExecutor."""
+        root = self.state_dir / "workers"
+        return [Worker(number, root / f"worker{number}") for number in range(1, self.workers + 1)]
 
     def s3_client(self) -> Any:  # botocore generates the client class at run time
         """boto3 S3 client on the moto endpoint, with the stack's keys."""
@@ -138,7 +159,7 @@ class Stack(BaseModel):
         """Environment of every Airflow process; also right for `airflow` CLI calls on the stack."""
         home = self.state_dir / "airflow"
         url = self.airflow_url
-        return self._base_env() | {
+        env = self._base_env() | {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres_dsn(
                 "airflow", "postgresql+psycopg2"
@@ -167,6 +188,24 @@ class Stack(BaseModel):
             # Task tokens outlive a long training task (default 600 s); tasks also resume.
             "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "3600",
         }
+        if self.executor == "CeleryExecutor":
+            env |= celery_settings(
+                broker_url=self.redis.url,
+                result_backend=self.postgres_dsn("airflow", "db+postgresql+psycopg2"),
+                log_port=self.worker_log_port,
+            )
+            # Nothing to fork here: the workers' slots bound what runs. Queued tasks wait in
+            # Redis for the first free worker rather than for the scheduler's next loop.
+            env["AIRFLOW__CORE__PARALLELISM"] = str(CELERY_PARALLELISM)
+        return env
+
+    def task_env(self) -> dict[str, str]:
+        """Where tasks run (the scheduler under the LocalExecutor): they also need MLflow."""
+        return self.airflow_env() | {"MLFLOW_TRACKING_URI": self.mlflow_uri}
+
+    def worker_envs(self) -> dict[str, dict[str, str]]:
+        """Each Celery worker's environment, by service name."""
+        return {worker.name: worker.env(self.task_env()) for worker in self.celery_workers}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -176,21 +215,39 @@ class Stack(BaseModel):
         return cls.model_validate_json((state_dir / STATE_FILE).read_text())
 
     @classmethod
-    def start(cls, state_dir: Path, *, with_airflow: bool = True) -> Stack:
+    def start(
+        cls,
+        state_dir: Path,
+        *,
+        with_airflow: bool = True,
+        executor: Executor = "LocalExecutor",
+        workers: int = 0,
+    ) -> Stack:
         """Start every service, wait until each answers, and record the stack in state_dir.
 
+        With the CeleryExecutor, `workers` (at least one) Celery workers and their Redis too.
         Leftovers of an earlier stack in state_dir are deleted; a running one is an error.
         On any failure, whatever was already started is stopped again.
         """
+        if (executor == "CeleryExecutor") != (workers > 0) or (workers and not with_airflow):
+            raise StackError(
+                f"{executor} with {workers} workers, Airflow {with_airflow}: Celery workers need "
+                "Airflow on the CeleryExecutor, which needs at least one worker"
+            )
         state_dir = state_dir.resolve()
         try:
             if cls.load(state_dir).running():
                 raise StackError(f"a stack is already running from {state_dir}: stop it first")
         except FileNotFoundError:
             pass
-        for leftover in ("postgres", "airflow", "logs"):
+        for leftover in ("postgres", "airflow", "logs", "redis", "workers"):
             shutil.rmtree(state_dir / leftover, ignore_errors=True)
-        stack = cls(state_dir=state_dir, airflow_port=free_port() if with_airflow else None)
+        stack = cls(
+            state_dir=state_dir,
+            airflow_port=free_port() if with_airflow else None,
+            executor=executor,
+            workers=workers,
+        )
         try:
             stack._start_services()
         except BaseException:
@@ -245,25 +302,54 @@ class Stack(BaseModel):
             ],
             self.mlflow_env(),
         )
+        if self.workers:
+            self._spawn("redis", self.redis.argv(), self._base_env())
         if self.airflow_port is not None:
             self._migrate_airflow()  # meanwhile MLflow migrates its own database
             airflow = [python, "-m", "airflow"]
             env = self.airflow_env()
             self._spawn("airflow-apiserver", [*airflow, "api-server"], env)
-            # Tasks run inside the scheduler (LocalExecutor) and inherit its environment.
             # --skip-serve-logs: its log server would listen on every interface; the API
             # server reads the task logs from the shared AIRFLOW_HOME instead.
-            self._spawn(
-                "airflow-scheduler",
-                [*airflow, "scheduler", "--skip-serve-logs"],
-                env | {"MLFLOW_TRACKING_URI": self.mlflow_uri},
-            )
+            scheduler = [*airflow, "scheduler", "--skip-serve-logs"]
+            self._spawn("airflow-scheduler", scheduler, self.task_env())
             self._spawn("airflow-dag-processor", [*airflow, "dag-processor"], env)
+            self._start_workers()
         self._wait("S3", lambda: http_ok(f"{self.s3_endpoint}/moto-api/"), "s3")
         self.s3_client().create_bucket(Bucket=self.bucket)  # moto starts empty every time
         self._wait("MLflow", lambda: http_ok(f"{self.mlflow_uri}/health"), "mlflow")
         if self.airflow_port is not None:
             self._wait("Airflow", self._airflow_healthy, *AIRFLOW_SERVICES)
+        if self.workers:
+            self._wait_for_workers()
+
+    def _start_workers(self) -> None:
+        """Each Celery worker and its log server, once Redis answers (workers ask it at start)."""
+        if not self.workers:
+            return
+        self._wait("Redis", self.redis.is_ready, "redis", timeout=30)
+        envs = self.worker_envs()
+        for worker in self.celery_workers:
+            worker.prepare()
+            env = envs[worker.name]
+            self._spawn(worker.name, worker.argv(), env)
+            self._spawn(worker.log_server_name, worker.log_server_argv(self.worker_log_port), env)
+
+    def _wait_for_workers(self) -> None:
+        """Every worker consumes from the broker, and every log server accepts connections."""
+        workers = self.celery_workers
+        for worker in workers:
+            self._wait(
+                f"{worker.name} log server",
+                lambda w=worker: listening(w.address, self.worker_log_port),
+                worker.log_server_name,
+            )
+        names = {worker.celery_hostname for worker in workers}
+        self._wait(
+            "Celery workers",
+            lambda: names <= answering_workers(self.redis.url),
+            *(worker.name for worker in workers),
+        )
 
     def _migrate_airflow(self) -> None:
         """Schema migration, and a fixed admin password instead of a generated one."""

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the tests need and pip cannot provide: the PostgreSQL server binaries
-# (devstack runs a real cluster), headless Chromium with its WebDriver (the trigger form test),
-# and OSMesa, the software OpenGL that MuJoCo envs render episode videos with when there is no
-# display (MUJOCO_GL=osmesa, which rl_core.video chooses when MUJOCO_GL is unset). Idempotent
-# and quick when everything is present: `apt-get update` runs only when something is missing.
+# (devstack runs a real cluster), Redis (the Celery broker of `devstack up --executor celery`),
+# headless Chromium with its WebDriver (the trigger form test), and OSMesa, the software OpenGL
+# that MuJoCo envs render episode videos with when there is no display (MUJOCO_GL=osmesa,
+# which rl_core.video chooses when MUJOCO_GL is unset). Idempotent and quick when everything
+# is present: `apt-get update` runs only when something is missing.
 # Needs root to install (CI and the dev machines run as root); reads no stdin; prints one line
 # per package installed.
 set -euo pipefail
@@ -31,6 +32,7 @@ has_osmesa() {
 
 missing=()
 has_postgres_server || missing+=(postgresql)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 has_osmesa || missing+=(libosmesa6)
@@ -50,9 +52,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Debian's postgresql package would start its default cluster on port 5432; devstack runs its
-# own clusters. Unless the machine already has a policy-rc.d, one forbids starting services
-# while we install.
+# Debian's postgresql package would start its default cluster on port 5432, redis-server its
+# default instance on 6379; devstack runs its own. Unless the machine already has a policy-rc.d,
+# one forbids starting services while we install.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   own_policy=/usr/sbin/policy-rc.d
   printf '#!/bin/sh\nexit 101\n' >"$own_policy"

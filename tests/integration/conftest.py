@@ -18,21 +18,32 @@ import pytest
 from devstack import Stack
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """Started once (about 20 s on 2 cores) and stopped, by process group, after the session."""
+def _started(prefix: str, **options: Any) -> Iterator[Stack]:
+    """A stack in a fresh state dir, stopped by process group and deleted afterwards."""
     # Not under pytest's basetemp: that is private (0700) and, when we are root, Postgres runs as
     # the `postgres` OS user, who must be able to reach its data directory.
-    state_dir = Path(tempfile.mkdtemp(prefix="rlops-stack-"))
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
     state_dir.chmod(0o755)
     try:
-        running = Stack.start(state_dir)
+        running = Stack.start(state_dir, **options)
         try:
             yield running
         finally:
             running.stop()
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """Started once (about 20 s on 2 cores) and stopped, by process group, after the session."""
+    yield from _started("rlops-stack-")
+
+
+@pytest.fixture(scope="session")
+def celery_stack() -> Iterator[Stack]:
+    """The same stack on the CeleryExecutor: Redis and two workers that share no disk (~30 s)."""
+    yield from _started("rlops-celery-", executor="CeleryExecutor", workers=2)
 
 
 # -- the pipeline DAG on that stack, through Airflow's REST API (as the UI calls it) -----------
@@ -97,16 +108,22 @@ class AirflowApi:
             time.sleep(2)
         return run
 
-    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
+    def task_log(self, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
         """The text of one try's task log, as the UI shows it."""
         path = f"{_run_path(run_id)}/taskInstances/{task_id}/logs/{try_number}"
-        response = self.http.get(path, headers={"Accept": "application/json"})
+        response = self.http.get(
+            path, params={"map_index": map_index}, headers={"Accept": "application/json"}
+        )
         assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
         return "\n".join(json.dumps(line) for line in response.json()["content"])
 
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run, as the REST API describes it."""
+        return self.get(f"{_run_path(run_id)}/taskInstances")["task_instances"]
+
     def tasks(self, run_id: str) -> dict[tuple[str, int], str]:
         """State of every task instance of a run, by (task_id, map_index)."""
-        instances = self.get(f"{_run_path(run_id)}/taskInstances")["task_instances"]
+        instances = self.task_instances(run_id)
         return {(ti["task_id"], ti["map_index"]): ti["state"] for ti in instances}
 
 
@@ -123,8 +140,7 @@ def _wait_for_dag(api: AirflowApi, timeout: float = 120.0) -> dict[str, Any]:
     return response.json()
 
 
-@pytest.fixture(scope="session")
-def pipeline_api(stack: Stack) -> Iterator[AirflowApi]:
+def _pipeline_api(stack: Stack) -> Iterator[AirflowApi]:
     """The REST API with the pipeline DAG parsed and unpaused, free to start a manual run at once.
 
     Unpausing a cron DAG with catchup=False makes the scheduler start its latest missed nightly
@@ -145,3 +161,15 @@ def pipeline_api(stack: Stack) -> Iterator[AirflowApi]:
         yield api
     finally:
         api.http.close()
+
+
+@pytest.fixture(scope="session")
+def pipeline_api(stack: Stack) -> Iterator[AirflowApi]:
+    """The pipeline on the LocalExecutor stack, ready for manual runs (see _pipeline_api)."""
+    yield from _pipeline_api(stack)
+
+
+@pytest.fixture(scope="session")
+def celery_pipeline_api(celery_stack: Stack) -> Iterator[AirflowApi]:
+    """The pipeline on the Celery stack, ready for manual runs (see _pipeline_api)."""
+    yield from _pipeline_api(celery_stack)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from devstack.celery import VISIBILITY_TIMEOUT, WORKER_CONCURRENCY
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 BINARY = Path(str(files("compose") / "docker-compose"))
@@ -307,6 +309,11 @@ def test_celery_profile_adds_redis_and_a_worker(env_file: Path, dotenv: dict[str
         env = service["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0", name
+        backend = env["AIRFLOW__CELERY__RESULT_BACKEND"]
+        assert backend.startswith("db+postgresql+psycopg2://airflow:"), name  # as devstack runs
+        assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == str(WORKER_CONCURRENCY), name
+        timeout = env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]
+        assert timeout == str(VISIBILITY_TIMEOUT), name
 
 
 def test_monitoring_profile_adds_prometheus_and_grafana(env_file: Path) -> None:

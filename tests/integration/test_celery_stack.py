@@ -1,0 +1,112 @@
+"""The CeleryExecutor stack: Redis and two Celery workers that share no disk, on real processes.
+
+The worker environments are checked as devstack generated them (Airflow processes rewrite their
+own /proc environ and cmdline with setproctitle, so the running processes cannot tell); the
+sweep then shows those environments work: tasks land on both workers and their logs are read.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from devstack import Stack
+from devstack.celery import VISIBILITY_TIMEOUT, answering_workers, worker_address
+from tests.integration.conftest import TINY_CONF, AirflowApi
+
+pytestmark = pytest.mark.integration
+
+# A 4-seed sweep as cheap as the pipeline allows: the fewest steps, one eval episode, no GIF,
+# one torch thread per task (two workers share two cores).
+SWEEP = {
+    **TINY_CONF,
+    "n_seeds": 4,
+    "checkpoint_every": 0,
+    "eval_episodes": 1,
+    "record_video": False,
+    "sac_overrides": {"hidden_sizes": [32, 32], "batch_size": 32, "torch_threads": 1},
+    "registered_model_name": "rlops-celery",
+}
+# Shared by every Airflow process: tokens, connections and served logs are signed with these.
+SECRETS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY")
+CELERY = (
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT",
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+)
+
+
+def test_each_worker_has_a_disk_and_names_of_its_own(celery_stack: Stack) -> None:
+    workers = celery_stack.worker_envs()
+    scheduler = celery_stack.task_env()
+    assert len(workers) == 2
+
+    for key in ("AIRFLOW_HOME", "TMPDIR", "AIRFLOW__CORE__DAGS_FOLDER"):
+        folders = [Path(env[key]) for env in workers.values()]
+        assert Path(scheduler.get(key, "/nowhere")) not in folders, key
+        for a in folders:  # none is another's, nor inside another's
+            assert all(a == b or not a.is_relative_to(b) for b in folders), key
+        assert len(set(folders)) == len(folders), key
+        assert all(folder.is_dir() for folder in folders), key
+    for env in workers.values():
+        dags = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
+        assert (dags / "rlops_sac_pipeline.py").is_file()  # its own copy, not the repo's folder
+
+    # Unique names: Celery's node name (a duplicate is refused) and Airflow's task hostname.
+    assert answering_workers(celery_stack.redis.url) == {
+        worker.celery_hostname for worker in celery_stack.celery_workers
+    }
+    hostnames = {env["RLOPS_WORKER_ADDRESS"] for env in workers.values()}
+    assert len(hostnames) == 2 and "127.0.0.1" not in hostnames
+    callable_path = f"{worker_address.__module__}.{worker_address.__name__}"
+    assert {env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] for env in workers.values()} == {callable_path}
+
+
+def test_workers_share_the_secrets_and_execution_api_of_the_other_services(
+    celery_stack: Stack,
+) -> None:
+    scheduler = celery_stack.task_env()
+    url = scheduler["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+
+    # The devstack API server, never the http://localhost:8080/execution/ default.
+    assert url == f"{celery_stack.airflow_url}/execution/"
+    assert urlsplit(url).port == celery_stack.airflow_port != 8080
+    others = {"airflow-apiserver": celery_stack.airflow_env(), **celery_stack.worker_envs()}
+    for name, env in others.items():
+        for key in (*SECRETS, *CELERY):
+            assert env[key] == scheduler[key], (name, key)
+    assert scheduler["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    timeout = int(scheduler["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"])
+    assert timeout == VISIBILITY_TIMEOUT >= 6 * 3600  # above the longest training: no redelivery
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which the venv does not have.
+    assert scheduler["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
+
+
+def test_a_seed_sweep_spreads_over_the_workers_and_each_log_is_readable(
+    celery_stack: Stack, celery_pipeline_api: AirflowApi
+) -> None:
+    began = time.monotonic()
+    run = celery_pipeline_api.run_to_end(SWEEP)
+    run_id = run["dag_run_id"]
+    print(f"4-seed sweep on 2 Celery workers: {time.monotonic() - began:.1f} s")
+
+    assert run["state"] == "success", celery_pipeline_api.tasks(run_id)
+    trained = [ti for ti in celery_pipeline_api.task_instances(run_id) if ti["task_id"] == "train"]
+    assert sorted(ti["map_index"] for ti in trained) == [0, 1, 2, 3]
+    addresses = {worker.address for worker in celery_stack.celery_workers}
+    hosts = {ti["hostname"] for ti in trained}
+    assert hosts == addresses  # both workers trained
+
+    port = celery_stack.worker_log_port
+    for host in hosts:  # one log per worker, fetched by the API server from its log server
+        ti = next(ti for ti in trained if ti["hostname"] == host)
+        log = celery_pipeline_api.task_log(run_id, "train", map_index=ti["map_index"])
+        assert "Could not read served logs" not in log
+        assert f"http://{host}:{port}/log/" in log  # the source: that worker's log server
+        assert "trained steps 0..1000" in log, log[-2000:]
