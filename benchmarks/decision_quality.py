@@ -106,7 +106,13 @@ def _degraded(
         probe_mean = evaluate(_noisy(champion, sigma, 0, *bounds), args.env, probe).mean
         low, high = (sigma, high) if probe_mean > target else (low, sigma)
     sigma = (low + high) / 2
-    return _pool(f"champion, noise {sigma:.3f}", _noisy(champion, sigma, 1, *bounds), args)
+    pool = _pool(f"champion, noise {sigma:.3f}", _noisy(champion, sigma, 1, *bounds), args)
+    if abs(pool.mean - target) > 0.5 * loss * abs(healthy.mean):
+        print(
+            f"  WARNING: no action noise costs the champion {loss:.0%}: noise {sigma:.3f} gives "
+            f"{pool.mean:.1f}, not {target:.1f}; the {loss:.0%} rows below do not measure that"
+        )
+    return pool
 
 
 def _blocks(rng: np.random.Generator, pool_size: int, size: int, n: int) -> list[slice]:
