@@ -27,7 +27,16 @@ from devstack.processes import StackError
 EXECUTOR = "CeleryExecutor"
 # An unacknowledged task is redelivered to another worker after this long. Airflow's Celery app
 # acknowledges late, so it must exceed the longest training task, or that task runs twice.
+# A killed worker's task is never acknowledged either: it waits in Redis for this long, while the
+# scheduler's retry runs it again much sooner (TASK_HEARTBEAT_TIMEOUT), as a new try with a new
+# task instance id, so a late redelivery of the old try could not start it a second time.
 VISIBILITY_TIMEOUT = 6 * 3600
+# A task whose heartbeats stop (its worker died) is failed, and retried, after this long, not
+# after Airflow's 300 s. The task supervisor beats every [workers] min_heartbeat_interval (5 s),
+# so a healthy task would have to miss about six beats in a row to be taken for dead.
+TASK_HEARTBEAT_TIMEOUT = 30
+# How often the scheduler looks for such tasks (Airflow's default: 10 s).
+HEARTBEAT_TIMEOUT_CHECK_INTERVAL = 5
 # One task at a time per worker: a training task keeps a core busy; scale with workers instead.
 WORKER_CONCURRENCY = 1
 # Where a worker's hostname callable finds the loopback address its log server listens on.
@@ -63,6 +72,11 @@ def celery_settings(*, broker_url: str, result_backend: str, log_port: int) -> d
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
         # The API server builds every worker's log URL with this one port (see the docstring).
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+        # The scheduler judges by it, the workers' task supervisors pace their heartbeats by it.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(TASK_HEARTBEAT_TIMEOUT),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(
+            HEARTBEAT_TIMEOUT_CHECK_INTERVAL
+        ),
     }
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
@@ -42,14 +43,49 @@ class ProcessRef(BaseModel):
                 return []
         except psutil.NoSuchProcess:
             pass  # the leader died; workers it forked may still hold the group
-        found = []
-        for proc in psutil.process_iter(["status"]):
-            try:
-                if os.getpgid(proc.pid) == self.pid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                continue
-        return found
+        return group_members(self.pid)
+
+    def kill(self, timeout: float = 20.0) -> None:
+        """SIGKILL the group and every group its processes started, as a machine's death would.
+
+        A Celery worker's task runner leads a process group of its own (Airflow's task
+        supervisor forks it with new_process_group), which a signal to the worker's group alone
+        would leave running, orphaned, still training and uploading.
+        """
+        groups = {self.pid}
+        for proc in self.members():
+            for child in _children(proc):
+                with suppress(ProcessLookupError):
+                    groups.add(os.getpgid(child.pid))
+        groups.discard(os.getpgid(0))  # never our own
+        for group in groups:
+            with suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while alive := [proc.pid for group in groups for proc in group_members(group)]:
+            if time.monotonic() > deadline:
+                raise StackError(f"processes survived SIGKILL: {alive}")
+            time.sleep(0.1)
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live processes of process group `pgid` (zombies do not count)."""
+    found = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return found
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    """All descendants of proc; none once it is gone."""
+    try:
+        return proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def free_port() -> int:

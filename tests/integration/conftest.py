@@ -121,6 +121,11 @@ class AirflowApi:
         """Every task instance of a run, as the REST API describes it."""
         return self.get(f"{_run_path(run_id)}/taskInstances")["task_instances"]
 
+    def task_tries(self, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        """Every try of one task instance, first try first (earlier ones from its history)."""
+        path = f"{_run_path(run_id)}/taskInstances/{task_id}/{map_index}/tries"
+        return sorted(self.get(path)["task_instances"], key=lambda ti: ti["try_number"])
+
     def tasks(self, run_id: str) -> dict[tuple[str, int], str]:
         """State of every task instance of a run, by (task_id, map_index)."""
         instances = self.task_instances(run_id)

@@ -45,3 +45,21 @@ def test_a_pid_reused_by_another_process_is_left_alone() -> None:
     # A stale state file must never make `down` signal an unrelated process group.
     stale = ProcessRef(pid=os.getpid(), started=0.0)  # this PID, started long ago
     assert stale.members() == []
+
+
+def test_kill_reaches_the_groups_a_service_started_too(tmp_path: Path) -> None:
+    # Like a Celery worker whose task runner leads a process group of its own (setsid here).
+    leader = spawn(["sh", "-c", "setsid sleep 60 & sleep 60 & wait"], ENV, tmp_path / "sh.log")
+    ref = ref_of(leader)
+
+    def own_groups() -> list[psutil.Process]:
+        return [p for p in psutil.Process(leader.pid).children() if os.getpgid(p.pid) == p.pid]
+
+    _wait_for(lambda: len(own_groups()) == 1 and len(ref.members()) == 2)  # sh and one sleep
+    (own_group,) = own_groups()
+
+    ref.kill()
+
+    assert ref.members() == []
+    assert leader.wait(timeout=5) == -9
+    assert not own_group.is_running() or own_group.status() == psutil.STATUS_ZOMBIE
