@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from devstack.celery import MAX_WORKERS
-from devstack.postgres import REPO
+from devstack.postgres import APP_DATABASES, REPO
 from devstack.processes import StackError
 from devstack.stack import Executor, Stack
 
@@ -65,7 +65,7 @@ def _describe(stack: Stack) -> None:
             f"Celery     {worker.celery_hostname}   hostname {worker.address}, "
             f"logs http://{worker.address}:{stack.worker_log_port}, disk {worker.root}"
         )
-    for db in ("airflow", "mlflow"):
+    for db in APP_DATABASES:
         print(f"Postgres   {stack.postgres_dsn(db)}")
     print(f"logs       {stack.state_dir / 'logs'}")
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,17 @@ WORKER_CONCURRENCY = 1
 # Where a worker's hostname callable finds the loopback address its log server listens on.
 ADDRESS_VARIABLE = "RLOPS_WORKER_ADDRESS"
 MAX_WORKERS = 32
+# One value for every Airflow process of a deployment; a worker is checked against the API
+# server before it starts. A task token signed with another JWT secret is refused by the
+# execution API ("Signature verification failed", apache/airflow#62026); a log request signed
+# with another API secret key by a worker's log server; connections encrypted with another
+# fernet key cannot be read; another execution API URL sends tasks elsewhere (#49931).
+SHARED_WITH_API_SERVER = (
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+)
 
 # Loopback only, with a password like the databases; no RDB snapshots, no append-only file: a
 # broker that forgets its queue when it stops, as the stack's S3 forgets its objects.
@@ -198,3 +210,41 @@ def answering_workers(broker_url: str) -> set[str]:
     finally:
         app.close()
     return {name for reply in replies for name in reply}
+
+
+def check_shared_settings(
+    worker: str, env: Mapping[str, str], api_server: Mapping[str, str]
+) -> None:
+    """Refuse a worker environment that differs from the API server's in SHARED_WITH_API_SERVER.
+
+    Unset counts as different: the worker would fall back to a default, or to a secret generated
+    in its own AIRFLOW_HOME. The error names the variables, never their values (it ends up in
+    logs and tracebacks).
+    """
+    differing = [
+        key for key in SHARED_WITH_API_SERVER if not env.get(key) or env[key] != api_server.get(key)
+    ]
+    if differing:
+        raise StackError(
+            f"{worker} would not share {', '.join(differing)} with the API server: "
+            "its tasks would fail (e.g. 'Invalid auth token: Signature verification failed')"
+        )
+
+
+def check_hostnames_free(hostnames: Sequence[str], broker_url: str) -> None:
+    """Refuse Celery hostnames given twice, or already answering a ping through the broker.
+
+    Celery only warns (DuplicateNodenameWarning) about a second worker under a name in use:
+    both consume, and replies to ping, inspect and shutdown get mixed up. Airflow's own check
+    in `airflow celery worker` matches node names ending in "@<--celery-hostname>", so a full
+    "name@host", as devstack gives, never matches.
+    """
+    twice = sorted({name for name in hostnames if hostnames.count(name) > 1})
+    if twice:
+        raise StackError(f"Celery hostname given to more than one worker: {', '.join(twice)}")
+    taken = sorted(set(hostnames) & answering_workers(broker_url))
+    if taken:
+        raise StackError(
+            f"a live Celery worker already answers as {', '.join(taken)}: stop it first, "
+            "or start this one under another hostname"
+        )

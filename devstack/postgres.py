@@ -1,4 +1,4 @@
-"""A disposable PostgreSQL cluster on 127.0.0.1, with the two databases of the compose stack.
+"""A disposable PostgreSQL cluster on 127.0.0.1, with the databases of the compose stack.
 
 PostgreSQL refuses to run as root: when we are root, initdb and pg_ctl run as the `postgres` OS
 user (runuser), which must own the cluster directory and be able to reach it.
@@ -19,6 +19,8 @@ from devstack.processes import StackError, log_tail
 REPO = Path(__file__).resolve().parents[1]
 # The compose file's init script: devstack creates the databases and roles with the same SQL.
 INIT_SCRIPT = REPO / "docker" / "postgres" / "initdb" / "10-create-databases.sh"
+APP_DATABASES = ("airflow", "mlflow", "optuna")
+"""One database and login role each (Optuna: the tuning DAG's studies)."""
 
 # Appended to postgresql.conf. TCP on loopback only (no Unix socket, so no socket directory to
 # share); durability is off because the cluster is thrown away at the next `up` anyway, and
@@ -133,15 +135,14 @@ class PostgresCluster:
         return subprocess.run(argv, capture_output=True).returncode == 0
 
     def create_app_databases(self, passwords: dict[str, str]) -> None:
-        """Run the compose stack's init script: databases `airflow` and `mlflow`, one role each."""
+        """Run the compose stack's init script: the `APP_DATABASES`, one role each."""
         env = {
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
             "PGHOST": "127.0.0.1",
             "PGPORT": str(self.port),
             "PGPASSWORD": self.superuser_password,
             "POSTGRES_USER": "postgres",
-            "AIRFLOW_DB_PASSWORD": passwords["airflow"],
-            "MLFLOW_DB_PASSWORD": passwords["mlflow"],
+            **{f"{db.upper()}_DB_PASSWORD": passwords[db] for db in APP_DATABASES},
         }
         done = subprocess.run(["bash", str(INIT_SCRIPT)], env=env, capture_output=True, text=True)
         if done.returncode != 0:

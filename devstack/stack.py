@@ -1,4 +1,5 @@
-"""The stack: one Postgres with two databases, S3 (moto), an MLflow server, Airflow's services.
+"""The stack: one Postgres (Airflow's, MLflow's and Optuna's databases), S3 (moto), an MLflow
+server, Airflow's services.
 
 The same topology as docker-compose.yaml, as plain processes on 127.0.0.1 with free ports;
 with the CeleryExecutor, also its `celery` profile: Redis and Celery workers (devstack.celery).
@@ -23,8 +24,16 @@ import boto3
 import httpx
 from pydantic import BaseModel, Field, PrivateAttr
 
-from devstack.celery import MAX_WORKERS, Redis, Worker, answering_workers, celery_settings
-from devstack.postgres import REPO, PostgresCluster
+from devstack.celery import (
+    MAX_WORKERS,
+    Redis,
+    Worker,
+    answering_workers,
+    celery_settings,
+    check_hostnames_free,
+    check_shared_settings,
+)
+from devstack.postgres import APP_DATABASES, REPO, PostgresCluster
 from devstack.processes import (
     ProcessRef,
     StackError,
@@ -40,8 +49,10 @@ from devstack.processes import (
 
 STATE_FILE = "state.json"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
-Database = Literal["postgres", "airflow", "mlflow"]
+Database = Literal["postgres", "airflow", "mlflow", "optuna"]
 Executor = Literal["LocalExecutor", "CeleryExecutor"]
+OPTUNA_STORAGE_ENV = "RLOPS_OPTUNA_STORAGE"
+"""Where the tuning DAG's tasks find the Optuna database (rlops_airflow.tuning reads it)."""
 CELERY_PARALLELISM = 16  # Airflow's default [core] max_active_tasks_per_dag
 
 
@@ -57,7 +68,7 @@ class Stack(BaseModel):
     postgres_port: int = Field(default_factory=free_port)
     # One login role per database, as in the compose file's init script; `postgres` is superuser.
     db_passwords: dict[str, str] = Field(
-        default_factory=lambda: {db: _secret() for db in ("postgres", "airflow", "mlflow")}
+        default_factory=lambda: {db: _secret() for db in ("postgres", *APP_DATABASES)}
     )
     s3_port: int = Field(default_factory=free_port)
     s3_access_key: str = Field(default_factory=lambda: secrets.token_hex(10).upper())
@@ -200,8 +211,12 @@ class Stack(BaseModel):
         return env
 
     def task_env(self) -> dict[str, str]:
-        """Where tasks run (the scheduler under the LocalExecutor): they also need MLflow."""
-        return self.airflow_env() | {"MLFLOW_TRACKING_URI": self.mlflow_uri}
+        """Where tasks run (the scheduler under the LocalExecutor): they also need MLflow and
+        the Optuna database."""
+        return self.airflow_env() | {
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            OPTUNA_STORAGE_ENV: self.postgres_dsn("optuna", "postgresql+psycopg2"),
+        }
 
     def worker_envs(self) -> dict[str, dict[str, str]]:
         """Each Celery worker's environment, by service name."""
@@ -324,11 +339,19 @@ class Stack(BaseModel):
             self._wait_for_workers()
 
     def _start_workers(self) -> None:
-        """Each Celery worker and its log server, once Redis answers (workers ask it at start)."""
+        """Each Celery worker and its log server, once Redis answers (workers ask it at start).
+
+        None starts if one would not share the API server's secrets and execution API, or if a
+        Celery hostname is given twice or already answers through the broker.
+        """
         if not self.workers:
             return
         self._wait("Redis", self.redis.is_ready, "redis", timeout=30)
         envs = self.worker_envs()
+        api_server = self.airflow_env()
+        for name, env in envs.items():
+            check_shared_settings(name, env, api_server)
+        check_hostnames_free([w.celery_hostname for w in self.celery_workers], self.redis.url)
         for worker in self.celery_workers:
             worker.prepare()
             env = envs[worker.name]

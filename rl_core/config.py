@@ -229,7 +229,8 @@ def describe_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
         elif not loc:  # a rule across fields: its message names them
             lines.append(error["msg"].removeprefix("Value error, "))
         else:
-            lines.append(f"{field}: {error['msg']} (given {error.get('input')!r})")
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{field}: {message} (given {error.get('input')!r})")
     return lines
 
 

@@ -12,7 +12,7 @@ import logging
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +49,9 @@ uploaded beside the final checkpoint: what evaluation and export download, not t
 training state."""
 CONFIG_ARTIFACT = "config.yaml"
 RECENT_EPISODES = 10
+EvaluationHook = Callable[[int, float], None]
+"""Called with (env step, mean return) after each evaluation during training; raising stops
+the run there (a tuning trial's pruner does)."""
 
 
 @dataclass
@@ -155,9 +158,12 @@ class _LogWindow:
 class _Run:
     """Mutable state of one training run; `train()` is the public entry point."""
 
-    def __init__(self, config: SACConfig, tracker: Tracker) -> None:
+    def __init__(
+        self, config: SACConfig, tracker: Tracker, on_evaluation: EvaluationHook | None = None
+    ) -> None:
         self.config = config
         self.tracker = tracker
+        self.on_evaluation = on_evaluation
         self.env = make_env(config.env)
         obs_dim, act_dim = space_dims(self.env)
         space = self.env.action_space
@@ -297,6 +303,8 @@ class _Run:
             self.best.mean_return,
             self.best.step,
         )
+        if self.on_evaluation is not None:
+            self.on_evaluation(step, mean_return)
 
     def _end_episode(self, episode_return: float) -> None:
         p = self.progress
@@ -338,11 +346,13 @@ def train(
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
     show_progress: bool = True,
+    on_evaluation: EvaluationHook | None = None,
 ) -> TrainResult:
     """Train SAC per `config`, optionally resuming from a checkpoint file.
 
     With `checkpoint_path`, a checkpoint is written at the first episode end after every
-    `checkpoint_every` steps and once at the end, and each is logged to the tracker.
+    `checkpoint_every` steps and once at the end, and each is logged to the tracker. With
+    `eval_every`, `on_evaluation` hears each evaluation during training.
     """
     tracker = tracker or NullTracker()
     if resume_from is not None:
@@ -357,7 +367,7 @@ def train(
             )
     torch.set_num_threads(config.torch_threads)
     _keep_freed_memory_mapped()
-    run = _Run(config, tracker)
+    run = _Run(config, tracker, on_evaluation)
     start_step = 0
     if resume_from is not None:
         run.load_state_dict(state)

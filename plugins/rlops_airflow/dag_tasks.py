@@ -33,7 +33,8 @@ def _settings(params: dict[str, Any]) -> PipelineSettings:
     return PipelineSettings(**params)
 
 
-def _airflow_run(dag_run: Any) -> AirflowRun:
+def airflow_run(dag_run: Any) -> AirflowRun:
+    """Who a task belongs to, with a link to the run in the Airflow UI when its URL is known."""
     from airflow.sdk.configuration import conf
 
     from rlops_airflow.mlflow_run import AirflowRun
@@ -45,7 +46,7 @@ def _airflow_run(dag_run: Any) -> AirflowRun:
     return AirflowRun(dag_run.dag_id, dag_run.run_id, ui_url)
 
 
-def _task_code() -> ModuleType:
+def task_code() -> ModuleType:
     """`rlops_airflow.tasks`, once MLflow is ready for a task (see `prepare_mlflow`)."""
     from rlops_airflow.task_runtime import prepare_mlflow
 
@@ -55,7 +56,8 @@ def _task_code() -> ModuleType:
     return tasks
 
 
-def _publish_run_link(ti: Any, mlflow_run_id: str) -> None:
+def publish_run_link(ti: Any, mlflow_run_id: str) -> None:
+    """The task's **MLflow run** link (rlops_links reads this XCom)."""
     from rlops_airflow.mlflow_run import run_url
 
     url = run_url(mlflow_run_id)
@@ -117,26 +119,26 @@ def sweep_seeds(settings: dict[str, Any]) -> list[int]:
 @task(retries=TRAIN_RETRIES, retry_delay=timedelta(seconds=30))
 def train(seed: int, params: dict | None = None, dag_run: Any = None, ti: Any = None) -> dict:
     """Train SAC with `seed` (resuming from the last checkpoint on retry)."""
-    tasks = _task_code()
-    result = tasks.train_candidate(_settings(params), _airflow_run(dag_run), seed)
-    _publish_run_link(ti, result["mlflow_run_id"])
+    tasks = task_code()
+    result = tasks.train_candidate(_settings(params), airflow_run(dag_run), seed)
+    publish_run_link(ti, result["mlflow_run_id"])
     return result
 
 
 @task
 def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None) -> dict:
     """Quality gate: mean deterministic return on the fixed eval seeds."""
-    tasks = _task_code()
-    _publish_run_link(ti, trained["mlflow_run_id"])
+    tasks = task_code()
+    publish_run_link(ti, trained["mlflow_run_id"])
     return {**trained, **tasks.evaluate_candidate(_settings(params), trained["mlflow_run_id"])}
 
 
 @task
 def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
     """The sweep's best candidate goes on; the others stay as MLflow runs."""
-    tasks = _task_code()
+    tasks = task_code()
     winner = tasks.select_candidate(evaluations[:])  # one read; iterating probes past the end
-    _publish_run_link(ti, winner["mlflow_run_id"])
+    publish_run_link(ti, winner["mlflow_run_id"])
     return winner
 
 
@@ -144,8 +146,8 @@ def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[
 def export_torchscript(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """The policy as an MLflow model (pyfunc around the TorchScript actor, checked against
     the eager one); returns its `models:/` URI."""
-    tasks = _task_code()
-    _publish_run_link(ti, candidate["mlflow_run_id"])
+    tasks = task_code()
+    publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.export_candidate(candidate["mlflow_run_id"], candidate["actor_artifact"])
 
 
@@ -154,8 +156,8 @@ def benchmark_latency(
     candidate: dict[str, Any], exported: dict[str, Any], ti: Any = None
 ) -> dict[str, Any]:
     """Eager vs TorchScript latency at batch 1/8/32/128; speedup as metrics."""
-    tasks = _task_code()
-    _publish_run_link(ti, candidate["mlflow_run_id"])
+    tasks = task_code()
+    publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.benchmark_candidate(
         candidate["mlflow_run_id"], candidate["actor_artifact"], exported
     )
@@ -171,9 +173,9 @@ def register(
     ti: Any = None,
 ) -> dict[str, Any]:
     """A model version in the MLflow registry, tagged with the gate results."""
-    tasks = _task_code()
-    _publish_run_link(ti, candidate["mlflow_run_id"])
-    airflow = _airflow_run(dag_run)
+    tasks = task_code()
+    publish_run_link(ti, candidate["mlflow_run_id"])
+    airflow = airflow_run(dag_run)
     return tasks.register_candidate(_settings(params), airflow, candidate, exported, latency)
 
 
@@ -186,6 +188,6 @@ def promote(
 ) -> dict:
     """PythonOperator callable: champion only if the gate passes on the figures upstream
     measured; else tagged rejected."""
-    tasks = _task_code()
-    _publish_run_link(ti, candidate["mlflow_run_id"])
+    tasks = task_code()
+    publish_run_link(ti, candidate["mlflow_run_id"])
     return tasks.promote_candidate(_settings(params), candidate, latency, registered)

@@ -40,6 +40,10 @@ class AirflowRun:
     def candidate_key(self, seed: int) -> str:
         return f"{self.key}/seed={seed}"
 
+    def trial_key(self, map_index: int) -> str:
+        """Key of a tuning DAG run's trial task `map_index` (its MLflow run, its Optuna trial)."""
+        return f"{self.key}/trial={map_index}"
+
     def tags(self) -> dict[str, str]:
         tags = {
             tag_names.AIRFLOW_DAG_ID: self.dag_id,
@@ -55,9 +59,8 @@ def _experiment_id(client: MlflowClient) -> str:
     return get_or_create_experiment(client, experiment_name(), artifact_location())
 
 
-def find_candidate_run(airflow: AirflowRun, seed: int, client: MlflowClient) -> str | None:
-    """The MLflow run id of this DAG run's candidate `seed`, if `train` already created it."""
-    key = airflow.candidate_key(seed)
+def find_keyed_run(key: str, client: MlflowClient) -> str | None:
+    """The MLflow run id tagged with candidate key `key`, if a task already created it."""
     if "'" in key:
         raise ValueError(f"Airflow run key {key!r} may not contain a single quote")
     runs = client.search_runs(
@@ -69,14 +72,19 @@ def find_candidate_run(airflow: AirflowRun, seed: int, client: MlflowClient) -> 
     return runs[0].info.run_id if runs else None
 
 
-def get_or_create_candidate_run(airflow: AirflowRun, seed: int, run_name: str) -> str:
-    """The run id of candidate `seed` of this DAG run, creating the run on first call."""
+def get_or_create_keyed_run(airflow: AirflowRun, key: str, run_name: str) -> str:
+    """The run id of the run keyed `key` in this DAG run, creating the run on first call."""
     client = MlflowClient()
-    existing = find_candidate_run(airflow, seed, client)
+    existing = find_keyed_run(key, client)
     if existing is not None:
         return existing
-    tags = {**airflow.tags(), tag_names.CANDIDATE_KEY: airflow.candidate_key(seed)}
+    tags = {**airflow.tags(), tag_names.CANDIDATE_KEY: key}
     return client.create_run(_experiment_id(client), run_name=run_name, tags=tags).info.run_id
+
+
+def get_or_create_candidate_run(airflow: AirflowRun, seed: int, run_name: str) -> str:
+    """The run id of candidate `seed` of this DAG run, creating the run on first call."""
+    return get_or_create_keyed_run(airflow, airflow.candidate_key(seed), run_name)
 
 
 def ui_base_url() -> str | None:

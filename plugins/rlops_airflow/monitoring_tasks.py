@@ -19,6 +19,8 @@ from typing import Any
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from rlops_airflow.dag_tasks import airflow_run
+
 log = logging.getLogger(__name__)
 
 ALERT_WEBHOOK_VARIABLE = "rlops_alert_webhook_url"
@@ -61,7 +63,7 @@ def evaluate_champion(
         min_served_episodes=params["min_served_episodes"],
         window=timedelta(minutes=params["served_window_minutes"]),
     )
-    check = monitoring.check_champion(name, evidence, _moment(dag_run), _airflow_run(dag_run))
+    check = monitoring.check_champion(name, evidence, _moment(dag_run), airflow_run(dag_run))
     if check is None:
         raise AirflowSkipException(f"{name} has no champion: nothing to monitor")
     log.info(
@@ -110,7 +112,7 @@ def judge_canary(params: dict | None = None, dag_run: Any = None) -> dict[str, A
         promote=params["promote_on_canary"],
     )
     name = params["registered_model_name"]
-    verdict = canary.judge_canary(name, rule, _moment(dag_run), _airflow_run(dag_run))
+    verdict = canary.judge_canary(name, rule, _moment(dag_run), airflow_run(dag_run))
     if verdict is None:
         raise AirflowSkipException(f"{name} has no challenger apart from its champion")
     log.info("canary: %s; %s", verdict.reason, verdict.action)
@@ -127,12 +129,6 @@ def _prepare() -> None:
 def _moment(dag_run: Any) -> datetime:
     """When the check is due: a REST trigger may have no logical date."""
     return dag_run.logical_date or dag_run.run_after
-
-
-def _airflow_run(dag_run: Any) -> Any:
-    from rlops_airflow.mlflow_run import AirflowRun
-
-    return AirflowRun(dag_run.dag_id, dag_run.run_id)
 
 
 def alert_on_failure(context: Any) -> None:

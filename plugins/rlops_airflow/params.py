@@ -17,22 +17,30 @@ from pydantic import BaseModel
 from rlops_airflow.settings import PipelineSettings
 
 
-def _inline(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
-    """Replace a `$ref` to a definition by the definition itself (the field's keys win)."""
-    if "$ref" not in schema:
+def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """`schema` with every `$ref` to a definition replaced by the definition, at any depth
+    (a Param's schema is validated on its own, without the model's `$defs`)."""
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    if not isinstance(schema, dict):
         return schema
-    referenced = definitions[schema["$ref"].rsplit("/", 1)[-1]]
-    inlined = {key: value for key, value in referenced.items() if key != "title"}
-    return {**inlined, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if "$ref" in schema:
+        referenced = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        merged = {key: value for key, value in referenced.items() if key != "title"}
+        schema = {**merged, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return {key: _inlined(value, definitions) for key, value in schema.items()}
 
 
-def pipeline_params() -> dict[str, Param]:
-    """One Param per `PipelineSettings` field, in field order, with its default."""
-    schema = PipelineSettings.model_json_schema()
+def settings_params(model: type[BaseModel], omit: frozenset[str] = frozenset()) -> dict[str, Param]:
+    """One Param per field of a settings model, in field order, with its default; fields in
+    `omit` are left to the conf (not shown in the form)."""
+    schema = model.model_json_schema()
     definitions = schema.get("$defs", {})
     params = {}
-    for name, field in PipelineSettings.model_fields.items():
-        field_schema = _inline(dict(schema["properties"][name]), definitions)
+    for name, field in model.model_fields.items():
+        if name in omit:
+            continue
+        field_schema = _inlined(dict(schema["properties"][name]), definitions)
         field_schema.pop("default", None)
         description = field_schema.pop("description")
         default = field.get_default(call_default_factory=True)
@@ -40,3 +48,8 @@ def pipeline_params() -> dict[str, Param]:
             default = default.model_dump(exclude_unset=True)
         params[name] = Param(default, description=description, **field_schema)
     return params
+
+
+def pipeline_params() -> dict[str, Param]:
+    """The pipeline DAG's Params: every `PipelineSettings` field."""
+    return settings_params(PipelineSettings)

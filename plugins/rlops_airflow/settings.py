@@ -61,7 +61,7 @@ class ConfError(ValueError):
     """A DAG run's conf that cannot run; the message names every bad field."""
 
 
-def _param(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
+def form_field(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
     """A field that is also a trigger-form param: title, description and section shown."""
     return Field(
         default,
@@ -77,7 +77,7 @@ class PipelineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    env_id: str = _param(
+    env_id: str = form_field(
         "Pendulum-v1",
         TRAINING,
         "Environment",
@@ -88,20 +88,20 @@ class PipelineSettings(BaseModel):
         pattern=r"^[A-Za-z0-9_.:/\-]+$",  # also refuses the empty string, with one message
         examples=list(ENV_PROPOSALS),
     )
-    env_packages: list[Annotated[str, Field(pattern=MODULE_NAME)]] = _param(
+    env_packages: list[Annotated[str, Field(pattern=MODULE_NAME)]] = form_field(
         [],
         TRAINING,
         "Env packages",
         "Python modules imported before the env is made, e.g. one that registers it.",
         max_length=16,
     )
-    env_kwargs: dict[str, Any] = _param(  # JSON from the conf; SACConfig checks it further
+    env_kwargs: dict[str, Any] = form_field(  # JSON from the conf; SACConfig checks it further
         {},
         TRAINING,
         "Env keyword arguments",
         'Passed to gymnasium.make, e.g. {"g": 9.81} for Pendulum-v1.',
     )
-    total_timesteps: int = _param(
+    total_timesteps: int = form_field(
         20_000,
         TRAINING,
         "Total timesteps",
@@ -109,7 +109,7 @@ class PipelineSettings(BaseModel):
         ge=1_000,
         le=2_000_000,
     )
-    seed: int = _param(
+    seed: int = form_field(
         0,
         TRAINING,
         "Seed",
@@ -117,7 +117,7 @@ class PipelineSettings(BaseModel):
         ge=0,
         le=MAX_SEED,
     )
-    n_seeds: int = _param(
+    n_seeds: int = form_field(
         1,
         TRAINING,
         "Seeds to sweep",
@@ -125,7 +125,7 @@ class PipelineSettings(BaseModel):
         ge=1,
         le=8,
     )
-    checkpoint_every: int = _param(
+    checkpoint_every: int = form_field(
         5_000,
         TRAINING,
         "Checkpoint every (steps)",
@@ -134,7 +134,7 @@ class PipelineSettings(BaseModel):
         ge=0,
         le=2_000_000,
     )
-    eval_episodes: int = _param(
+    eval_episodes: int = form_field(
         50,
         EVALUATION,
         "Evaluation episodes",
@@ -144,7 +144,7 @@ class PipelineSettings(BaseModel):
         ge=1,
         le=100,
     )
-    eval_seed_start: int = _param(
+    eval_seed_start: int = form_field(
         1000,
         EVALUATION,
         "First evaluation seed",
@@ -152,14 +152,14 @@ class PipelineSettings(BaseModel):
         ge=0,
         le=MAX_SEED - 99,
     )
-    use_best: StrictBool = _param(
+    use_best: StrictBool = form_field(
         True,
         EVALUATION,
         "Gate the best policy",
         "With eval_every in sac_overrides: the gate, export and registry take the best policy "
         "of the evaluations during training; off, the last one.",
     )
-    record_video: StrictBool = _param(
+    record_video: StrictBool = form_field(
         True,
         EVALUATION,
         "Record a video",
@@ -167,7 +167,7 @@ class PipelineSettings(BaseModel):
         "animated GIF on its MLflow run (video/episode.gif). An env that cannot render here "
         "never fails the run: the run's tag rlops.video says why there is none.",
     )
-    min_reward: float = _param(
+    min_reward: float = form_field(
         -250.0,
         PROMOTION,
         "Minimum mean return",
@@ -176,7 +176,7 @@ class PipelineSettings(BaseModel):
         le=1e9,
         allow_inf_nan=False,
     )
-    min_speedup: float = _param(
+    min_speedup: float = form_field(
         1.5,
         PROMOTION,
         "Minimum TorchScript speedup",
@@ -185,14 +185,14 @@ class PipelineSettings(BaseModel):
         le=100.0,
         allow_inf_nan=False,
     )
-    compare_with_champion: StrictBool = _param(
+    compare_with_champion: StrictBool = form_field(
         True,
         PROMOTION,
         "Must not be worse than the champion",
         "Also require, on the same eval seeds episode by episode, a mean return difference "
         "to the current champion whose confidence interval stays at or above -margin.",
     )
-    confidence: float = _param(
+    confidence: float = form_field(
         0.95,
         PROMOTION,
         "Confidence level",
@@ -201,7 +201,7 @@ class PipelineSettings(BaseModel):
         le=0.999,
         allow_inf_nan=False,
     )
-    noninferiority_margin: float = _param(
+    noninferiority_margin: float = form_field(
         0.0,
         PROMOTION,
         "Non-inferiority margin",
@@ -212,12 +212,21 @@ class PipelineSettings(BaseModel):
         le=1.0,
         allow_inf_nan=False,
     )
-    registered_model_name: str = _param(
+    registered_model_name: str = form_field(
         "rlops-sac-pendulum",
         PROMOTION,
         "Registered model name",
         "MLflow registry name (letters, digits, '.', '_', '-').",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
+    )
+    tuned_by: str = form_field(
+        "",
+        ADVANCED,
+        "Tuned by",
+        "Set by the rlops_sac_tune DAG: '<study>#<trial number>', the Optuna trial whose "
+        "config this run trains; recorded on the candidate's run and model version.",
+        max_length=300,
+        pattern=r"^$|^[A-Za-z0-9_.:+/\-]+#[0-9]+$",
     )
     sac_overrides: SACOverrides = Field(  # type: ignore[valid-type]
         default_factory=SACOverrides,
@@ -252,6 +261,10 @@ class PipelineSettings(BaseModel):
         """Training seeds of the sweep: seed, seed+1, ..., one candidate each."""
         return list(range(self.seed, self.seed + self.n_seeds))
 
+    def check_recipe(self) -> None:
+        """Raise what training would: the recipe's own rules, as `train` will apply them."""
+        self.sac_config()
+
     def sac_config(self, seed: int | None = None) -> SACConfig:
         """The training recipe: the form's fields plus any advanced `sac_overrides`."""
         return build_config(
@@ -268,7 +281,9 @@ class PipelineSettings(BaseModel):
         )
 
 
-def validate_conf(params: dict[str, Any]) -> PipelineSettings:
+def validate_conf(
+    params: dict[str, Any], model: type[PipelineSettings] = PipelineSettings
+) -> PipelineSettings:
     """The settings of a run whose params are `params`, or a `ConfError` naming every problem.
 
     Field errors (unknown names with the closest known one, bad values, bad `sac_overrides`)
@@ -276,10 +291,10 @@ def validate_conf(params: dict[str, Any]) -> PipelineSettings:
     follow once every field is valid, because they need valid values to compare.
     """
     try:
-        settings = PipelineSettings(**params)
-        settings.sac_config()  # the recipe's own rules, as train will apply them
+        settings = model(**params)
+        settings.check_recipe()
     except ValidationError as exc:
-        problems = describe_errors(exc, PipelineSettings)
+        problems = describe_errors(exc, model)
         raise ConfError(f"invalid conf: {'; '.join(problems)}") from None
     except ValueError as exc:  # rl_core's ConfigError: the combined recipe is refused
         raise ConfError(f"invalid conf: {str(exc).removeprefix('invalid SAC config: ')}") from None

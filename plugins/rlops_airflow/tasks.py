@@ -21,6 +21,7 @@ from mlflow.entities import LoggedModelStatus
 from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.best_policy import BEST_ACTOR_FILE
 from rl_core.checkpoint import load_actor
+from rl_core.config import SACConfig
 from rl_core.envs import EnvSpec
 from rl_core.evaluation import (
     EVAL_MEAN_RETURN,
@@ -35,7 +36,13 @@ from rl_core.export import exported_policy
 from rl_core.networks import Actor
 from rl_core.policy_model import load_policy_folder, log_policy_model
 from rl_core.tracking import MlflowTracker
-from rl_core.training import ACTOR_ARTIFACT_DIR, ACTOR_FILE, CHECKPOINT_ARTIFACT_DIR, train
+from rl_core.training import (
+    ACTOR_ARTIFACT_DIR,
+    ACTOR_FILE,
+    CHECKPOINT_ARTIFACT_DIR,
+    EvaluationHook,
+    train,
+)
 from rl_core.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE, RenderError, record_episode
 from rlops_airflow.mlflow_run import (
     AirflowRun,
@@ -80,18 +87,28 @@ def _candidate_actor(settings: PipelineSettings, run_id: str) -> str:
 
 
 def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) -> dict[str, Any]:
-    """Train candidate `seed` in its own MLflow run, resuming a retried attempt.
+    """Train candidate `seed` in its own MLflow run, resuming a retried attempt."""
+    config = settings.sac_config(seed)
+    run_id = get_or_create_candidate_run(airflow, seed, f"{config.env_id} seed {seed}")
+    if settings.tuned_by:
+        MlflowClient().set_tag(run_id, tags.TUNED_BY, settings.tuned_by)
+    start_step = train_in_run(config, run_id)
+    return {"mlflow_run_id": run_id, "seed": seed, "start_step": start_step}
+
+
+def train_in_run(
+    config: SACConfig, run_id: str, on_evaluation: EvaluationHook | None = None
+) -> int:
+    """Train `config` into MLflow run `run_id`, resuming a retried attempt; the step it
+    started from (`total_timesteps` when the run already holds a finished training).
 
     Checkpoints are uploaded every `checkpoint_every` steps; a retry (after a crash, a
     killed worker or an expired execution-API token) continues from the last one.
     """
-    config = settings.sac_config(seed)
-    run_id = get_or_create_candidate_run(airflow, seed, f"{config.env_id} seed {seed}")
     client = MlflowClient()
-    done = {"mlflow_run_id": run_id, "seed": seed}
     if client.get_run(run_id).data.tags.get(tags.TRAINED) == "true":
         log.info("MLflow run %s already holds a finished training; not training again", run_id)
-        return {**done, "start_step": config.total_timesteps}
+        return config.total_timesteps
     with tempfile.TemporaryDirectory() as scratch:
         resume_from = None
         if has_artifact(run_id, CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE):
@@ -103,6 +120,7 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
                 checkpoint_path=Path(scratch) / CHECKPOINT_FILE,
                 resume_from=resume_from,
                 show_progress=False,
+                on_evaluation=on_evaluation,
             )
     client.set_tag(run_id, tags.TRAINED, "true")
     log.info(
@@ -112,7 +130,7 @@ def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) 
         result.steps_per_second,
         run_id,
     )
-    return {**done, "start_step": result.start_step}
+    return result.start_step
 
 
 def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any]:
@@ -305,7 +323,8 @@ def register_candidate(
             tags.AIRFLOW_RUN_ID: airflow.run_id,
             tags.SOURCE_RUN_ID: run_id,
             tags.SEED: candidate["seed"],
-        },
+        }
+        | ({tags.TUNED_BY: settings.tuned_by} if settings.tuned_by else {}),
     )
     registry.set_alias(CHALLENGER, version.version)
     client.set_tag(run_id, tags.MODEL_NAME, registry.name)

@@ -1,36 +1,38 @@
 """The CeleryExecutor stack: Redis and two Celery workers that share no disk, on real processes.
 
 The worker environments are checked as devstack generated them (Airflow processes rewrite their
-own /proc environ and cmdline with setproctitle, so the running processes cannot tell); the
-sweep then shows those environments work: tasks land on both workers and their logs are read.
-Last, one worker is killed in the middle of a training: the tests run in file order, and every
-test before that one needs both workers.
+own /proc environ and cmdline with setproctitle, so the running processes cannot tell), and
+devstack is shown to refuse a worker that would break them: secrets other than the API server's
+(a task token signed with another JWT secret is refused, as shown), or a Celery hostname that
+is taken. The sweep then shows those environments work: tasks land on both workers and their
+logs are read. (test_celery_tuning.py runs next, then test_celery_worker_loss.py, which leaves
+one worker dead: test files run in name order.)
 """
 
 from __future__ import annotations
 
-import re
+import secrets
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
-from mlflow import MlflowClient
+from airflow.api_fastapi.auth.tokens import JWTGenerator
 
 from devstack import Stack
 from devstack.celery import (
+    SHARED_WITH_API_SERVER,
     TASK_HEARTBEAT_TIMEOUT,
     VISIBILITY_TIMEOUT,
+    Worker,
     answering_workers,
     worker_address,
 )
-from rl_core.training import CHECKPOINT_ARTIFACT_DIR
-from rlops_airflow.mlflow_run import AirflowRun
-from rlops_airflow.tasks import CHECKPOINT_FILE
-from rlops_registry import tags
-from tests.integration.conftest import DAG_ID, TINY_CONF, AirflowApi
+from devstack.processes import StackError, stop_groups
+from tests.integration.conftest import TINY_CONF, AirflowApi, poll
 
 pytestmark = pytest.mark.integration
 
@@ -45,18 +47,6 @@ SWEEP = {
     "sac_overrides": {"hidden_sizes": [32, 32], "batch_size": 32, "torch_threads": 1},
     "registered_model_name": "rlops-celery",
 }
-# One candidate trained long enough to be killed after its first checkpoint (at the first
-# episode end past step 500) and well before its end; its own model name, for counting versions.
-KILLED_SEED = 7
-MID_TRAINING_KILL = {
-    **SWEEP,
-    "n_seeds": 1,
-    "seed": KILLED_SEED,
-    "total_timesteps": 4000,
-    "checkpoint_every": 500,
-    "registered_model_name": "rlops-celery-killed",
-}
-CHECKPOINT = f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}"
 # Shared by every Airflow process: tokens, connections and served logs are signed with these.
 SECRETS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY")
 CELERY = (
@@ -120,6 +110,100 @@ def test_workers_share_the_secrets_and_execution_api_of_the_other_services(
     assert scheduler["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
 
 
+@pytest.fixture
+def elsewhere(celery_stack: Stack, tmp_path: Path) -> Iterator[Stack]:
+    """The Celery stack with its workers' disks moved to tmp_path: starting them again there
+    clashes with nothing on disk, only with what devstack checks. Stops what it fails to refuse.
+    """
+    moved = celery_stack.model_copy(update={"state_dir": tmp_path, "processes": {}})
+    moved._popen = dict(celery_stack._popen)  # its own record of what it spawns
+    try:
+        yield moved
+    finally:
+        stop_groups(moved.processes.values())
+
+
+@pytest.mark.parametrize("unset", [False, True], ids=["another value", "unset"])
+@pytest.mark.parametrize("key", SHARED_WITH_API_SERVER)
+def test_a_worker_not_sharing_the_api_servers_settings_is_refused(
+    elsewhere: Stack, monkeypatch: pytest.MonkeyPatch, key: str, unset: bool
+) -> None:
+    wrong = secrets.token_urlsafe(64)  # a value no process of the stack has
+    given = Worker.env
+
+    def altered_env(worker: Worker, task_env: dict[str, str]) -> dict[str, str]:
+        env = given(worker, task_env) | {key: wrong}
+        if unset:
+            del env[key]
+        return env
+
+    monkeypatch.setattr(Worker, "env", altered_env)
+
+    with pytest.raises(StackError, match=key) as refused:
+        elsewhere._start_workers()
+
+    assert elsewhere.processes == {}
+    right = elsewhere.airflow_env()
+    message = str(refused.value)  # names, never values
+    assert not any(value in message for value in (wrong, *map(right.get, SHARED_WITH_API_SERVER)))
+
+
+def test_a_task_token_signed_with_another_jwt_secret_is_refused_by_the_execution_api(
+    celery_stack: Stack,
+) -> None:
+    """Why the check above matters: given one token signed with the stack's JWT secret and one
+    signed with another (same claims), its execution API lets only the first through."""
+    log = celery_stack.log("airflow-apiserver")
+    logged = log.stat().st_size
+
+    def keys_with(secret: str) -> httpx.Response:
+        token = JWTGenerator(
+            secret_key=secret, valid_for=60, audience="urn:airflow.apache.org:task", issuer=None
+        ).generate({"sub": str(uuid.uuid4())})
+        return httpx.get(
+            f"{celery_stack.airflow_url}/execution/variables/keys",
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+            timeout=10,
+        )
+
+    accepted = keys_with(celery_stack.airflow_jwt_secret)
+    refused = keys_with(secrets.token_urlsafe(64))
+
+    assert accepted.status_code == 200, accepted.text
+    assert (refused.status_code, refused.json()) == (403, {"detail": "Invalid auth token"})
+
+    def new_log() -> str | None:
+        text = log.read_bytes()[logged:].decode(errors="replace")
+        return text if "Signature verification failed" in text else None
+
+    poll(new_log, "'Signature verification failed' in the API server log", timeout=10)
+
+
+def test_a_worker_is_refused_a_celery_hostname_a_live_worker_answers_to(
+    celery_stack: Stack, elsewhere: Stack
+) -> None:
+    live = {worker.celery_hostname for worker in celery_stack.celery_workers}
+
+    with pytest.raises(StackError, match="already answers") as refused:
+        elsewhere._start_workers()  # the same workers again, as if on other machines
+
+    assert all(name in str(refused.value) for name in live)
+    assert elsewhere.processes == {}
+    assert answering_workers(celery_stack.redis.url) == live  # both still there, and alone
+
+
+def test_workers_given_one_celery_hostname_are_refused(
+    elsewhere: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Worker, "celery_hostname", property(lambda worker: "twin@devstack"))
+
+    with pytest.raises(StackError, match="more than one worker: twin@devstack"):
+        elsewhere._start_workers()
+
+    assert elsewhere.processes == {}
+
+
 def test_a_seed_sweep_spreads_over_the_workers_and_each_log_is_readable(
     celery_stack: Stack, celery_pipeline_api: AirflowApi
 ) -> None:
@@ -145,93 +229,3 @@ def test_a_seed_sweep_spreads_over_the_workers_and_each_log_is_readable(
         assert "Could not read served logs" not in log
         assert f"http://{host}:{port}/log/" in log  # the source: that worker's log server
         assert "trained steps 0..1000" in log, log[-2000:]
-
-
-T = TypeVar("T")
-
-
-def _poll(find: Callable[[], T | None], what: str, timeout: float = 300.0) -> T:
-    """The first answer of find() that is not None, asked twice a second."""
-    deadline = time.monotonic() + timeout
-    while (found := find()) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} after {timeout:.0f} s")
-        time.sleep(0.5)
-    return found
-
-
-def _candidate_runs(client: MlflowClient, key: str) -> list[str]:
-    """Ids of every MLflow run, in any experiment, tagged as the candidate `key`."""
-    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    found = client.search_runs(experiments, filter_string=f"tags.`{tags.CANDIDATE_KEY}` = '{key}'")
-    return [run.info.run_id for run in found]
-
-
-def _checkpointed_run(client: MlflowClient, key: str) -> str | None:
-    """The candidate's MLflow run once a checkpoint of it is in the artifact store."""
-    for run_id in _candidate_runs(client, key):
-        if CHECKPOINT in {f.path for f in client.list_artifacts(run_id, CHECKPOINT_ARTIFACT_DIR)}:
-            return run_id
-    return None
-
-
-def _train_instance(api: AirflowApi, run_id: str) -> dict[str, Any]:
-    """The run's one `train` task instance (one seed), in its current try."""
-    (trained,) = [ti for ti in api.task_instances(run_id) if ti["task_id"] == "train"]
-    return trained
-
-
-def test_a_training_whose_worker_is_killed_resumes_on_the_other_from_its_checkpoint(
-    celery_stack: Stack, celery_pipeline_api: AirflowApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", celery_stack.mlflow_uri)
-    client = MlflowClient()
-    api = celery_pipeline_api
-    total = MID_TRAINING_KILL["total_timesteps"]
-    model = MID_TRAINING_KILL["registered_model_name"]
-    began = time.monotonic()
-    response = api.trigger(MID_TRAINING_KILL)
-    assert response.status_code == 200, response.text
-    run_id = response.json()["dag_run_id"]
-    key = AirflowRun(DAG_ID, run_id).candidate_key(KILLED_SEED)
-
-    # Given a training with a checkpoint in the artifact store, and still running on its worker,
-    mlflow_run = _poll(lambda: _checkpointed_run(client, key), "checkpoint in the artifact store")
-    first = _train_instance(api, run_id)
-    assert (first["state"], first["try_number"]) == ("running", 1), "done before the kill"
-    (killed,) = [w for w in celery_stack.celery_workers if w.address == first["hostname"]]
-    (live,) = [w for w in celery_stack.celery_workers if w != killed]
-
-    # when that worker dies with the task's own processes (the worker stays dead),
-    celery_stack.processes[killed.name].kill()
-    killed_at = time.monotonic()
-    run = api.wait_for_run(run_id)
-    done_at = time.monotonic()
-
-    # then the scheduler's one retry ran on the live worker and resumed from the checkpoint,
-    assert run["state"] == "success", api.tasks(run_id)
-    tries = api.task_tries(run_id, "train", map_index=0)
-    assert [(ti["try_number"], ti["hostname"]) for ti in tries] == [
-        (1, killed.address),
-        (2, live.address),
-    ]
-    log = api.task_log(run_id, "train", try_number=2, map_index=0)
-    resumed = re.search(r"resumed from (\S+) at step (\d+)", log)
-    assert resumed, log[-3000:]
-    source, step = Path(resumed[1]), int(resumed[2])
-    assert source.is_relative_to(live.tmp)  # fetched from the store, not the dead worker's disk
-    assert MID_TRAINING_KILL["checkpoint_every"] <= step < total
-    assert f"trained steps {step}..{total}" in log
-    print(
-        f"train killed, resumed at step {step} on the other worker: run done "
-        f"{done_at - killed_at:.1f} s after the kill, {done_at - began:.1f} s in all "
-        f"(heartbeat timeout {TASK_HEARTBEAT_TIMEOUT} s, retry delay 30 s)"
-    )
-
-    # and the candidate is one MLflow run, one model version, champion and challenger once.
-    assert _candidate_runs(client, key) == [mlflow_run]
-    (version,) = client.search_model_versions(f"name = '{model}'")
-    assert version.run_id == mlflow_run
-    aliases = client.get_registered_model(model).aliases
-    assert aliases == {"challenger": version.version, "champion": version.version}
-    assert answering_workers(celery_stack.redis.url) == {live.celery_hostname}  # still dead

@@ -6,20 +6,27 @@ the transition and asks something robust: the **median over seeds** of the mean 
 return on eval seeds 1000..1009 must reach `BOUND`. A healthy run ends near -170; an untrained
 actor scores about -1,200 to -1,500.
 
+Seeds train two at a time, each in a fresh process on one torch thread (the CI box has two
+cores). A defect is injected by name inside each of those processes: a monkeypatch in the
+caller's process would not reach them.
+
 Run it by hand to see the margin on this machine, and to check that real defects fail it:
 
     .venv/bin/python -m tests.regression.learning_guard                 # 5 seeds x {bf16, ieee}
-    .venv/bin/python -m tests.regression.learning_guard --defects       # each defect, 3 seeds
+    .venv/bin/python -m tests.regression.learning_guard --defects       # each defect, 5 seeds
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pytest
@@ -44,6 +51,8 @@ SEEDS = (0, 1, 2)
 BOUND = -400.0
 """The median must reach this. Healthy runs measured -168 to -186 (5 seeds x bf16/ieee, AMD
 EPYC); every injected defect stayed below -1,100 (see the closing note of issue 10)."""
+PROCESSES = 2
+"""Seeds trained at once, one torch thread each: one per core of the CI box."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +77,49 @@ def guarded_return(seed: int, **overrides: object) -> float:
     return evaluate(trained.act, config.env_id, config.eval_seeds).mean
 
 
-def run_guard(seeds: Sequence[int] = SEEDS, **overrides: object) -> GuardResult:
-    """Train seeds in order, stopping once a majority has decided the median's side of BOUND."""
+def run_guard(
+    seeds: Sequence[int] = SEEDS, defect: str | None = None, **overrides: object
+) -> GuardResult:
+    """Train seeds in order, stopping once a majority has decided the median's side of BOUND.
+
+    Each round trains, in parallel, only seeds that training one by one would reach too: the
+    fewest that could still make a majority. The seeds trained, and so the verdict, are those
+    of a sequential run whatever the timing; `defect` names an entry of DEFECTS to inject.
+    """
     returns: dict[int, float] = {}
-    majority = len(seeds) // 2 + 1
-    for seed in seeds:
-        returns[seed] = guarded_return(seed, **overrides)
-        above = sum(r >= BOUND for r in returns.values())
-        if above >= majority or len(returns) - above >= majority:
-            break
+    with _pool() as pool:
+        while needed := _seeds_to_decide(returns, len(seeds)):
+            batch = seeds[len(returns) : len(returns) + needed]
+            returns |= _train(pool, batch, defect, overrides)
     return GuardResult(returns)
+
+
+def _seeds_to_decide(returns: dict[int, float], total: int) -> int:
+    """How many more seeds (of `total`) certainly come before a majority can decide: 0 when
+    one has, or when every seed is trained."""
+    majority = total // 2 + 1
+    above = sum(r >= BOUND for r in returns.values())
+    agreeing = max(above, len(returns) - above)
+    return 0 if agreeing >= majority else min(majority - agreeing, total - len(returns))
+
+
+def _pool() -> ProcessPoolExecutor:
+    """Fresh interpreters ('spawn'): after a fork, torch's OpenMP thread pool can hang."""
+    return ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _train(
+    pool: Executor, seeds: Sequence[int], defect: str | None, overrides: dict[str, object]
+) -> dict[int, float]:
+    """Guarded return per seed, each trained in one of the pool's processes."""
+    returns = pool.map(partial(_guarded_return_with, defect, overrides), seeds)
+    return dict(zip(seeds, returns, strict=True))
+
+
+def _guarded_return_with(defect: str | None, overrides: dict[str, object], seed: int) -> float:
+    """guarded_return(seed) with the named defect injected here, in the training process."""
+    with (DEFECTS[defect] if defect else Defect()).injected() as defect_overrides:
+        return guarded_return(seed, **overrides, **defect_overrides)
 
 
 # --- Defects a learning guard must catch: each patches one real bug into SAC. ---------------
@@ -158,18 +200,16 @@ def main() -> None:
     args = parser.parse_args()
     print(f"CPU {cpu.model()} flags {' '.join(cpu.kernel_flags())}; bound: median >= {BOUND}")
     print(f"guard config {GUARD_CONFIG}")
-    rows: dict[str, tuple[Defect, dict[str, object]]]
+    rows: dict[str, tuple[str | None, dict[str, object]]]
     if args.defects:
-        rows = {name: (defect, {}) for name, defect in DEFECTS.items()}
+        rows = {name: (name, {}) for name in DEFECTS}
     else:
-        rows = {f"healthy, {p}": (Defect(), {"matmul_precision": p}) for p in args.precisions}
-    for label, (defect, overrides) in rows.items():
-        start = time.perf_counter()
-        with defect.injected() as defect_overrides:
-            returns = {
-                seed: guarded_return(seed, **overrides, **defect_overrides) for seed in args.seeds
-            }
-        _print_row(label, GuardResult(returns), time.perf_counter() - start)
+        rows = {f"healthy, {p}": (None, {"matmul_precision": p}) for p in args.precisions}
+    with _pool() as pool:
+        for label, (defect, overrides) in rows.items():
+            start = time.perf_counter()
+            returns = _train(pool, args.seeds, defect, overrides)
+            _print_row(label, GuardResult(returns), time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """SAC still learns, on any CPU and precision; and the guard that says so catches real bugs.
 
 See learning_guard.py for why the guard trains past the learning transition and takes a median
-over seeds. The defect tests inject one real bug each and demand that the same guard fails:
-a guard that passes a broken SAC proves nothing.
+over seeds. The defect tests inject one real bug each (by name, into every training process)
+and demand that the same guard fails: a guard that passes a broken SAC proves nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,5 @@ def test_sac_learns_pendulum_past_the_transition() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(DEFECTS))
 def test_the_guard_fails_on_an_injected_defect(name: str) -> None:
-    with DEFECTS[name].injected() as overrides:
-        result = run_guard(**overrides)
+    result = run_guard(defect=name)
     assert not result.passed, f"{name}: median {result.median:.1f} >= {BOUND}, {result.returns}"

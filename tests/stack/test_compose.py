@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from devstack.celery import VISIBILITY_TIMEOUT, WORKER_CONCURRENCY
+from devstack.postgres import APP_DATABASES
+from devstack.stack import OPTUNA_STORAGE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -127,7 +129,7 @@ def test_generated_secrets_have_the_shapes_airflow_needs(dotenv: dict[str, str])
 # -- topology ------------------------------------------------------------------------------------
 
 
-def test_one_postgres_serves_both_databases(services: dict[str, dict[str, Any]]) -> None:
+def test_one_postgres_serves_every_database(services: dict[str, dict[str, Any]]) -> None:
     postgres = [name for name, s in services.items() if s["image"].startswith("postgres:16")]
     assert postgres == ["postgres"]
     mounts = {v["target"]: v for v in services["postgres"]["volumes"]}
@@ -138,13 +140,15 @@ def test_one_postgres_serves_both_databases(services: dict[str, dict[str, Any]])
     assert re.fullmatch(r"postgresql\+psycopg2://airflow:[^@]+@postgres:5432/airflow", airflow_db)
     mlflow_db = "--backend-store-uri=postgresql+psycopg2://mlflow@postgres:5432/mlflow"
     assert mlflow_db in services["mlflow"]["command"]
+    optuna_db = services["airflow-worker"]["environment"][OPTUNA_STORAGE_ENV]
+    assert re.fullmatch(r"postgresql\+psycopg2://optuna:[^@]+@postgres:5432/optuna", optuna_db)
 
 
 def test_init_script_creates_each_database_with_its_own_role() -> None:
     # What the script does is exercised for real by tests/integration (devstack runs it).
     script = (REPO / "docker/postgres/initdb/10-create-databases.sh").read_text()
     owners = dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+);", script))
-    assert owners == {"airflow": "airflow", "mlflow": "mlflow"}
+    assert owners == {db: db for db in APP_DATABASES}
     assert set(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD :'\w+';", script)) == set(owners)
     assert set(re.findall(r"REVOKE ALL ON DATABASE (\w+) FROM PUBLIC;", script)) == set(owners)
 
