@@ -1,7 +1,7 @@
 """Does tuning pay? A real run of the rlops_sac_tune DAG, and its best config against the env's
 preset on the gate's evaluation seeds, at the same step budget.
 
-    .venv/bin/python -m benchmarks.tune_vs_preset                 # Pendulum-v1, 12 x 5,000 steps
+    .venv/bin/python -m benchmarks.tune_vs_preset                 # Pendulum-v1, 16 x 5,000 steps
     .venv/bin/python -m benchmarks.tune_vs_preset --trials 4 --steps 1000 --workers 2   # smoke
 
 Run it from the repository root (`-m`: devstack is a folder of the checkout). It starts a fresh
@@ -12,7 +12,9 @@ the trials (score on the trial seeds 2000.., state, config), then the preset tri
 best trial's final policies played on the gate's seeds 1000.. (`--eval-episodes`), with the
 paired difference and its 95% bootstrap interval. Both trained `--steps` steps from the same
 training seed; the registered version's own gate figure is printed beside, as a check that the
-pipeline retrained the best trial's policy exactly.
+pipeline retrained the best trial's policy exactly. A trial's luck with its seed is not a
+config's merit: `--check-seeds` retrains both configs from other training seeds (rl_core
+alone, one thread each) and plays them on the same gate seeds.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from devstack.scratch import temporary_stack
 from rl_core import cpu
 from rl_core.checkpoint import load_actor
 from rl_core.confidence import mean_interval, paired_difference
+from rl_core.config import build_config
 from rl_core.envs import describe_env
 from rl_core.evaluation import actor_policy, evaluate
 from rl_core.search_space import preset_point
-from rl_core.training import ACTOR_ARTIFACT_DIR, ACTOR_FILE
+from rl_core.training import ACTOR_ARTIFACT_DIR, ACTOR_FILE, train
 
 TUNE_DAG = "rlops_sac_tune"
 EVAL_SEED_START = 1000
@@ -76,6 +79,16 @@ def final_returns(trial: FrozenTrial, seeds: range) -> list[float]:
     return evaluate(actor_policy(actor), env, seeds).returns
 
 
+def retrained_returns(
+    trial: FrozenTrial, env_id: str, steps: int, seed: int, seeds: range
+) -> list[float]:
+    """The trial's config trained again from training seed `seed`, played once per seed."""
+    values = {**trial.user_attrs["rlops.sac_values"], "torch_threads": 1}
+    config = build_config({"env_id": env_id, "total_timesteps": steps, "seed": seed, **values})
+    agent = train(config, show_progress=False).agent
+    return evaluate(agent.act, env_id, seeds).returns
+
+
 def trials_table(trials: list[FrozenTrial], best: FrozenTrial, preset: FrozenTrial) -> Table:
     names = list(preset.params)
     table = Table(title="trials (score: mean return on the trial seeds)")
@@ -95,12 +108,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="Pendulum-v1")
     parser.add_argument("--steps", type=int, default=5_000, help="env steps per trial")
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="Celery workers")
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument(
+        "--check-seeds", type=int, nargs="*", default=[1, 2, 3], help="other training seeds"
+    )
     parser.add_argument("--timeout", type=float, default=3 * 3600.0, help="seconds per DAG run")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=200)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     conf = tune_conf(args.env, args.steps, args.trials, args.eval_episodes)
     began = time.monotonic()
     say(f"starting a Celery stack with {args.workers} workers")
@@ -143,6 +160,20 @@ def main() -> int:
         f"  the pipeline's registered v{version.version} (tuned_by "
         f"{version.tags.get('rlops.tuned_by')}): gate figure {float(version.tags['reward']):.1f}"
     )
+    means: dict[str, list[float]] = {"preset": [], "tuned": []}
+    for seed in args.check_seeds:
+        for name, trial in (("preset", preset), ("tuned", best)):
+            returns = retrained_returns(trial, args.env, args.steps, seed, seeds)
+            means[name].append(sum(returns) / len(returns))
+        console.print(
+            f"  training seed {seed}: preset {means['preset'][-1]:.1f}, "
+            f"tuned {means['tuned'][-1]:.1f}"
+        )
+    if args.check_seeds:
+        console.print(
+            f"  over training seeds {args.check_seeds}: tuned - preset, paired by seed: "
+            f"{paired_difference(means['tuned'], means['preset'])}"
+        )
     pruned = sum(t.state == TrialState.PRUNED for t in trials)
     console.print(
         f"{len(trials)} trials, {pruned} pruned; whole run {time.monotonic() - began:.0f} s "

@@ -177,7 +177,7 @@ def guard(check: OnlineCheck, rule: DriftRule) -> GuardOutcome:
     client = MlflowClient()
     registry = ModelRegistry(check.model_name)
     if check.reference_run_id is None:
-        client.set_tag(check.mlflow_run_id, "rlops.drift", "reference")
+        client.set_tag(check.mlflow_run_id, tags.DRIFT_VERDICT, "reference")
         action = f"none: this check is v{check.version}'s {check.evidence} reference"
         return GuardOutcome(None, 0, False, action)
     verdict = judge(_returns(check.mlflow_run_id), _returns(check.reference_run_id), rule)
@@ -191,7 +191,7 @@ def guard(check: OnlineCheck, rule: DriftRule) -> GuardOutcome:
             Metric("drift_allowed_difference", verdict.allowed, now, 0),
         ],
     )
-    client.set_tag(check.mlflow_run_id, "rlops.drift", "breach" if verdict.breach else "none")
+    client.set_tag(check.mlflow_run_id, tags.DRIFT_VERDICT, "breach" if verdict.breach else "none")
     client.set_tag(check.mlflow_run_id, tags.DRIFT_CHECK, verdict.reason)
     before = registry.version(check.version).tags.get(tags.DRIFT_BREACHES, "")
     streak = extend_streak(before.split(), verdict.breach, check.check_key)
