@@ -28,7 +28,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag
 
-from rlops_airflow.params import settings_params
+from rlops_airflow.params import LINEAGE_FIELDS, settings_params
 from rlops_airflow.tuning_settings import TuneSettings
 from rlops_airflow.tuning_tasks import best_trial, open_study, trial, validate_tuning
 
@@ -40,7 +40,7 @@ PIPELINE_DAG_ID = "rlops_sac_pipeline"
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params=settings_params(TuneSettings, omit=frozenset({"tuned_by"})),
+    params=settings_params(TuneSettings, omit=LINEAGE_FIELDS),
     doc_md=__doc__,
     tags=["rlops", "sac", "optuna", "mlflow"],
 )

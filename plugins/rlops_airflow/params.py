@@ -50,6 +50,11 @@ def settings_params(model: type[BaseModel], omit: frozenset[str] = frozenset()) 
     return params
 
 
+LINEAGE_FIELDS = frozenset({"tuned_by"})
+"""Set by a DAG that triggers another (the conf carries them), never typed in a form: Airflow's
+form sends an empty text field as null, which a string param refuses."""
+
+
 def pipeline_params() -> dict[str, Param]:
-    """The pipeline DAG's Params: every `PipelineSettings` field."""
-    return settings_params(PipelineSettings)
+    """The pipeline DAG's Params: every `PipelineSettings` field but the lineage ones."""
+    return settings_params(PipelineSettings, omit=LINEAGE_FIELDS)

@@ -219,7 +219,7 @@ class PipelineSettings(BaseModel):
         "MLflow registry name (letters, digits, '.', '_', '-').",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
     )
-    tuned_by: str = form_field(
+    tuned_by: str = form_field(  # in the conf only (rlops_airflow.params.LINEAGE_FIELDS)
         "",
         ADVANCED,
         "Tuned by",

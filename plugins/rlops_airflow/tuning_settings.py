@@ -7,15 +7,16 @@ of what the first task validates (`validate_conf(params, TuneSettings)`).
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, WithJsonSchema, model_validator
 
 from rl_core.config import MAX_SEED
 from rl_core.search_space import SearchSpace, narrowing_model, search_space
 from rlops_airflow.settings import PipelineSettings, form_field
 
 TUNING = "Tuning"
+STUDY_NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
 SearchSpaceNarrowing = narrowing_model()
 
 
@@ -31,13 +32,15 @@ class TuneSettings(PipelineSettings):
         ge=1,
         le=64,
     )
-    study_name: str = form_field(
-        "",
+    study_name: Annotated[  # the form sends an empty text field as null
+        Annotated[str, Field(pattern=STUDY_NAME)] | None,
+        WithJsonSchema({"type": ["string", "null"], "pattern": STUDY_NAME}),
+    ] = form_field(
+        None,
         TUNING,
         "Study name",
         "Empty: a new Optuna study for this run. A name continues that study across runs, "
         "so its earlier trials inform the sampler (keep the search space the same).",
-        pattern=r"^[A-Za-z0-9_.\-]{0,100}$",
     )
     search_space: SearchSpaceNarrowing = Field(  # type: ignore[valid-type]
         default_factory=SearchSpaceNarrowing,

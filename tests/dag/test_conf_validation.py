@@ -82,12 +82,15 @@ def test_validate_conf_refuses_the_same_inputs(conf, param, reason) -> None:
 
 
 def test_the_params_are_the_settings_model() -> None:
-    """One definition: every field of the model is a param with the model's default."""
-    from rlops_airflow.params import pipeline_params
+    """One definition: every field of the model but the lineage ones (which triggering DAGs set
+    in the conf) is a param with the model's default."""
+    from rlops_airflow.params import LINEAGE_FIELDS, pipeline_params
 
     params = pipeline_params()
-    assert list(params) == list(PipelineSettings.model_fields)
-    defaults = PipelineSettings().model_dump(mode="json", exclude={"sac_overrides"})
+    assert list(params) == [n for n in PipelineSettings.model_fields if n not in LINEAGE_FIELDS]
+    defaults = PipelineSettings().model_dump(
+        mode="json", exclude={"sac_overrides", *LINEAGE_FIELDS}
+    )
     assert {name: params[name].value for name in defaults} == defaults
     assert params["sac_overrides"].value == {}
 
