@@ -13,10 +13,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
 from rl_core.networks import Actor, TwinQCritic
+
+CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE = "sac.critic_step", "sac.policy_step", "sac.target_update"
+"""The update's phases as torch.profiler names them (benchmarks/profile_update.py reads them)."""
 
 
 def _adam(params: Any, lr: float) -> torch.optim.Adam:
@@ -134,9 +138,12 @@ class SAC:
         alpha used everywhere in a step is its value before that step, as in SB3.
         """
         alpha = self.log_alpha.detach().exp()
-        critic_loss = self.critic_step(batch, alpha)
-        actor_loss = self.policy_step(batch, alpha)
-        self.update_targets()
+        with record_function(CRITIC_PHASE):
+            critic_loss = self.critic_step(batch, alpha)
+        with record_function(POLICY_PHASE):
+            actor_loss = self.policy_step(batch, alpha)
+        with record_function(TARGET_PHASE):
+            self.update_targets()
         return UpdateStats(critic_loss, actor_loss, alpha[0])
 
     def bootstrap_target(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:

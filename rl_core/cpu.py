@@ -37,7 +37,7 @@ used before, gave 1.43 and 1.30 at 256, and an Intel Xeon with AMX 1.38)."""
 MatmulPrecision = Literal["bf16", "ieee"]
 
 
-def _cpuinfo_field(name: str) -> str | None:
+def cpuinfo_field(name: str) -> str | None:
     """The first `name : value` of /proc/cpuinfo (None without such a file or line)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -52,13 +52,13 @@ def _cpuinfo_field(name: str) -> str | None:
 @cache
 def model() -> str:
     """The CPU's model name as the OS reports it."""
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 @cache
 def kernel_flags() -> tuple[str, ...]:
     """Which of `KERNEL_FLAGS` this CPU has, in that order."""
-    present = set((_cpuinfo_field("flags") or "").split())
+    present = set((cpuinfo_field("flags") or "").split())
     return tuple(flag for flag in KERNEL_FLAGS if flag in present)
 
 

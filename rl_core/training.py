@@ -98,7 +98,7 @@ def denormals_flushed() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def _keep_freed_memory_mapped() -> None:
+def keep_freed_memory_mapped() -> None:
     """Stop glibc from returning freed activation buffers to the OS after every update.
 
     Tensors of >=128 KiB are mmap'ed and unmapped on free by default, so each update pays
@@ -366,7 +366,7 @@ def train(
                 "total_timesteps may change on resume"
             )
     torch.set_num_threads(config.torch_threads)
-    _keep_freed_memory_mapped()
+    keep_freed_memory_mapped()
     run = _Run(config, tracker, on_evaluation)
     start_step = 0
     if resume_from is not None:
