@@ -10,8 +10,9 @@ seed, each in its own process (peak RSS is that run's alone, and a noisy neighbo
 alike). SB3 2.9.2 lives in its own venv (benchmarks/.venvs/sb3, created on first use from
 the package index; never in requirements.txt).
 
-Prints one row per run and a summary: mean env-steps/s of each and their ratio, mean return
-± standard error across seeds, peak RSS, and the CPU the figures were measured on.
+Prints one row per run and a summary: median (and mean) env-steps/s of each and their ratios,
+mean return ± standard error across seeds and whether rlops' is at least SB3's minus one
+standard error, peak RSS, and the CPU the figures were measured on.
 """
 
 from __future__ import annotations
@@ -171,15 +172,21 @@ def main() -> None:
                 flush=True,
             )
     print(f"hyperparameters (preset {job['preset'] or 'none'}): {job['hyperparameters']}")
-    speed = {s: statistics.mean(r["steps_per_second"] for r in rows[s]) for s in rows}
-    for system, runs in rows.items():
-        returns = [r["mean_return"] for r in runs]
+    speeds = {s: [r["steps_per_second"] for r in runs] for s, runs in rows.items()}
+    returns = {s: [r["mean_return"] for r in runs] for s, runs in rows.items()}
+    for system in rows:
         print(
-            f"{system:<6} {speed[system]:7.1f} steps/s   return {statistics.mean(returns):8.1f}"
-            f" ± {standard_error(returns):.1f} (s.e.)   peak RSS "
-            f"{max(r['peak_rss_mib'] for r in runs):.0f} MiB"
+            f"{system:<6} {statistics.median(speeds[system]):7.1f} steps/s median"
+            f" ({statistics.mean(speeds[system]):.1f} mean)   return"
+            f" {statistics.mean(returns[system]):8.1f} ± {standard_error(returns[system]):.1f}"
+            f" (s.e.)   peak RSS {max(r['peak_rss_mib'] for r in rows[system]):.0f} MiB"
         )
-    print(f"rlops / SB3 env-steps/s: x{speed['rlops'] / speed['sb3']:.2f}")
+    median_ratio = statistics.median(speeds["rlops"]) / statistics.median(speeds["sb3"])
+    mean_ratio = statistics.mean(speeds["rlops"]) / statistics.mean(speeds["sb3"])
+    print(f"rlops / SB3 env-steps/s: x{median_ratio:.2f} of medians (x{mean_ratio:.2f} of means)")
+    floor = statistics.mean(returns["sb3"]) - standard_error(returns["sb3"])
+    verdict = "yes" if statistics.mean(returns["rlops"]) >= floor else "NO"
+    print(f"rlops mean return >= SB3's minus one s.e. ({floor:.1f}): {verdict}")
 
 
 if __name__ == "__main__":
