@@ -139,17 +139,22 @@ def validate_trigger(dag: object, conf: dict) -> None:
 
 
 def airflow_dags_test(
-    dag_id: str, env: dict[str, str], conf: dict, logical_date: str | None = None
+    dag_id: str,
+    env: dict[str, str],
+    conf: dict,
+    logical_date: str | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess:
     """`airflow dags test <dag_id> [logical_date] -c <conf>`: Airflow runs every task; rc 0
-    iff it succeeded."""
+    iff it succeeded. `timeout` only guards against a hang: give a long run room to be slow
+    on a busy machine."""
     when = [logical_date] if logical_date else []
     return subprocess.run(
         [sys.executable, "-m", "airflow", "dags", "test", dag_id, *when, "-c", json.dumps(conf)],
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
 

@@ -72,11 +72,12 @@ def _served_matches_trained(run_id: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 20k steps: ~8 min on a busy 2-core machine, a hang guard only
 def test_pipeline_promotes_then_guards_the_champion(airflow_db, pipeline_store, tmp_path: Path):
     env = {**os.environ, **airflow_db}
     client = MlflowClient()
 
-    first = airflow_dags_test(DAG_ID, env, DEFAULTS)
+    first = airflow_dags_test(DAG_ID, env, DEFAULTS, timeout=1800)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     run_id, state = _last_run_state(env)
     assert state == "success"
