@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,18 +133,13 @@ class _Stopwatch:
     def __init__(self) -> None:
         self.totals: dict[str, float] = collections.defaultdict(float)
 
-    def __call__(self, name: str) -> _Stopwatch._Block:
-        return self._Block(self.totals, name)
-
-    class _Block:
-        def __init__(self, totals: dict[str, float], name: str) -> None:
-            self.totals, self.name = totals, name
-
-        def __enter__(self) -> None:
-            self.start = time.perf_counter()
-
-        def __exit__(self, *exc: object) -> None:
-            self.totals[self.name] += time.perf_counter() - self.start
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] += time.perf_counter() - start
 
 
 def _part(event_name: str) -> str:
