@@ -184,6 +184,9 @@ def main() -> None:
     median_ratio = statistics.median(speeds["rlops"]) / statistics.median(speeds["sb3"])
     mean_ratio = statistics.mean(speeds["rlops"]) / statistics.mean(speeds["sb3"])
     print(f"rlops / SB3 env-steps/s: x{median_ratio:.2f} of medians (x{mean_ratio:.2f} of means)")
+    if len(args.seeds) < 2:
+        print("quality condition (rlops' return >= SB3's minus one s.e.): needs two seeds or more")
+        return
     floor = statistics.mean(returns["sb3"]) - standard_error(returns["sb3"])
     verdict = "yes" if statistics.mean(returns["rlops"]) >= floor else "NO"
     print(f"rlops mean return >= SB3's minus one s.e. ({floor:.1f}): {verdict}")
