@@ -20,7 +20,8 @@ import torch
 from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.checkpoint import load_agent
 from rl_core.config import SACConfig
-from rl_core.export import InferenceActor, export_actor, load_exported, quiet_torchscript
+from rl_core.export import InferenceActor, export_actor, load_exported
+from rl_core.torchscript import quiet_torchscript
 from rl_core.training import train
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "results" / "pendulum-seed0.pt"

@@ -9,8 +9,9 @@ with the config `rlops train` would use, after filling the buffer with warm-up s
 prints:
 
 - one env step split into env step, action selection, replay add and sample, and the update's
-  phases (critic step, actor and alpha step, target update), each split into forward,
-  backward (autograd engine), Adam, and the Python and dispatch time between those ops. The
+  phases (critic step, actor and alpha step, target update), each split into matmuls, Adam,
+  the other ops (elementwise, casts, reductions), and the TorchScript interpreter and
+  dispatch time between those ops (rl_core/sac_step.py runs the update as one graph). The
   step total comes from an unprofiled pass; the shares within the update from a
   torch.profiler pass over the same loop (the profiler's own cost stays out of the total);
 - the work per update: FLOPs (torch.utils.flop_counter) and the bytes its ops read and write,
@@ -43,16 +44,19 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from rl_core import cpu
-from rl_core.agent import CRITIC_PHASE, POLICY_PHASE, SAC, TARGET_PHASE
+from rl_core.agent import SAC
 from rl_core.buffer import ReplayBuffer
 from rl_core.config import SACConfig, build_config
 from rl_core.envs import make_env, space_dims, to_env_action
+from rl_core.sac_step import CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE
 from rl_core.training import denormals_flushed, keep_freed_memory_mapped
 
 REPO = Path(__file__).resolve().parent.parent
 LOOP_PHASES = ("env step", "action selection", "replay add + sample")
 UPDATE_PHASES = {CRITIC_PHASE: "critic", POLICY_PHASE: "actor + alpha", TARGET_PHASE: "target"}
-PARTS = ("forward", "backward", "Adam", "Python + dispatch")
+PARTS = ("matmuls", "Adam", "other ops", "interpreter + dispatch")
+MATMUL_OPS = frozenset(f"aten::{name}" for name in ("mm", "bmm", "addmm", "baddbmm", "matmul"))
+ADAM_OPS = frozenset({"aten::_fused_adam_", "aten::_foreach_add_"})
 BF16_FLOP_PER_CYCLE = {"amx_bf16": 1024, "avx512_bf16": 64}
 """Per core, an estimate: AMX's tile multiply does 1024 bf16 FLOP per cycle (Intel's figure
 for Sapphire Rapids); without AMX, one 512-bit VDPBF16PS per cycle does 64."""
@@ -143,11 +147,11 @@ class _Stopwatch:
 
 
 def _part(event_name: str) -> str:
-    if event_name.startswith("autograd::engine::evaluate_function"):
-        return "backward"
-    if event_name.startswith("Optimizer."):
+    if event_name in MATMUL_OPS:
+        return "matmuls"
+    if event_name in ADAM_OPS:
         return "Adam"
-    return "forward"
+    return "other ops"
 
 
 def update_shares(loop: Loop, steps: int) -> dict[tuple[str, str], float]:
@@ -164,7 +168,7 @@ def update_shares(loop: Loop, steps: int) -> dict[tuple[str, str], float]:
         for child in event.cpu_children:
             times[phase, _part(child.name)] += child.cpu_time_total
             inside += child.cpu_time_total
-        times[phase, "Python + dispatch"] += event.cpu_time_total - inside
+        times[phase, "interpreter + dispatch"] += event.cpu_time_total - inside
     total = sum(times.values())
     return {key: value / total for key, value in times.items()}
 

@@ -1,61 +1,100 @@
-"""Soft Actor-Critic: the networks, their optimizers and one gradient step.
+"""Soft Actor-Critic: the networks, their optimizers, and the update that trains them.
 
 The loss terms are Stable-Baselines3's (log-probs in the squashed space, alpha tuned on
-log-alpha), so results compare with RL-Zoo. The update stays on tensors end to end: no
-`.item()`, no numpy round trips.
+log-alpha), so results compare with RL-Zoo. The update itself is rl_core/sac_step.py: the
+whole gradient step, backward passes written out, compiled once per agent by TorchScript.
+This class owns the tensors it works on: parameters, Polyak targets, and the Adam state that
+checkpoints save (torch.optim.Adam keeps it, so checkpoints keep their format).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
 import math
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.profiler import record_function
+from torch import nn
 
+from rl_core import sac_step
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
-from rl_core.networks import Actor, TwinQCritic
+from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, Actor, TwinQCritic
+from rl_core.sac_step import AdamGroup, StepSettings
+from rl_core.torchscript import quiet_torchscript
 
-CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE = "sac.critic_step", "sac.policy_step", "sac.target_update"
-"""The update's phases as torch.profiler names them (benchmarks/profile_update.py reads them)."""
+BF16_MIN_GEMM_WIDTH = 64
+"""Narrower GEMMs stay fp32 under bf16: for them oneDNN's fixed cost per bf16 call outweighs
+the arithmetic saved (a 256x4x256 product: about 67 us in bf16, 14 us in fp32, Intel Xeon)."""
 
 
 def _adam(params: Any, lr: float) -> torch.optim.Adam:
-    """Adam with the fused CPU kernel: one call updates every parameter."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
+    """Adam as the holder of the moments, step counts and learning rate that `sac_step`
+    updates with the fused kernel Adam(fused=True) would run; its state starts at zero."""
+    optimizer = torch.optim.Adam(params, lr=lr, fused=True)
+    _init_adam_state(optimizer)
+    return optimizer
 
 
-def soft_q_target(
-    rewards: torch.Tensor,
-    terminated: torch.Tensor,
-    next_q: torch.Tensor,
-    next_log_prob: torch.Tensor,
-    alpha: torch.Tensor,
-    gamma: float,
-) -> torch.Tensor:
-    """r + gamma * (1 - terminated) * (Q'(s', a') - alpha * log pi(a'|s')).
-
-    A terminal transition does not bootstrap; a truncated one (time limit) does, because its
-    `terminated` flag is 0.
-    """
-    return rewards + gamma * (1.0 - terminated) * (next_q - alpha * next_log_prob)
+def _init_adam_state(optimizer: torch.optim.Adam) -> None:
+    """The state Adam would create lazily on its first step, for parameters that lack it."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param not in optimizer.state:
+                optimizer.state[param] = {
+                    "step": torch.tensor(0.0),
+                    "exp_avg": torch.zeros_like(param),
+                    "exp_avg_sq": torch.zeros_like(param),
+                }
 
 
-def actor_objective(
-    q_pi: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
-) -> torch.Tensor:
-    """Minimised by the actor: alpha * log pi(a|s) - Q(s, a), i.e. maximise Q plus entropy."""
-    return (alpha * log_prob - q_pi).mean()
+def _adam_group(optimizer: torch.optim.Adam, params: list[torch.Tensor]) -> AdamGroup:
+    """The optimizer's state for `params`, in their order, with its current hyperparameters."""
+    (group,) = optimizer.param_groups
+    state = optimizer.state
+    beta1, beta2 = group["betas"]
+    return AdamGroup(
+        params,
+        [state[p]["exp_avg"] for p in params],
+        [state[p]["exp_avg_sq"] for p in params],
+        [state[p]["step"] for p in params],
+        group["lr"],
+        beta1,
+        beta2,
+        group["eps"],
+    )
 
 
-def alpha_objective(
-    log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float
-) -> torch.Tensor:
-    """Minimised by log-alpha: alpha grows while the policy's entropy is below the target."""
-    return -(log_alpha * (log_prob + target_entropy)).mean()
+@functools.cache
+def _compiled_gradient_step() -> torch.jit.ScriptFunction:
+    """`sac_step.gradient_step` compiled by TorchScript: once per process, about 2 s. Kept
+    off the agent, which stays picklable and deep-copyable."""
+    with quiet_torchscript():
+        return torch.jit.script(sac_step.gradient_step)
+
+
+def _bf16_layers(sizes: list[int], bf16: bool) -> list[bool]:
+    """Which layers of an MLP with these widths run their GEMMs in bf16: hidden layers at
+    least BF16_MIN_GEMM_WIDTH wide on both sides, when the config chose bf16. The output layer
+    stays fp32: bf16 keeps 8 significant bits, too few for a Q-value of -200 (its spacing
+    there is 1) or a Gaussian mean."""
+    last = len(sizes) - 2
+    return [
+        bf16 and layer < last and min(fan_in, fan_out) >= BF16_MIN_GEMM_WIDTH
+        for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes))
+    ]
+
+
+def _actor_layers(actor: Actor) -> list[torch.Tensor]:
+    linears = [m for m in actor.modules() if isinstance(m, nn.Linear)]
+    return [p for linear in linears for p in (linear.weight, linear.bias)]
+
+
+def _critic_layers(critic: TwinQCritic) -> list[torch.Tensor]:
+    return [p for pair in zip(critic.weights, critic.biases, strict=True) for p in pair]
 
 
 class UpdateStats(NamedTuple):
@@ -98,25 +137,25 @@ class SAC:
         self.target_entropy = (
             -float(act_dim) if config.target_entropy == "auto" else float(config.target_entropy)
         )
-        # Actor and log-alpha step together: one backward, one fused Adam call.
-        self._policy_params = [*self.actor.parameters()] + (
-            [self.log_alpha] if self.tune_alpha else []
-        )
+        self._actor_layers = _actor_layers(self.actor)
+        self._critic_layers = _critic_layers(self.critic)
+        self._target_layers = _critic_layers(self.critic_target)
+        # Actor and log-alpha step together: one fused Adam call.
+        self._policy_params = self._actor_layers + ([self.log_alpha] if self.tune_alpha else [])
         self.policy_optimizer = _adam(self._policy_params, config.learning_rate)
-        self._critic_params = list(self.critic.parameters())
-        self.bf16 = config.effective_matmul_precision == "bf16"
-        self._target_params = list(self.critic_target.parameters())
-
-    def _forward_precision(self) -> torch.autocast:
-        """The forward passes of an update, with hidden-layer GEMMs in bfloat16 when the
-        config chose bf16 (networks keep output layers in fp32).
-
-        bf16 tensors, not oneDNN's bf16 mode for fp32 tensors: that converts the weights on
-        every call and halves the gain (benchmarks/matmul_precision.py). Each pass opens its
-        own region because autocast caches the converted weights until the outermost region
-        exits, and an optimizer step in between would leave that cache stale.
-        """
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+        bf16 = config.effective_matmul_precision == "bf16"
+        widths = list(config.hidden_sizes)
+        self._settings = StepSettings(
+            gamma=config.gamma,
+            tau=config.tau,
+            target_entropy=self.target_entropy,
+            tune_alpha=self.tune_alpha,
+            act_dim=act_dim,
+            log_std_min=LOG_STD_MIN,
+            log_std_max=LOG_STD_MAX,
+            actor_bf16=_bf16_layers([obs_dim, *widths, 2 * act_dim], bf16),
+            critic_bf16=_bf16_layers([obs_dim + act_dim, *widths, 1], bf16),
+        )
 
     @torch.inference_mode()
     def explore(self, obs: np.ndarray) -> np.ndarray:
@@ -132,70 +171,28 @@ class SAC:
         return self.actor.deterministic_action(obs_tensor)[0].numpy()
 
     def update(self, batch: Batch) -> UpdateStats:
-        """One gradient step on a batch; what it measured, by name.
-
-        Critics first, then actor and entropy coefficient together (CleanRL's order). The
-        alpha used everywhere in a step is its value before that step, as in SB3.
-        """
-        alpha = self.log_alpha.detach().exp()
-        with record_function(CRITIC_PHASE):
-            critic_loss = self.critic_step(batch, alpha)
-        with record_function(POLICY_PHASE):
-            actor_loss = self.policy_step(batch, alpha)
-        with record_function(TARGET_PHASE):
-            self.update_targets()
-        return UpdateStats(critic_loss, actor_loss, alpha[0])
-
-    def bootstrap_target(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
-        """The critics' regression target, from the target critics and a fresh next action.
-
-        No gradient flows through it: the critics chase a fixed target (semi-gradient TD).
-        """
-        with torch.no_grad():
-            next_actions, next_log_prob = self.actor.sample(batch.next_obs)
-            next_obs = self.normalize(batch.next_obs)
-            next_q = self.critic_target(next_obs, next_actions).amin(0)  # twin minimum
-            return soft_q_target(
-                batch.rewards, batch.terminated, next_q, next_log_prob, alpha, self.config.gamma
-            )
-
-    def critic_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
-        """One Adam step of both critics towards the bootstrap target; returns the loss."""
-        with self._forward_precision():
-            target_q = self.bootstrap_target(batch, alpha)
-            current_q = self.critic(self.normalize(batch.obs), batch.actions)
-        critic_loss = 0.5 * (current_q - target_q).square().mean(1).sum()
-        self.critic_optimizer.zero_grad()
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        return critic_loss.detach()
-
-    def policy_step(self, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
-        """One fused Adam step of actor and log-alpha; returns the actor loss."""
-        with self._forward_precision():
-            actions_pi, log_prob = self.actor.sample(batch.obs)
-            q_pi = self.critic(self.normalize(batch.obs), actions_pi).amin(0)
-        loss = actor_objective(q_pi, log_prob, alpha)
-        actor_loss = loss.detach()
-        if self.tune_alpha:
-            loss = loss + alpha_objective(self.log_alpha, log_prob.detach(), self.target_entropy)
-        self.policy_optimizer.zero_grad()
-        # Gradients for actor and log-alpha only: the critic's weight-gradient matmuls are
-        # skipped entirely, and its parameters keep the gradients of the critic step.
-        loss.backward(inputs=self._policy_params)
-        self.policy_optimizer.step()
-        return actor_loss
+        """One gradient step on a batch (rl_core/sac_step.py); what it measured, by name."""
+        critic_loss, actor_loss, alpha = _compiled_gradient_step()(
+            self.normalize(batch.obs),
+            batch.actions,
+            batch.rewards,
+            self.normalize(batch.next_obs),
+            batch.terminated,
+            self._actor_layers,
+            self._critic_layers,
+            self._target_layers,
+            self.log_alpha,
+            _adam_group(self.critic_optimizer, self._critic_layers),
+            _adam_group(self.policy_optimizer, self._policy_params),
+            self._settings,
+        )
+        return UpdateStats(critic_loss, actor_loss, alpha)
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """The rate every optimizer uses from the next step on (a learning-rate schedule)."""
         for optimizer in (self.critic_optimizer, self.policy_optimizer):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate
-
-    def update_targets(self) -> None:
-        """Polyak averaging: target <- (1 - tau) * target + tau * critic."""
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._critic_params, self.config.tau)
 
     def state_dict(self) -> dict[str, Any]:
         """Every tensor and optimizer state needed to continue training exactly."""
@@ -215,5 +212,7 @@ class SAC:
         self.critic_target.load_state_dict(state["critic_target"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        for optimizer in (self.policy_optimizer, self.critic_optimizer):
+            _init_adam_state(optimizer)  # a checkpoint from before the first update has none
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

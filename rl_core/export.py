@@ -12,9 +12,6 @@ deprecation warning is silenced only around the calls that emit it.
 from __future__ import annotations
 
 import copy
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from torch import nn
 from rl_core.envs import EnvSpec, make_env
 from rl_core.evaluation import Policy
 from rl_core.networks import Actor
+from rl_core.torchscript import quiet_torchscript
 
 EQUIVALENCE_TOLERANCE = 1e-5
 
@@ -51,16 +49,6 @@ class InferenceActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         hidden = self.trunk(self.normalizer(obs))
         return torch.tanh(self.mean(hidden)) * self.action_scale + self.action_bias
-
-
-@contextmanager
-def quiet_torchscript() -> Iterator[None]:
-    """Hide torch 2.13's TorchScript deprecation warnings, and only those."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
-        )
-        yield
 
 
 def script_actor(actor: Actor) -> torch.jit.ScriptModule:

@@ -12,22 +12,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-_LOG_2 = math.log(2.0)
-
-
-def _full_precision() -> torch.autocast:
-    """A block that computes in fp32 even inside a bf16 autocast region: output layers.
-
-    bf16 keeps 8 significant bits, too few for a Q-value of -200 (its spacing there is 1)
-    or a Gaussian mean; the hidden layers, where the arithmetic is, run in bf16.
-    """
-    return torch.autocast("cpu", enabled=False)
 
 
 def _mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
@@ -137,24 +125,8 @@ class Actor(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and (clamped) log-std of the pre-squash Gaussian, from a raw observation."""
         hidden = self.trunk(self.normalizer(obs))
-        with _full_precision():
-            mean, log_std = self.head(hidden.float()).split(self.act_dim, dim=-1)
+        mean, log_std = self.head(hidden).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised squashed action in [-1, 1] and its log-probability.
-
-        The log-prob is taken in the squashed [-1, 1] space, as Stable-Baselines3 does, so the
-        entropy target -dim(A) means the same for every env's action bounds. The tanh
-        correction uses log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact, no epsilon.
-        """
-        mean, log_std = self(obs)
-        noise = torch.randn_like(mean)
-        pre_tanh = mean + noise * log_std.exp()
-        gaussian_log_prob = -0.5 * noise.square() - log_std - _HALF_LOG_2PI
-        squash_correction = 2.0 * (_LOG_2 - pre_tanh - F.softplus(-2.0 * pre_tanh))
-        log_prob = (gaussian_log_prob - squash_correction).sum(-1)
-        return torch.tanh(pre_tanh), log_prob
 
     def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The evaluation action tanh(mean), scaled to the env's bounds."""
@@ -192,5 +164,4 @@ class TwinQCritic(nn.Module):
         x = torch.cat([obs, action], dim=-1).expand(self.n_critics, -1, -1)
         for weight, bias in zip(self.weights[:-1], self.biases[:-1], strict=True):
             x = torch.relu(torch.baddbmm(bias, x, weight))
-        with _full_precision():
-            return torch.baddbmm(self.biases[-1], x.float(), self.weights[-1]).squeeze(-1)
+        return torch.baddbmm(self.biases[-1], x, self.weights[-1]).squeeze(-1)

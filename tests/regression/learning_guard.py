@@ -8,7 +8,9 @@ actor scores about -1,200 to -1,500.
 
 Seeds train two at a time, each in a fresh process on one torch thread (the CI box has two
 cores). A defect is injected by name inside each of those processes: a monkeypatch in the
-caller's process would not reach them.
+caller's process would not reach them. The step's gradients are TorchScript
+(rl_core/sac_step.py), compiled when an agent is built: a defect patches a function there
+before that, with a scriptable replacement.
 
 Run it by hand to see the margin on this machine, and to check that real defects fail it:
 
@@ -32,8 +34,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl_core import agent as sac
-from rl_core import cpu
+from rl_core import cpu, sac_step
 from rl_core.buffer import Batch, ReplayBuffer
 from rl_core.config import SACConfig
 from rl_core.evaluation import evaluate
@@ -125,20 +126,17 @@ def _guarded_return_with(defect: str | None, overrides: dict[str, object], seed:
 # --- Defects a learning guard must catch: each patches one real bug into SAC. ---------------
 
 
-def _target_not_detached(self: sac.SAC, batch: Batch, alpha: torch.Tensor) -> torch.Tensor:
-    """The bootstrap target taken from the critic being trained, with its gradient kept."""
-    next_actions, next_log_prob = self.actor.sample(batch.next_obs)
-    next_q = self.critic(batch.next_obs, next_actions).amin(0)
-    return sac.soft_q_target(
-        batch.rewards, batch.terminated, next_q, next_log_prob, alpha, self.config.gamma
-    )
+def _alpha_gradient_sign_flipped(log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """Alpha shrinks while the policy's entropy is below the target, and grows above it."""
+    return (log_prob + target_entropy).mean().reshape(1)
 
 
 def _entropy_sign_flipped(
     q_pi: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The actor is rewarded for a low-entropy policy instead of a high-entropy one."""
-    return (-alpha * log_prob - q_pi).mean()
+    batch = q_pi.shape[0]
+    return (-alpha * log_prob - q_pi).mean(), -alpha / batch, -1.0 / batch
 
 
 _real_sample = ReplayBuffer.sample
@@ -175,10 +173,12 @@ class Defect:
 
 
 DEFECTS = {
-    "critic target not detached": Defect(
-        patches=((sac.SAC, "bootstrap_target", _target_not_detached),)
+    "alpha gradient sign flipped": Defect(
+        patches=((sac_step, "alpha_gradient", _alpha_gradient_sign_flipped),)
     ),
-    "entropy term sign flipped": Defect(patches=((sac, "actor_objective", _entropy_sign_flipped),)),
+    "entropy term sign flipped": Defect(
+        patches=((sac_step, "actor_objective", _entropy_sign_flipped),)
+    ),
     "tau = 1.0": Defect(overrides={"tau": 1.0}),
     "replay samples only the newest row": Defect(
         patches=((ReplayBuffer, "sample", _newest_row_only),)

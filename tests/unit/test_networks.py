@@ -1,7 +1,5 @@
 import torch
 from torch import nn
-from torch.distributions import Normal
-from torch.distributions.transforms import TanhTransform
 
 from rl_core.networks import Actor, TwinQCritic
 
@@ -10,37 +8,12 @@ def _actor(obs_dim: int = 3, act_dim: int = 2) -> Actor:
     return Actor(obs_dim, act_dim, (32, 32), torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 1.0]))
 
 
-def test_actor_shapes_and_bounds() -> None:
+def test_the_deterministic_action_lies_in_the_env_bounds() -> None:
     actor = _actor()
-    obs = torch.randn(64, 3) * 10
-    action, log_prob = actor.sample(obs)
-    assert action.shape == (64, 2)
-    assert log_prob.shape == (64,)
-    assert action.abs().max() <= 1.0
-    env_action = actor.deterministic_action(obs)
+    env_action = actor.deterministic_action(torch.randn(64, 3) * 10)
+    assert env_action.shape == (64, 2)
     assert (env_action[:, 0].abs() <= 2.0).all()
     assert ((env_action[:, 1] >= 0.0) & (env_action[:, 1] <= 1.0)).all()
-
-
-def test_log_prob_matches_torch_distributions() -> None:
-    actor = _actor()
-    obs = torch.randn(128, 3)
-    torch.manual_seed(0)
-    _, log_prob = actor.sample(obs)
-    torch.manual_seed(0)
-    mean, log_std = actor(obs)
-    pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
-    expected = Normal(mean, log_std.exp()).log_prob(
-        pre_tanh
-    ) - TanhTransform().log_abs_det_jacobian(pre_tanh, torch.tanh(pre_tanh))
-    torch.testing.assert_close(log_prob, expected.sum(-1), rtol=1e-5, atol=1e-4)
-
-
-def test_sample_is_reparameterised() -> None:
-    actor = _actor()
-    action, log_prob = actor.sample(torch.randn(8, 3))
-    (action.sum() + log_prob.sum()).backward()
-    assert all(p.grad is not None for p in actor.trunk.parameters())
 
 
 def test_twin_critic_equals_two_separate_mlps() -> None:

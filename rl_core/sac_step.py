@@ -1,0 +1,346 @@
+"""SAC's gradient step with its backward passes written out, run as one TorchScript graph.
+
+Why by hand: an autograd step of SAC dispatches about 190 small ops from Python, and on a
+2-core CPU that per-op overhead, not the arithmetic, was most of a training step
+(`python -m benchmarks.profile_update`). Both networks are small MLPs whose gradients fit on
+a page, so the whole step (bootstrap target, both losses and their gradients, both fused Adam
+calls, the Polyak update) runs in TorchScript's interpreter: no Python between ops, no
+autograd graph, each weight converted to bf16 once per step instead of on every use.
+tests/unit/test_sac_step.py checks the step against autograd on the same networks.
+
+The losses are Stable-Baselines3's (agent.py). A network is a flat list of its layers'
+(weight, bias) pairs: the actor's weights in nn.Linear's (out, in) layout, the twin critics'
+with a leading critic dimension, (n_critics, in, out), run as batched matmuls.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.autograd.profiler import record_function
+
+CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE = "sac.critic_step", "sac.policy_step", "sac.target_update"
+"""The step's phases as torch.profiler names them (benchmarks/profile_update.py reads them).
+`gradient_step` spells them out: TorchScript reads no module globals."""
+
+
+class StepSettings(NamedTuple):
+    """What stays fixed over a run. A layer's GEMMs run in bf16 where its `*_bf16` entry is
+    true (rl_core/agent.py decides), in fp32 elsewhere."""
+
+    gamma: float
+    tau: float
+    target_entropy: float
+    tune_alpha: bool
+    act_dim: int
+    log_std_min: float
+    log_std_max: float
+    actor_bf16: list[bool]
+    critic_bf16: list[bool]
+
+
+class AdamGroup(NamedTuple):
+    """One fused Adam call: parameters, their gradients' moments and step counts, aligned."""
+
+    params: list[Tensor]
+    exp_avgs: list[Tensor]
+    exp_avg_sqs: list[Tensor]
+    steps: list[Tensor]
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+
+
+class SquashedSample(NamedTuple):
+    """A reparameterised action and what its backward pass needs."""
+
+    action: Tensor
+    log_prob: Tensor
+    noise: Tensor
+    std: Tensor
+    log_std_free: Tensor
+    """1 where the log-std head was inside its clamp (gradient passes), 0 where clamped."""
+
+
+def soft_q_target(
+    rewards: Tensor,
+    terminated: Tensor,
+    next_q: Tensor,
+    next_log_prob: Tensor,
+    alpha: Tensor,
+    gamma: float,
+) -> Tensor:
+    """r + gamma * (1 - terminated) * (Q'(s', a') - alpha * log pi(a'|s')).
+
+    A terminal transition does not bootstrap; a truncated one (time limit) does, because its
+    `terminated` flag is 0.
+    """
+    return rewards + gamma * (1.0 - terminated) * (next_q - alpha * next_log_prob)
+
+
+def critic_objective(q: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """0.5 * sum over critics of mean((Q - target)^2), and its gradient w.r.t. Q (n, B)."""
+    error = q - target
+    return 0.5 * error.square().mean(1).sum(), error / q.shape[1]
+
+
+def actor_objective(q_pi: Tensor, log_prob: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, float]:
+    """mean(alpha * log pi(a|s) - Q(s, a)), minimised by the actor (maximise Q plus entropy);
+    with its gradients w.r.t. each log pi and each Q."""
+    batch = q_pi.shape[0]
+    return (alpha * log_prob - q_pi).mean(), alpha / batch, -1.0 / batch
+
+
+def alpha_gradient(log_prob: Tensor, target_entropy: float) -> Tensor:
+    """Gradient of -mean(log_alpha * (log pi + target_entropy)) w.r.t. log-alpha: alpha grows
+    while the policy's entropy is below the target."""
+    return -(log_prob + target_entropy).mean().reshape(1)
+
+
+def compute_params(params: list[Tensor], bf16: list[bool]) -> list[Tensor]:
+    """The layers' parameters in the dtypes their GEMMs run in (a no-op for fp32 layers)."""
+    converted: list[Tensor] = []
+    for layer in range(len(bf16)):
+        dtype = torch.bfloat16 if bf16[layer] else torch.float32
+        converted.append(params[2 * layer].to(dtype))
+        converted.append(params[2 * layer + 1].to(dtype))
+    return converted
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b; over an inner dimension of 1 that is an outer product, done as a broadcast
+    multiply (a batched GEMM of that shape takes ~200 us in MKL)."""
+    if a.shape[-1] == 1:
+        return a * b
+    return torch.matmul(a, b)
+
+
+def _output_to_input(weight: Tensor) -> Tensor:
+    """The matrix that maps a layer's output gradient to its input gradient: W^T in the
+    math's x W convention, which is nn.Linear's (out, in) weight as stored."""
+    return weight if weight.dim() == 2 else weight.transpose(1, 2)
+
+
+def mlp_forward(x: Tensor, params: list[Tensor], bf16: list[bool]) -> list[Tensor]:
+    """Every layer's input (in its compute dtype), then the output: ReLU between layers.
+
+    `params` come from `compute_params`; the output layer's entry in `bf16` is false, so
+    outputs are fp32.
+    """
+    activations: list[Tensor] = []
+    layers = len(bf16)
+    for layer in range(layers):
+        weight, bias = params[2 * layer], params[2 * layer + 1]
+        x = x.to(weight.dtype)
+        activations.append(x)
+        if weight.dim() == 2:
+            x = torch.addmm(bias, x, weight.t())
+        else:
+            x = torch.baddbmm(bias, x, weight)
+        if layer < layers - 1:
+            x = torch.relu(x)
+    activations.append(x)
+    return activations
+
+
+def mlp_backward(
+    activations: list[Tensor], params: list[Tensor], grad_output: Tensor, weight_grads: bool
+) -> tuple[list[Tensor], Tensor]:
+    """Backward pass of `mlp_forward` from d(loss)/d(output).
+
+    With `weight_grads`: fp32 gradients of every parameter, in `params`' order, and the input
+    gradient is not computed (an empty tensor). Without: no parameter gradients, and
+    d(loss)/d(input) in the first layer's compute dtype (the policy step needs only that).
+    """
+    layers = len(params) // 2
+    grads: list[Tensor] = []
+    grad = grad_output
+    for layer in range(layers - 1, -1, -1):
+        weight, x = params[2 * layer], activations[layer]
+        if layer < layers - 1:  # through the ReLU that produced the next layer's input
+            grad = torch.ops.aten.threshold_backward(grad, activations[layer + 1], 0.0)
+        grad = grad.to(weight.dtype)
+        if weight_grads:
+            if weight.dim() == 2:  # (out, in) = grad^T x
+                grads.append(torch.mm(grad.t(), x).float())
+            else:  # (n, in, out) = x^T grad
+                grads.append(torch.bmm(x.transpose(1, 2), grad).float())
+            grads.append(grad.sum(-2, keepdim=weight.dim() == 3, dtype=torch.float32))
+        if layer > 0 or not weight_grads:
+            grad = _matmul(grad, _output_to_input(weight))
+    if not weight_grads:
+        return grads, grad
+    grads.reverse()  # (bias, weight) pairs from the top: flip to (weight, bias) from the input
+    ordered: list[Tensor] = []
+    for layer in range(layers):
+        ordered.append(grads[2 * layer + 1])
+        ordered.append(grads[2 * layer])
+    return ordered, torch.empty(0)
+
+
+def squashed_sample(head: Tensor, noise: Tensor, settings: StepSettings) -> SquashedSample:
+    """a = tanh(mean + noise * std) from the actor head's [mean, log-std], and log pi(a|s).
+
+    The log-prob is taken in the squashed [-1, 1] space, as SB3 does, with the tanh correction
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact, no epsilon.
+    """
+    mean, raw_log_std = head.split(settings.act_dim, -1)
+    log_std = raw_log_std.clamp(settings.log_std_min, settings.log_std_max)
+    std = log_std.exp()
+    pre_tanh = mean + noise * std
+    gaussian_log_prob = -0.5 * noise.square() - log_std - 0.9189385332046727  # log sqrt(2 pi)
+    squash_correction = 2.0 * (
+        0.6931471805599453 - pre_tanh - torch.nn.functional.softplus(-2.0 * pre_tanh)
+    )
+    log_prob = (gaussian_log_prob - squash_correction).sum(-1)
+    log_std_free = (raw_log_std == log_std).to(head.dtype)
+    return SquashedSample(torch.tanh(pre_tanh), log_prob, noise, std, log_std_free)
+
+
+def sample_action(obs: Tensor, actor: list[Tensor], settings: StepSettings) -> SquashedSample:
+    """A fresh reparameterised action for each observation (no gradient kept)."""
+    head = mlp_forward(obs, actor, settings.actor_bf16)[-1]
+    return squashed_sample(head, torch.randn_like(head[:, : settings.act_dim]), settings)
+
+
+def twin_q(obs: Tensor, actions: Tensor, critic: list[Tensor], bf16: list[bool]) -> list[Tensor]:
+    """Activations of every critic on (obs, action); the last is Q, shape (n, B, 1)."""
+    x = torch.cat([obs, actions], -1)
+    return mlp_forward(x.expand(critic[0].shape[0], -1, -1), critic, bf16)
+
+
+def bootstrap_target(
+    next_obs: Tensor,
+    rewards: Tensor,
+    terminated: Tensor,
+    actor: list[Tensor],
+    critic_target: list[Tensor],
+    alpha: Tensor,
+    settings: StepSettings,
+) -> Tensor:
+    """The critics' regression target from the target critics' minimum and a fresh action."""
+    next_action = sample_action(next_obs, actor, settings)
+    target_compute = compute_params(critic_target, settings.critic_bf16)
+    next_q = twin_q(next_obs, next_action.action, target_compute, settings.critic_bf16)[-1]
+    return soft_q_target(
+        rewards,
+        terminated,
+        next_q.squeeze(-1).amin(0),
+        next_action.log_prob,
+        alpha,
+        settings.gamma,
+    )
+
+
+def adam_step(group: AdamGroup, grads: list[Tensor]) -> None:
+    """What torch.optim.Adam(fused=True).step() does, on the same state."""
+    torch._foreach_add_(group.steps, 1.0)
+    torch.ops.aten._fused_adam_(
+        group.params,
+        grads,
+        group.exp_avgs,
+        group.exp_avg_sqs,
+        [],
+        group.steps,
+        lr=group.lr,
+        beta1=group.beta1,
+        beta2=group.beta2,
+        weight_decay=0.0,
+        eps=group.eps,
+        amsgrad=False,
+        maximize=False,
+    )
+
+
+def critic_step(
+    obs: Tensor,
+    actions: Tensor,
+    target: Tensor,
+    critic: list[Tensor],
+    adam: AdamGroup,
+    settings: StepSettings,
+) -> Tensor:
+    """One Adam step of both critics towards the bootstrap target; returns the loss."""
+    critic_compute = compute_params(critic, settings.critic_bf16)
+    activations = twin_q(obs, actions, critic_compute, settings.critic_bf16)
+    loss, grad_q = critic_objective(activations[-1].squeeze(-1), target)
+    grads, _ = mlp_backward(activations, critic_compute, grad_q.unsqueeze(-1), True)
+    adam_step(adam, grads)
+    return loss
+
+
+def policy_step(
+    obs: Tensor,
+    actor: list[Tensor],
+    critic: list[Tensor],
+    log_alpha: Tensor,
+    alpha: Tensor,
+    adam: AdamGroup,
+    settings: StepSettings,
+) -> Tensor:
+    """One Adam step of actor and log-alpha together, through the critics as the critic step
+    left them; returns the actor loss. The critics get no gradient: only d(loss)/d(action)."""
+    actor_activations = mlp_forward(obs, actor, settings.actor_bf16)
+    head = actor_activations[-1]
+    sample = squashed_sample(head, torch.randn_like(head[:, : settings.act_dim]), settings)
+    critic_compute = compute_params(critic, settings.critic_bf16)
+    q = twin_q(obs, sample.action, critic_compute, settings.critic_bf16)
+    q_pi, smaller = q[-1].squeeze(-1).min(0)
+    loss, grad_log_prob, grad_q_pi = actor_objective(q_pi, sample.log_prob, alpha)
+    # The twin minimum passes the gradient to the critic that gave it.
+    grad_q = torch.zeros_like(q[-1]).scatter_(0, smaller.view(1, -1, 1), grad_q_pi)
+    _, grad_input = mlp_backward(q, critic_compute, grad_q, False)
+    grad_action = grad_input.float().sum(0)[:, obs.shape[1] :]
+    # u = mean + noise * std, a = tanh(u): d a/d u = 1 - a^2, d log pi/d u = 2 tanh(u).
+    grad_pre_tanh = grad_action * (1.0 - sample.action.square()) + grad_log_prob * 2.0 * (
+        sample.action
+    )
+    grad_log_std = (grad_pre_tanh * sample.noise * sample.std - grad_log_prob) * (
+        sample.log_std_free
+    )
+    grads, _ = mlp_backward(
+        actor_activations, actor, torch.cat([grad_pre_tanh, grad_log_std], -1), True
+    )
+    if settings.tune_alpha:
+        grads.append(alpha_gradient(sample.log_prob, settings.target_entropy))
+    adam_step(adam, grads)
+    return loss
+
+
+def gradient_step(
+    obs: Tensor,
+    actions: Tensor,
+    rewards: Tensor,
+    next_obs: Tensor,
+    terminated: Tensor,
+    actor: list[Tensor],
+    critic: list[Tensor],
+    critic_target: list[Tensor],
+    log_alpha: Tensor,
+    critic_adam: AdamGroup,
+    policy_adam: AdamGroup,
+    settings: StepSettings,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One SAC update on a batch of (normalized) observations, in place: critic loss, actor
+    loss, and the alpha the step used (its value before the step, as in SB3).
+
+    Critics first, then actor and log-alpha together (CleanRL's order), then the targets.
+    """
+    with torch.no_grad():
+        alpha = log_alpha.exp()
+        actor_compute = compute_params(actor, settings.actor_bf16)
+        with record_function("sac.critic_step"):
+            target = bootstrap_target(
+                next_obs, rewards, terminated, actor_compute, critic_target, alpha, settings
+            )
+            critic_loss = critic_step(obs, actions, target, critic, critic_adam, settings)
+        with record_function("sac.policy_step"):
+            actor_loss = policy_step(
+                obs, actor_compute, critic, log_alpha, alpha, policy_adam, settings
+            )
+        with record_function("sac.target_update"):
+            torch._foreach_lerp_(critic_target, critic, settings.tau)
+    return critic_loss, actor_loss, alpha[0]

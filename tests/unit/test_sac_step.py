@@ -1,0 +1,203 @@
+"""The hand-written gradient step (rl_core/sac_step.py) against autograd on the same networks.
+
+The reference below is SAC as autograd computes it: the modules' own forward passes,
+torch.distributions for the squashed Gaussian's log-prob, `backward()` and torch.optim.Adam's
+`step()`. In fp32 the TorchScript step must land on the same parameters, Polyak targets,
+log-alpha and Adam moments, update after update.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal
+from torch.distributions.transforms import TanhTransform
+from torch.profiler import profile
+
+from rl_core import sac_step
+from rl_core.agent import SAC, _bf16_layers
+from rl_core.buffer import Batch
+from rl_core.config import SACConfig
+from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN
+
+
+def _agent(obs_dim: int = 3, act_dim: int = 1, **overrides: object) -> SAC:
+    config = SACConfig(**{"hidden_sizes": (16, 16), "matmul_precision": "ieee", **overrides})
+    torch.manual_seed(0)
+    return SAC(config, obs_dim, act_dim, -2.0 * np.ones(act_dim), 2.0 * np.ones(act_dim))
+
+
+def _batch(obs_dim: int = 3, act_dim: int = 1, n: int = 32) -> Batch:
+    generator = torch.Generator().manual_seed(1)
+    return Batch(
+        obs=torch.randn(n, obs_dim, generator=generator) * 3.0,
+        actions=torch.rand(n, act_dim, generator=generator) * 2 - 1,
+        rewards=torch.randn(n, generator=generator),
+        next_obs=torch.randn(n, obs_dim, generator=generator) * 3.0,
+        terminated=(torch.rand(n, generator=generator) < 0.25).float(),
+    )
+
+
+def _squashed(actor: torch.nn.Module, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised tanh-Gaussian action and log-prob, as torch.distributions has them."""
+    mean, log_std = actor(obs)
+    pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
+    action = torch.tanh(pre_tanh)
+    log_prob = Normal(mean, log_std.exp()).log_prob(pre_tanh)
+    log_prob = log_prob - TanhTransform().log_abs_det_jacobian(pre_tanh, action)
+    return action, log_prob.sum(-1)
+
+
+def _autograd_update(agent: SAC, batch: Batch) -> tuple[float, float]:
+    """SB3's SAC step with autograd: critics, then actor and log-alpha, then the targets."""
+    alpha = agent.log_alpha.detach().exp()
+    obs, next_obs = agent.normalize(batch.obs), agent.normalize(batch.next_obs)
+    with torch.no_grad():
+        next_actions, next_log_prob = _squashed(agent.actor, batch.next_obs)
+        next_q = agent.critic_target(next_obs, next_actions).amin(0)
+        target = sac_step.soft_q_target(
+            batch.rewards, batch.terminated, next_q, next_log_prob, alpha, agent.config.gamma
+        )
+    critic_loss = 0.5 * (agent.critic(obs, batch.actions) - target).square().mean(1).sum()
+    agent.critic_optimizer.zero_grad()
+    critic_loss.backward()
+    agent.critic_optimizer.step()
+
+    actions_pi, log_prob = _squashed(agent.actor, batch.obs)
+    actor_loss = (alpha * log_prob - agent.critic(obs, actions_pi).amin(0)).mean()
+    loss = actor_loss
+    if agent.tune_alpha:
+        loss = loss - (agent.log_alpha * (log_prob.detach() + agent.target_entropy)).mean()
+    agent.policy_optimizer.zero_grad()
+    loss.backward(inputs=agent._policy_params)
+    agent.policy_optimizer.step()
+    with torch.no_grad():
+        for target_param, param in zip(
+            agent.critic_target.parameters(), agent.critic.parameters(), strict=True
+        ):
+            target_param.lerp_(param, agent.config.tau)
+    return critic_loss.item(), actor_loss.item()
+
+
+def _state(agent: SAC) -> dict[str, torch.Tensor]:
+    """Every tensor an update writes: parameters, targets, log-alpha, Adam moments."""
+    tensors = {f"sac.{k}": v for k, v in agent.state_dict().items() if torch.is_tensor(v)}
+    for part in ("actor", "critic", "critic_target"):
+        tensors |= {f"{part}.{k}": v for k, v in agent.state_dict()[part].items()}
+    for name in ("policy_optimizer", "critic_optimizer"):
+        for index, state in getattr(agent, name).state_dict()["state"].items():
+            tensors |= {f"{name}.{index}.{k}": v for k, v in state.items()}
+    return tensors
+
+
+@pytest.mark.parametrize(
+    ("obs_dim", "act_dim", "overrides"),
+    [
+        (3, 1, {}),
+        (5, 3, {"hidden_sizes": (32, 24, 16)}),
+        (3, 2, {"ent_coef": 0.1}),
+        (4, 1, {"normalize_obs": True}),
+    ],
+)
+def test_the_step_equals_autograd_on_the_same_networks(
+    obs_dim: int, act_dim: int, overrides: dict[str, object]
+) -> None:
+    agent = _agent(obs_dim, act_dim, **overrides)
+    if agent.config.normalize_obs:
+        agent.actor.normalizer.update(torch.randn(100, obs_dim) * 4.0 + 2.0)
+    reference = copy.deepcopy(agent)
+    batch = _batch(obs_dim, act_dim)
+    for seed in (3, 4):  # a second step also checks Adam's step counts and moments
+        torch.manual_seed(seed)
+        stats = agent.update(batch)
+        torch.manual_seed(seed)  # the same noise, drawn in the same order
+        critic_loss, actor_loss = _autograd_update(reference, batch)
+        assert stats.critic_loss.item() == pytest.approx(critic_loss, rel=1e-5)
+        assert stats.actor_loss.item() == pytest.approx(actor_loss, rel=1e-5, abs=1e-6)
+    expected = _state(reference)
+    actual = _state(agent)
+    assert actual.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, msg=name)
+    assert not torch.equal(agent.critic.weights[0], _agent(obs_dim, act_dim).critic.weights[0])
+
+
+def test_squashed_sample_is_a_tanh_gaussian_with_its_log_prob() -> None:
+    generator = torch.Generator().manual_seed(0)
+    head = torch.randn(64, 4, generator=generator) * 3.0  # some log-stds beyond the clamp
+    noise = torch.randn(64, 2, generator=generator)
+    settings = _agent(act_dim=2)._settings
+    sample = sac_step.squashed_sample(head, noise, settings)
+    mean, raw_log_std = head.split(2, -1)
+    std = raw_log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+    pre_tanh = mean + noise * std
+    expected = Normal(mean, std).log_prob(pre_tanh) - TanhTransform().log_abs_det_jacobian(
+        pre_tanh, torch.tanh(pre_tanh)
+    )
+    torch.testing.assert_close(sample.action, torch.tanh(pre_tanh))
+    torch.testing.assert_close(sample.log_prob, expected.sum(-1), rtol=1e-5, atol=1e-4)
+    assert sample.action.abs().max() <= 1.0
+    free = (raw_log_std >= LOG_STD_MIN) & (raw_log_std <= LOG_STD_MAX)
+    assert torch.equal(sample.log_std_free.bool(), free)
+    assert not free.all()
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ([3, 256, 256, 2], [False, True, False]),  # Pendulum's actor: narrow input stays fp32
+        ([23, 64, 64, 1], [False, True, False]),
+        ([105, 256, 256, 1], [True, True, False]),  # Ant's critic: a wide input goes bf16
+        ([3, 32, 32, 1], [False, False, False]),
+    ],
+)
+def test_bf16_runs_wide_hidden_layers_only_never_the_output(
+    sizes: list[int], expected: list[bool]
+) -> None:
+    assert _bf16_layers(sizes, bf16=True) == expected
+    assert _bf16_layers(sizes, bf16=False) == [False] * len(expected)
+
+
+def test_bf16_forward_keeps_fp32_outputs_close_to_fp32() -> None:
+    """Q-values and the Gaussian's parameters keep fp32's precision; hidden GEMMs drop."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 80)
+    params = []
+    for fan_in, fan_out in ((80, 128), (128, 128), (128, 2)):
+        params += [torch.randn(fan_out, fan_in) / fan_in**0.5, torch.randn(fan_out) * 0.1]
+    bf16 = [True, True, False]
+    rounded = sac_step.mlp_forward(x, sac_step.compute_params(params, bf16), bf16)
+    exact = sac_step.mlp_forward(x, params, [False] * 3)
+    assert [a.dtype for a in rounded] == [torch.bfloat16] * 2 + [torch.float32] * 2
+    assert not torch.equal(rounded[-1], exact[-1])  # the hidden layers did run in bf16
+    torch.testing.assert_close(rounded[-1], exact[-1], rtol=0.05, atol=0.02)
+
+
+def test_a_bf16_step_moves_the_networks_as_an_fp32_step_does() -> None:
+    """Same agent, same batch and noise: the bf16 step's parameter changes agree with fp32's
+    in direction (a wrong gradient in a bf16-only branch would not)."""
+    batch = _batch()
+    moves = {}
+    for precision in ("ieee", "bf16"):
+        agent = _agent(hidden_sizes=(128, 128), matmul_precision=precision)
+        before = [p.detach().clone() for p in agent._policy_params + agent._critic_layers]
+        torch.manual_seed(3)
+        agent.update(batch)
+        after = agent._policy_params + agent._critic_layers
+        moves[precision] = torch.cat(
+            [(a - b).flatten() for a, b in zip(after, before, strict=True)]
+        )
+    cosine = torch.nn.functional.cosine_similarity(moves["ieee"], moves["bf16"], dim=0)
+    assert cosine > 0.9, cosine
+
+
+def test_profiles_name_the_steps_phases() -> None:
+    """benchmarks/profile_update.py splits an update by these names."""
+    agent = _agent()
+    with profile() as prof:
+        agent.update(_batch())
+    names = {event.name for event in prof.events()}
+    assert {sac_step.CRITIC_PHASE, sac_step.POLICY_PHASE, sac_step.TARGET_PHASE} <= names
