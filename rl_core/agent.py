@@ -13,6 +13,7 @@ import copy
 import functools
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -69,11 +70,11 @@ def _adam_group(optimizer: torch.optim.Adam, params: list[torch.Tensor]) -> Adam
 
 
 @functools.cache
-def _compiled_gradient_step() -> torch.jit.ScriptFunction:
-    """`sac_step.gradient_step` compiled by TorchScript: once per process, about 2 s. Kept
-    off the agent, which stays picklable and deep-copyable."""
+def _scripted(function: Callable[..., Any]) -> torch.jit.ScriptFunction:
+    """A `sac_step` function compiled by TorchScript, once per process (about 2 s for the
+    gradient step). Kept off the agent, which stays picklable and deep-copyable."""
     with quiet_torchscript():
-        return torch.jit.script(sac_step.gradient_step)
+        return torch.jit.script(function)
 
 
 def _bf16_layers(sizes: list[int], bf16: bool) -> list[bool]:
@@ -172,7 +173,7 @@ class SAC:
 
     def update(self, batch: Batch) -> UpdateStats:
         """One gradient step on a batch (rl_core/sac_step.py); what it measured, by name."""
-        critic_loss, actor_loss, alpha = _compiled_gradient_step()(
+        critic_loss, actor_loss, alpha = _scripted(sac_step.gradient_step)(
             self.normalize(batch.obs),
             batch.actions,
             batch.rewards,

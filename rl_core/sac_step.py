@@ -131,17 +131,16 @@ def mlp_forward(x: Tensor, params: list[Tensor], bf16: list[bool]) -> list[Tenso
     outputs are fp32.
     """
     activations: list[Tensor] = []
-    layers = len(bf16)
-    for layer in range(layers):
+    for layer in range(len(bf16)):
         weight, bias = params[2 * layer], params[2 * layer + 1]
         x = x.to(weight.dtype)
+        if layer > 0:  # the previous layer's ReLU, in place, after the cast: fewer bytes
+            x = torch.relu_(x)
         activations.append(x)
         if weight.dim() == 2:
             x = torch.addmm(bias, x, weight.t())
         else:
             x = torch.baddbmm(bias, x, weight)
-        if layer < layers - 1:
-            x = torch.relu(x)
     activations.append(x)
     return activations
 
@@ -200,10 +199,15 @@ def squashed_sample(head: Tensor, noise: Tensor, settings: StepSettings) -> Squa
     return SquashedSample(torch.tanh(pre_tanh), log_prob, noise, std, log_std_free)
 
 
-def sample_action(obs: Tensor, actor: list[Tensor], settings: StepSettings) -> SquashedSample:
-    """A fresh reparameterised action for each observation (no gradient kept)."""
-    head = mlp_forward(obs, actor, settings.actor_bf16)[-1]
-    return squashed_sample(head, torch.randn_like(head[:, : settings.act_dim]), settings)
+def rows(sample: SquashedSample, start: int, end: int) -> SquashedSample:
+    """The sample's rows start:end (views)."""
+    return SquashedSample(
+        sample.action[start:end],
+        sample.log_prob[start:end],
+        sample.noise[start:end],
+        sample.std[start:end],
+        sample.log_std_free[start:end],
+    )
 
 
 def twin_q(obs: Tensor, actions: Tensor, critic: list[Tensor], bf16: list[bool]) -> list[Tensor]:
@@ -214,15 +218,14 @@ def twin_q(obs: Tensor, actions: Tensor, critic: list[Tensor], bf16: list[bool])
 
 def bootstrap_target(
     next_obs: Tensor,
+    next_action: SquashedSample,
     rewards: Tensor,
     terminated: Tensor,
-    actor: list[Tensor],
     critic_target: list[Tensor],
     alpha: Tensor,
     settings: StepSettings,
 ) -> Tensor:
-    """The critics' regression target from the target critics' minimum and a fresh action."""
-    next_action = sample_action(next_obs, actor, settings)
+    """The critics' regression target: the target critics' minimum at a fresh next action."""
     target_compute = compute_params(critic_target, settings.critic_bf16)
     next_q = twin_q(next_obs, next_action.action, target_compute, settings.critic_bf16)[-1]
     return soft_q_target(
@@ -274,18 +277,17 @@ def critic_step(
 
 def policy_step(
     obs: Tensor,
+    actor_activations: list[Tensor],
+    sample: SquashedSample,
     actor: list[Tensor],
     critic: list[Tensor],
-    log_alpha: Tensor,
     alpha: Tensor,
     adam: AdamGroup,
     settings: StepSettings,
 ) -> Tensor:
-    """One Adam step of actor and log-alpha together, through the critics as the critic step
-    left them; returns the actor loss. The critics get no gradient: only d(loss)/d(action)."""
-    actor_activations = mlp_forward(obs, actor, settings.actor_bf16)
-    head = actor_activations[-1]
-    sample = squashed_sample(head, torch.randn_like(head[:, : settings.act_dim]), settings)
+    """One Adam step of actor and log-alpha together, from the actor's pass over `obs` and its
+    action sample, through the critics as the critic step left them; returns the actor loss.
+    The critics get no gradient: only d(loss)/d(action)."""
     critic_compute = compute_params(critic, settings.critic_bf16)
     q = twin_q(obs, sample.action, critic_compute, settings.critic_bf16)
     q_pi, smaller = q[-1].squeeze(-1).min(0)
@@ -331,15 +333,37 @@ def gradient_step(
     """
     with torch.no_grad():
         alpha = log_alpha.exp()
-        actor_compute = compute_params(actor, settings.actor_bf16)
+        batch = obs.shape[0]
         with record_function("sac.critic_step"):
+            # One actor pass serves both steps, since only the policy step changes the actor:
+            # next actions for the bootstrap target, then the batch's actions (noise is drawn
+            # in that order, as two passes would draw it).
+            actor_compute = compute_params(actor, settings.actor_bf16)
+            activations = mlp_forward(
+                torch.cat([next_obs, obs]), actor_compute, settings.actor_bf16
+            )
+            head = activations[-1]
+            samples = squashed_sample(head, torch.randn_like(head[:, : settings.act_dim]), settings)
             target = bootstrap_target(
-                next_obs, rewards, terminated, actor_compute, critic_target, alpha, settings
+                next_obs,
+                rows(samples, 0, batch),
+                rewards,
+                terminated,
+                critic_target,
+                alpha,
+                settings,
             )
             critic_loss = critic_step(obs, actions, target, critic, critic_adam, settings)
         with record_function("sac.policy_step"):
             actor_loss = policy_step(
-                obs, actor_compute, critic, log_alpha, alpha, policy_adam, settings
+                obs,
+                [layer_input[batch:] for layer_input in activations],
+                rows(samples, batch, 2 * batch),
+                actor_compute,
+                critic,
+                alpha,
+                policy_adam,
+                settings,
             )
         with record_function("sac.target_update"):
             torch._foreach_lerp_(critic_target, critic, settings.tau)

@@ -66,19 +66,19 @@ def test_the_bootstrap_target_takes_the_smaller_critic(values: tuple[float, floa
     _constant_critics(agent, values)
     alpha = torch.tensor([0.2])
     settings = agent._settings
-    torch.manual_seed(7)
-    target = sac_step.bootstrap_target(
-        batch.next_obs,
-        batch.rewards,
-        batch.terminated,
-        agent._actor_layers,
-        agent._target_layers,
-        alpha,
-        settings,
-    )
-    torch.manual_seed(7)  # the same next-action sample the target used
-    next_log_prob = sac_step.sample_action(batch.next_obs, agent._actor_layers, settings).log_prob
-    expected = batch.rewards + 0.9 * (min(values) - 0.2 * next_log_prob.detach())
+    with torch.no_grad():
+        head = sac_step.mlp_forward(batch.next_obs, agent._actor_layers, settings.actor_bf16)[-1]
+        next_action = sac_step.squashed_sample(head, torch.randn_like(head[:, :1]), settings)
+        target = sac_step.bootstrap_target(
+            batch.next_obs,
+            next_action,
+            batch.rewards,
+            batch.terminated,
+            agent._target_layers,
+            alpha,
+            settings,
+        )
+    expected = batch.rewards + 0.9 * (min(values) - 0.2 * next_action.log_prob)
     torch.testing.assert_close(target, expected)
 
 

@@ -201,3 +201,19 @@ def test_profiles_name_the_steps_phases() -> None:
         agent.update(_batch())
     names = {event.name for event in prof.events()}
     assert {sac_step.CRITIC_PHASE, sac_step.POLICY_PHASE, sac_step.TARGET_PHASE} <= names
+
+
+def test_explore_samples_the_actors_squashed_gaussian() -> None:
+    """The compiled exploration action is tanh(mean + noise * std) of the actor module, on
+    the raw observation (through the normalizer when there is one)."""
+    agent = _agent(obs_dim=4, act_dim=2, normalize_obs=True)
+    agent.actor.normalizer.update(torch.randn(100, 4) * 4.0 + 2.0)
+    obs = np.array([1.0, -2.0, 3.0, 0.5], dtype=np.float32)
+    torch.manual_seed(5)
+    action = agent.explore(obs)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        mean, log_std = agent.actor(torch.as_tensor(obs)[None])
+        expected = torch.tanh(mean + torch.randn_like(mean) * log_std.exp())[0]
+    assert action.shape == (2,)
+    torch.testing.assert_close(torch.as_tensor(action), expected)
