@@ -2,7 +2,7 @@
 
 The loss terms are Stable-Baselines3's (log-probs in the squashed space, alpha tuned on
 log-alpha), so results compare with RL-Zoo. The update itself is rl_core/sac_step.py: the
-whole gradient step, backward passes written out, compiled once per agent by TorchScript.
+whole gradient step, backward passes written out, compiled once per process by TorchScript.
 This class owns the tensors it works on: parameters, Polyak targets, and the Adam state that
 checkpoints save (torch.optim.Adam keeps it, so checkpoints keep their format).
 """
@@ -90,11 +90,13 @@ def _bf16_layers(sizes: list[int], bf16: bool) -> list[bool]:
 
 
 def _actor_layers(actor: Actor) -> list[torch.Tensor]:
+    """The actor's (weight, bias) pairs from input to head: its optimizer's order too."""
     linears = [m for m in actor.modules() if isinstance(m, nn.Linear)]
     return [p for linear in linears for p in (linear.weight, linear.bias)]
 
 
 def _critic_layers(critic: TwinQCritic) -> list[torch.Tensor]:
+    """The critics' (weight, bias) pairs from input to output, as `sac_step` takes layers."""
     return [p for pair in zip(critic.weights, critic.biases, strict=True) for p in pair]
 
 
