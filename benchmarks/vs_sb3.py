@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/vs_sb3.py --env HalfCheetah-v5 --steps 30000 --seeds 0 1
     .venv/bin/python benchmarks/vs_sb3.py --env Pendulum-v1 --steps 20000 --seeds 0 1 2
+    .venv/bin/python benchmarks/vs_sb3.py --env Pendulum-v1 --set step_compiler=inductor
 
-Both systems get the same hyperparameters (rlops' config for the env, its RL-Zoo preset
-applied), the same step budget, seeds and torch threads, and are evaluated the same way: one
-deterministic episode per eval seed (1000..1009). Runs alternate, rlops then SB3 for each
-seed, each in its own process (peak RSS is that run's alone, and a noisy neighbour hits both
-alike). SB3 2.9.2 lives in its own venv (benchmarks/.venvs/sb3, created on first use from
-the package index; never in requirements.txt).
+Both systems get the same hyperparameters (rlops' config for the env: its RL-Zoo preset, then
+any `--set` fields), the same step budget, seeds and torch threads, and are evaluated the
+same way: one deterministic episode per eval seed (1000..1009). Runs alternate, rlops then
+SB3 for each seed, each in its own process (peak RSS is that run's alone, and a noisy
+neighbour hits both alike). SB3 2.9.2 lives in its own venv (benchmarks/.venvs/sb3, created
+on first use from the package index; never in requirements.txt).
 
 Prints one row per run and a summary: median (and mean) env-steps/s of each and their ratios,
 mean return ± standard error across seeds and whether rlops' is at least SB3's minus one
@@ -58,8 +59,9 @@ def sb3_python() -> Path:
 
 def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
     """The run's job: env, budget, seed and rlops' resolved hyperparameters for the env."""
-    from rl_core.config import build_config
+    from rl_core.config import build_config, parse_overrides
 
+    overrides = parse_overrides(args.set)
     config = build_config(
         {
             "env_id": args.env,
@@ -67,6 +69,7 @@ def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
             "seed": seed,
             "torch_threads": args.threads,
             "eval_seeds": list(range(1000, 1000 + args.eval_episodes)),
+            **overrides,
         }
     )
     ent_coef = config.ent_coef
@@ -80,6 +83,11 @@ def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
         "torch_threads": config.torch_threads,
         "eval_seeds": list(config.eval_seeds),
         "preset": config.applied_preset,
+        "overrides": overrides,
+        "rlops_only": {
+            "step_compiler": config.effective_step_compiler,
+            "matmul_precision": config.effective_matmul_precision,
+        },
         "hyperparameters": {
             "learning_rate": config.learning_rate,
             "learning_rate_schedule": config.learning_rate_schedule,
@@ -112,6 +120,7 @@ def run_rlops(job: dict[str, object]) -> dict[str, float]:
             "seed": job["seed"],
             "torch_threads": job["torch_threads"],
             "eval_seeds": job["eval_seeds"],
+            **job["overrides"],
         }
     )
     result = train(config, show_progress=False)
@@ -148,6 +157,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=2, help="torch threads, both systems")
     parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="rlops config fields over the preset; hyperparameters reach SB3 too",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -172,6 +188,7 @@ def main() -> None:
                 flush=True,
             )
     print(f"hyperparameters (preset {job['preset'] or 'none'}): {job['hyperparameters']}")
+    print(f"rlops alone: {job['rlops_only']}")
     speeds = {s: [r["steps_per_second"] for r in runs] for s, runs in rows.items()}
     returns = {s: [r["mean_return"] for r in runs] for s, runs in rows.items()}
     for system in rows:

@@ -10,10 +10,8 @@ checkpoints save (torch.optim.Adam keeps it, so checkpoints keep their format).
 from __future__ import annotations
 
 import copy
-import functools
 import itertools
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,7 +23,7 @@ from rl_core.buffer import Batch
 from rl_core.config import SACConfig
 from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, Actor, TwinQCritic
 from rl_core.sac_step import AdamGroup, StepSettings
-from rl_core.torchscript import quiet_torchscript
+from rl_core.step_compiler import compile_step
 
 BF16_MIN_GEMM_WIDTH = 64
 """Narrower GEMMs stay fp32 under bf16: for them oneDNN's fixed cost per bf16 call outweighs
@@ -62,19 +60,11 @@ def _adam_group(optimizer: torch.optim.Adam, params: list[torch.Tensor]) -> Adam
         [state[p]["exp_avg"] for p in params],
         [state[p]["exp_avg_sq"] for p in params],
         [state[p]["step"] for p in params],
-        group["lr"],
+        torch.tensor(group["lr"], dtype=torch.float64),
         beta1,
         beta2,
         group["eps"],
     )
-
-
-@functools.cache
-def _scripted(function: Callable[..., Any]) -> torch.jit.ScriptFunction:
-    """A `sac_step` function compiled by TorchScript, once per process (about 2 s for the
-    gradient step). Kept off the agent, which stays picklable and deep-copyable."""
-    with quiet_torchscript():
-        return torch.jit.script(function)
 
 
 def _bf16_layers(sizes: list[int], bf16: bool) -> list[bool]:
@@ -146,6 +136,7 @@ class SAC:
         # Actor and log-alpha step together: one fused Adam call.
         self._policy_params = self._actor_layers + ([self.log_alpha] if self.tune_alpha else [])
         self.policy_optimizer = _adam(self._policy_params, config.learning_rate)
+        self.step_compiler = config.effective_step_compiler
         bf16 = config.effective_matmul_precision == "bf16"
         widths = list(config.hidden_sizes)
         self._settings = StepSettings(
@@ -158,6 +149,7 @@ class SAC:
             log_std_max=LOG_STD_MAX,
             actor_bf16=_bf16_layers([obs_dim, *widths, 2 * act_dim], bf16),
             critic_bf16=_bf16_layers([obs_dim + act_dim, *widths, 1], bf16),
+            fused_adam=self.step_compiler == "torchscript",
         )
 
     @torch.inference_mode()
@@ -175,7 +167,8 @@ class SAC:
 
     def update(self, batch: Batch) -> UpdateStats:
         """One gradient step on a batch (rl_core/sac_step.py); what it measured, by name."""
-        critic_loss, actor_loss, alpha = _scripted(sac_step.gradient_step)(
+        step = compile_step(sac_step.gradient_step, self.step_compiler)
+        critic_loss, actor_loss, alpha = step(
             self.normalize(batch.obs),
             batch.actions,
             batch.rewards,

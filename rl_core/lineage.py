@@ -86,6 +86,7 @@ def numeric_fingerprint(config: SACConfig) -> dict[str, object]:
         "gymnasium": versions["gymnasium"],
         "torch_threads": config.torch_threads,
         "matmul_precision": config.effective_matmul_precision,
+        "step_compiler": config.effective_step_compiler,
     }
 
 
@@ -107,6 +108,7 @@ def collect(config: SACConfig) -> dict[str, Any]:
         "cpu_flags": list(cpu.kernel_flags()),
         "cpu_capability": cpu.capability(),
         "matmul_precision": config.effective_matmul_precision,
+        "step_compiler": config.effective_step_compiler,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

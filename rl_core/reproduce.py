@@ -38,6 +38,7 @@ COMPARED_LINEAGE = (
     "cpu_flags",
     "cpu_capability",
     "matmul_precision",
+    "step_compiler",
     "torch_threads",
 )
 

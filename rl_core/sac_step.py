@@ -1,11 +1,12 @@
-"""SAC's gradient step with its backward passes written out, run as one TorchScript graph.
+"""SAC's gradient step with its backward passes written out, compiled as one graph.
 
 Why by hand: an autograd step of SAC dispatches about 190 small ops from Python, and on a
 2-core CPU that per-op overhead, not the arithmetic, was most of a training step
 (`python -m benchmarks.profile_update`). Both networks are small MLPs whose gradients fit on
-a page, so the whole step (bootstrap target, both losses and their gradients, both fused Adam
-calls, the Polyak update) runs in TorchScript's interpreter: no Python between ops, no
-autograd graph, each weight converted to bf16 once per step instead of on every use.
+a page, so the whole step (bootstrap target, both losses and their gradients, both Adam
+steps, the Polyak update) is one pure function of tensors: no autograd graph, each weight
+converted to bf16 once per step instead of on every use. TorchScript or inductor compiles it
+(rl_core/step_compiler.py): no Python between ops, and with inductor the elementwise ops fused.
 tests/unit/test_sac_step.py checks the step against autograd on the same networks.
 
 The losses are Stable-Baselines3's (agent.py). A network is a flat list of its layers'
@@ -39,6 +40,9 @@ class StepSettings(NamedTuple):
     log_std_max: float
     actor_bf16: list[bool]
     critic_bf16: list[bool]
+    fused_adam: bool
+    """Adam as one `aten._fused_adam_` kernel (TorchScript). Inductor cannot trace that
+    in-place op, and fuses Adam's arithmetic (`adam_arithmetic`) into its own loops instead."""
 
 
 class AdamGroup(NamedTuple):
@@ -48,7 +52,9 @@ class AdamGroup(NamedTuple):
     exp_avgs: list[Tensor]
     exp_avg_sqs: list[Tensor]
     steps: list[Tensor]
-    lr: float
+    lr: Tensor
+    """A 0-d tensor, not a float: a compiled step then takes a learning-rate schedule's new
+    value as data, where a Python float would be baked into the graph and recompile it."""
     beta1: float
     beta2: float
     eps: float
@@ -238,24 +244,43 @@ def bootstrap_target(
     )
 
 
-def adam_step(group: AdamGroup, grads: list[Tensor]) -> None:
+def adam_step(group: AdamGroup, grads: list[Tensor], fused: bool) -> None:
     """What torch.optim.Adam(fused=True).step() does, on the same state."""
     torch._foreach_add_(group.steps, 1.0)
-    torch.ops.aten._fused_adam_(
-        group.params,
-        grads,
-        group.exp_avgs,
-        group.exp_avg_sqs,
-        [],
-        group.steps,
-        lr=group.lr,
-        beta1=group.beta1,
-        beta2=group.beta2,
-        weight_decay=0.0,
-        eps=group.eps,
-        amsgrad=False,
-        maximize=False,
-    )
+    if fused:
+        torch.ops.aten._fused_adam_(
+            group.params,
+            grads,
+            group.exp_avgs,
+            group.exp_avg_sqs,
+            [],
+            group.steps,
+            lr=group.lr,
+            beta1=group.beta1,
+            beta2=group.beta2,
+            weight_decay=0.0,
+            eps=group.eps,
+            amsgrad=False,
+            maximize=False,
+        )
+    else:
+        adam_arithmetic(group, grads)
+
+
+def adam_arithmetic(group: AdamGroup, grads: list[Tensor]) -> None:
+    """Adam's update written out, the fused kernel's formula, for a compiler to fuse.
+
+    The bias corrections are computed once: a group's parameters all step together.
+    """
+    step = group.steps[0]
+    step_size = group.lr / (1.0 - torch.pow(group.beta1, step))
+    bias_correction2_sqrt = (1.0 - torch.pow(group.beta2, step)).sqrt()
+    for i in range(len(group.params)):
+        exp_avg, exp_avg_sq = group.exp_avgs[i], group.exp_avg_sqs[i]
+        exp_avg.lerp_(grads[i], 1.0 - group.beta1)
+        exp_avg_sq.mul_(group.beta2).addcmul_(grads[i], grads[i], value=1.0 - group.beta2)
+        denominator = exp_avg_sq.sqrt() / bias_correction2_sqrt + group.eps
+        group.params[i].sub_(step_size * exp_avg / denominator)
 
 
 def critic_step(
@@ -271,7 +296,7 @@ def critic_step(
     activations = twin_q(obs, actions, critic_compute, settings.critic_bf16)
     loss, grad_q = critic_objective(activations[-1].squeeze(-1), target)
     grads, _ = mlp_backward(activations, critic_compute, grad_q.unsqueeze(-1), True)
-    adam_step(adam, grads)
+    adam_step(adam, grads, settings.fused_adam)
     return loss
 
 
@@ -308,7 +333,7 @@ def policy_step(
     )
     if settings.tune_alpha:
         grads.append(alpha_gradient(sample.log_prob, settings.target_entropy))
-    adam_step(adam, grads)
+    adam_step(adam, grads, settings.fused_adam)
     return loss
 
 

@@ -47,6 +47,7 @@ def test_lineage_is_logged_on_every_tracked_run(original_run) -> None:
     tags = client.get_run(original_run).data.tags
     assert tags["lineage.torch"] == torch.__version__
     assert tags["lineage.matmul_precision"] == cpu.resolve_matmul_precision("auto", 32)
+    assert tags["lineage.step_compiler"] == "torchscript"  # a short run: not worth compiling
     assert tags["lineage.env_spec_version"] == "1"
     assert tags["lineage.seed"] == "0"
     assert tags["lineage.eval_seeds"] == "[1000, 1001]"

@@ -25,7 +25,14 @@ from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN
 
 
 def _agent(obs_dim: int = 3, act_dim: int = 1, **overrides: object) -> SAC:
-    config = SACConfig(**{"hidden_sizes": (16, 16), "matmul_precision": "ieee", **overrides})
+    config = SACConfig(
+        **{
+            "hidden_sizes": (16, 16),
+            "matmul_precision": "ieee",
+            "step_compiler": "torchscript",
+            **overrides,
+        }
+    )
     torch.manual_seed(0)
     return SAC(config, obs_dim, act_dim, -2.0 * np.ones(act_dim), 2.0 * np.ones(act_dim))
 
@@ -100,6 +107,7 @@ def _state(agent: SAC) -> dict[str, torch.Tensor]:
         (5, 3, {"hidden_sizes": (32, 24, 16)}),
         (3, 2, {"ent_coef": 0.1}),
         (4, 1, {"normalize_obs": True}),
+        (3, 1, {"step_compiler": "inductor"}),
     ],
 )
 def test_the_step_equals_autograd_on_the_same_networks(
@@ -110,9 +118,14 @@ def test_the_step_equals_autograd_on_the_same_networks(
         agent.actor.normalizer.update(torch.randn(100, obs_dim) * 4.0 + 2.0)
     reference = copy.deepcopy(agent)
     batch = _batch(obs_dim, act_dim)
-    for seed in (3, 4):  # a second step also checks Adam's step counts and moments
+    # A second step also checks Adam's step counts and moments, at a new learning rate as a
+    # schedule would set it: a compiled step takes it as data, without compiling again.
+    for seed, learning_rate, stance in ((3, 1e-3, "default"), (4, 3e-4, "fail_on_recompile")):
+        for sac in (agent, reference):
+            sac.set_learning_rate(learning_rate)
         torch.manual_seed(seed)
-        stats = agent.update(batch)
+        with torch.compiler.set_stance(stance):
+            stats = agent.update(batch)
         torch.manual_seed(seed)  # the same noise, drawn in the same order
         critic_loss, actor_loss = _autograd_update(reference, batch)
         assert stats.critic_loss.item() == pytest.approx(critic_loss, rel=1e-5)
@@ -192,6 +205,46 @@ def test_a_bf16_step_moves_the_networks_as_an_fp32_step_does() -> None:
         )
     cosine = torch.nn.functional.cosine_similarity(moves["ieee"], moves["bf16"], dim=0)
     assert cosine > 0.9, cosine
+
+
+def test_inductor_and_torchscript_take_the_same_bf16_step() -> None:
+    """The compilers run one function on the same noise (inductor draws torch's own random
+    numbers): with bf16 layers, a fixed alpha and normalized observations, the gradients'
+    moments agree to bf16's rounding (inductor may round a fused activation differently, so
+    not bit for bit) and the networks move the same way."""
+    batch = _batch(obs_dim=4, act_dim=2)
+    shape: dict[str, object] = {"obs_dim": 4, "act_dim": 2, "hidden_sizes": (128, 128)}
+    initial = _state(_agent(**shape))
+    states = {}
+    for compiler in ("torchscript", "inductor"):
+        agent = _agent(
+            **shape,
+            matmul_precision="bf16",
+            ent_coef=0.2,
+            normalize_obs=True,
+            step_compiler=compiler,
+        )
+        agent.actor.normalizer.update(torch.randn(100, 4, generator=torch.Generator()) + 1.0)
+        for seed in (3, 4):
+            torch.manual_seed(seed)
+            agent.update(batch)
+        states[compiler] = _state(agent)
+    for name, expected in states["torchscript"].items():
+        if name.endswith(("exp_avg", "exp_avg_sq")):  # a wrong gradient is off by ~100%
+            scale = expected.abs().max().item()
+            torch.testing.assert_close(
+                states["inductor"][name], expected, rtol=0.0, atol=0.1 * scale, msg=name
+            )
+    weights = [
+        name for name in initial if name.startswith(("actor.trunk", "actor.head", "critic."))
+    ]
+    moves = {
+        compiler: torch.cat([(state[name] - initial[name]).flatten() for name in weights])
+        for compiler, state in states.items()
+    }
+    cosine = torch.nn.functional.cosine_similarity(moves["torchscript"], moves["inductor"], dim=0)
+    assert cosine > 0.99, cosine
+    assert moves["inductor"].abs().max() > 0
 
 
 def test_profiles_name_the_steps_phases() -> None:
