@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.profile_update
     .venv/bin/python -m benchmarks.profile_update --threads 1 --precision ieee
     .venv/bin/python -m benchmarks.profile_update --env HalfCheetah-v5 --steps 300
+    .venv/bin/python -m benchmarks.profile_update --step-compiler inductor
 
 Runs the training loop's own pieces (the env, `SAC.explore`, the replay buffer, `SAC.update`)
 with the config `rlops train` would use, after filling the buffer with warm-up steps, and
@@ -19,6 +20,9 @@ prints:
   copy bandwidth;
 - which kernel each matmul ran: oneDNN's implementation names, from ONEDNN_VERBOSE in a
   child process (fp32 matmuls run in MKL, which oneDNN does not report).
+
+With the step compiled by inductor the update is one fused graph: its phases and ops have no
+names a profiler could split by, so only the loop's pieces and the update's total are shown.
 """
 
 from __future__ import annotations
@@ -259,18 +263,27 @@ def main() -> None:
     parser.add_argument("--env", default="Pendulum-v1")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "ieee"])
+    parser.add_argument(
+        "--step-compiler", default="auto", choices=["auto", "torchscript", "inductor"]
+    )
     parser.add_argument("--steps", type=int, default=500, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=2_000, help="random steps first")
     parser.add_argument("--kernels-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     config = build_config(
-        {"env_id": args.env, "torch_threads": args.threads, "matmul_precision": args.precision}
+        {
+            "env_id": args.env,
+            "torch_threads": args.threads,
+            "matmul_precision": args.precision,
+            "step_compiler": args.step_compiler,
+        }
     )
+    split = config.effective_step_compiler == "torchscript"
     torch.set_num_threads(config.torch_threads)
     keep_freed_memory_mapped()
     loop = Loop.start(config, args.warmup)
     with denormals_flushed():
-        for _ in range(50):  # oneDNN creates its primitives on first use
+        for _ in range(50):  # oneDNN creates its primitives, inductor compiles, on first use
             loop.step(_Stopwatch())
         if args.kernels_child:
             print("== marker ==", flush=True)
@@ -280,8 +293,9 @@ def main() -> None:
         watch = _Stopwatch()
         for _ in range(args.steps):
             loop.step(watch)
-        shares = update_shares(loop, min(args.steps, 200))
-        flops, ops, touched = work_per_update(loop)
+        shares = update_shares(loop, min(args.steps, 200)) if split else {}
+        if split:
+            flops, ops, touched = work_per_update(loop)
     per_step = {name: seconds / args.steps for name, seconds in watch.totals.items()}
     step_time = sum(per_step.values())
     update_time = per_step.pop("update")
@@ -289,7 +303,8 @@ def main() -> None:
     hidden = "x".join(map(str, config.hidden_sizes))
     print(
         f"{config.env_id}: {hidden}, batch {config.batch_size}, {config.torch_threads} torch "
-        f"thread(s), {config.effective_matmul_precision} matmuls, {args.steps} steps"
+        f"thread(s), {config.effective_matmul_precision} matmuls, "
+        f"{config.effective_step_compiler} step, {args.steps} steps"
     )
     print(f"CPU: {cpu.model()} ({', '.join(cpu.kernel_flags())}), ATen {cpu.capability()}")
     print(f"one env step: {step_time * 1e3:.2f} ms ({1 / step_time:.0f} env-steps/s)")
@@ -301,8 +316,13 @@ def main() -> None:
         for part in PARTS
         if (phase, part) in shares
     ]
+    if not split:
+        rows.append(("update: one inductor graph", update_time))
     for name, seconds in rows:
         print(f"  {name:<34}{seconds * 1e3:>9.3f}{seconds / step_time:>8.1%}")
+    if not split:
+        print("(work per update and matmul kernels: run with --step-compiler torchscript)")
+        return
 
     achieved = flops / update_time
     peak, how = bf16_peak()
