@@ -3,7 +3,8 @@
 TorchScript needs nothing beyond torch and compiles the step in about 2 s, but its
 interpreter still runs every op as its own kernel. Inductor (`torch.compile`) fuses the
 step's elementwise ops, bf16 casts and Adam into a few generated C++ loops: an update took
-5.5 ms against TorchScript's 7.8 (Pendulum, 256x256, Intel Xeon, inside the training loop).
+4.25 ms against TorchScript's 5.49 (Pendulum, 256x256, Intel Xeon, `python -m
+benchmarks.profile_update --step-compiler inductor`, then `torchscript`).
 It costs a C++ compiler and Python's headers, about 100 MiB more memory (dynamo and inductor
 themselves), and a compile of about 45 s with an empty inductor cache, 6-8 s from a warm one.
 So "auto" picks inductor only where it can build and the run is long enough to repay a cold
