@@ -2,7 +2,8 @@
 
 The loss terms are Stable-Baselines3's (log-probs in the squashed space, alpha tuned on
 log-alpha), so results compare with RL-Zoo. The update itself is rl_core/sac_step.py: the
-whole gradient step, backward passes written out, compiled once per process by TorchScript.
+whole gradient step, backward passes written out, compiled by TorchScript or inductor
+(rl_core/step_compiler.py).
 This class owns the tensors it works on: parameters, Polyak targets, and the Adam state that
 checkpoints save (torch.optim.Adam keeps it, so checkpoints keep their format).
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from rl_core import sac_step
+from rl_core.aot_step import StepLayout, flat_inputs
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
 from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, Actor, TwinQCritic
@@ -151,6 +153,7 @@ class SAC:
             critic_bf16=_bf16_layers([obs_dim + act_dim, *widths, 1], bf16),
             fused_adam=self.step_compiler == "torchscript",
         )
+        self._step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     @torch.inference_mode()
     def explore(self, obs: np.ndarray) -> np.ndarray:
@@ -167,21 +170,31 @@ class SAC:
 
     def update(self, batch: Batch) -> UpdateStats:
         """One gradient step on a batch (rl_core/sac_step.py); what it measured, by name."""
-        step = compile_step(sac_step.gradient_step, self.step_compiler)
-        critic_loss, actor_loss, alpha = step(
-            self.normalize(batch.obs),
-            batch.actions,
-            batch.rewards,
-            self.normalize(batch.next_obs),
-            batch.terminated,
+        batch = batch._replace(
+            obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
+        )
+        critic_adam = _adam_group(self.critic_optimizer, self._critic_layers)
+        policy_adam = _adam_group(self.policy_optimizer, self._policy_params)
+        state = (
             self._actor_layers,
             self._critic_layers,
             self._target_layers,
             self.log_alpha,
-            _adam_group(self.critic_optimizer, self._critic_layers),
-            _adam_group(self.policy_optimizer, self._policy_params),
-            self._settings,
+            critic_adam,
+            policy_adam,
         )
+        if self._step is None:
+            layout = StepLayout(
+                len(self._actor_layers),
+                len(self._critic_layers),
+                (critic_adam.beta1, critic_adam.beta2, critic_adam.eps),
+                (policy_adam.beta1, policy_adam.beta2, policy_adam.eps),
+                self._settings,
+            )
+            # Inductor compiles for these shapes; TorchScript once for all.
+            inputs = flat_inputs(list(batch), *state)
+            self._step = compile_step(self.step_compiler, layout, inputs)
+        critic_loss, actor_loss, alpha = self._step(*batch, *state, self._settings)
         return UpdateStats(critic_loss, actor_loss, alpha)
 
     def set_learning_rate(self, learning_rate: float) -> None:

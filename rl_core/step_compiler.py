@@ -1,43 +1,41 @@
-"""Which compiler runs SAC's gradient step (rl_core/sac_step.py), and compiling it with it.
+"""Which compiler runs SAC's gradient step (rl_core/sac_step.py).
 
 TorchScript needs nothing beyond torch and compiles the step in about 2 s, but its
-interpreter still runs every op as its own kernel. Inductor (`torch.compile`) fuses the
-step's elementwise ops, bf16 casts and Adam into a few generated C++ loops: an update took
-4.25 ms against TorchScript's 5.49 (Pendulum, 256x256, Intel Xeon, `python -m
-benchmarks.profile_update --step-compiler inductor`, then `torchscript`).
-It costs a C++ compiler and Python's headers, about 100 MiB more memory (dynamo and inductor
-themselves), and a compile of about 45 s with an empty inductor cache, 6-8 s from a warm one.
-So "auto" picks inductor only where it can build and the run is long enough to repay a cold
-compile with a wide margin.
+interpreter still runs every op as its own kernel. Inductor fuses the step's elementwise
+ops, bf16 casts and Adam into a few generated C++ loops; rlops runs it ahead of time
+(rl_core/aot_step.py: compiled in a child process, cached on disk, loaded as a library).
+An update took 1.4-1.7 ms against TorchScript's 2.5 (Pendulum, 256x256, bf16, AMD EPYC).
+It costs a C++ compiler and Python's headers, and one compile per machine and step shape:
+13 s with empty caches on that machine. So "auto" picks inductor where it can build and the
+run is long enough to repay even a first compile.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
+import os
+import shutil
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from rl_core.torchscript import quiet_torchscript
+if TYPE_CHECKING:  # the config imports this module: torch is imported only to compile
+    from rl_core.aot_step import StepLayout
 
 StepCompiler = Literal["torchscript", "inductor"]
-INDUCTOR_MIN_UPDATES = 50_000
-"""Below this many planned updates "auto" keeps TorchScript. Inductor saved 1-2 ms per update
-(Intel Xeon, 256x256 networks), so a cold compile is repaid after 25,000-45,000 updates."""
+INDUCTOR_MIN_UPDATES = 15_000
+"""Below this many planned updates "auto" keeps TorchScript. Inductor saved about 1 ms per
+update (AMD EPYC, 256x256, bf16), so a first compile (13 s there) is repaid within 15,000
+updates, and a cached one at once."""
 
 
 @functools.cache
 def inductor_can_build() -> bool:
-    """Whether inductor finds a C++ compiler (`CXX`, else g++) and Python's headers here."""
-    from torch._inductor import cpp_builder, exc
-
-    try:
-        cpp_builder.get_cpp_compiler()
-    except exc.InvalidCxxCompiler:
-        return False
-    return (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
+    """Whether inductor would find a C++ compiler (`CXX`, else g++) and Python's headers here.
+    Asked without importing inductor, which would cost the training process ~70 MiB."""
+    compiler = shutil.which(os.environ.get("CXX") or "g++")
+    return compiler is not None and (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
 
 
 def resolve_step_compiler(setting: str, planned_updates: int) -> StepCompiler:
@@ -50,30 +48,25 @@ def resolve_step_compiler(setting: str, planned_updates: int) -> StepCompiler:
     return setting  # type: ignore[return-value]
 
 
-class _IgnoredProfilerRange(logging.Filter):
-    """Drops dynamo's warning that it skips the step's `record_function` phase names: they
-    only label TorchScript profiles (benchmarks/profile_update.py), by design."""
+def compile_step(
+    compiler: StepCompiler, layout: StepLayout, inputs: list[Any]
+) -> Callable[..., Any]:
+    """`sac_step.gradient_step` compiled by `compiler`. TorchScript compiles it once per
+    process for every shape; inductor once per machine for the shape of `inputs` (a
+    `StepLayout` and the flat tensors of `aot_step.flat_inputs`)."""
+    if compiler == "torchscript":
+        return _scripted_step()
+    from rl_core import aot_step
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "will be ignored" not in record.getMessage()
+    return aot_step.compiled_step(layout, inputs)
 
 
 @functools.cache
-def compile_step(function: Callable[..., Any], compiler: StepCompiler) -> Callable[..., Any]:
-    """`function` compiled by `compiler`, once per process and compiler. Inductor compiles on
-    the first call, for the shapes it sees (another network size compiles again); its random
-    numbers are torch's own (`fallback_random`), so both compilers draw the same noise."""
+def _scripted_step() -> Callable[..., Any]:
     import torch
 
-    if compiler == "torchscript":
-        with quiet_torchscript():
-            return torch.jit.script(function)
-    with quiet_torchscript():  # inductor's import decorates torch.utils.mkldnn with TorchScript
-        import torch._inductor.compile_fx
-    logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(_IgnoredProfilerRange())
-    return torch.compile(
-        function,
-        fullgraph=True,
-        dynamic=False,
-        options={"cpp_wrapper": True, "fallback_random": True},
-    )
+    from rl_core import sac_step
+    from rl_core.torchscript import quiet_torchscript
+
+    with quiet_torchscript():
+        return torch.jit.script(sac_step.gradient_step)

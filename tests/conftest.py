@@ -32,6 +32,9 @@ AIRFLOW_ENV = {
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
 }
 os.environ.update(AIRFLOW_ENV)
+# Compiled training steps (rl_core/aot_step.py) in a cache of the session's own, shared by its
+# tests and the pipelines they run, not the developer's ~/.cache/rlops.
+os.environ["RLOPS_CACHE_DIR"] = tempfile.mkdtemp(prefix="rlops-test-cache-")
 
 MLFLOW_ENV = (
     "MLFLOW_TRACKING_URI",

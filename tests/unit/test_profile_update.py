@@ -9,7 +9,14 @@ from rl_core.config import build_config
 
 
 def test_update_time_is_split_into_every_phase_and_part():
-    config = build_config({"hidden_sizes": [16, 16], "batch_size": 16, "torch_threads": 1})
+    config = build_config(
+        {
+            "hidden_sizes": [16, 16],
+            "batch_size": 16,
+            "torch_threads": 1,
+            "step_compiler": "torchscript",  # inductor's fused graph has no phases to split
+        }
+    )
     loop = Loop.start(config, warmup=64)
 
     shares = update_shares(loop, steps=5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch._inductor.config
 from pydantic import ValidationError
 
 from rl_core import step_compiler
@@ -32,7 +31,7 @@ def test_auto_compiles_with_inductor_only_long_runs_it_can_build(
 
 
 def test_without_a_cpp_compiler_inductor_cannot_build(monkeypatch) -> None:
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/nonexistent/g++"))
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
     step_compiler.inductor_can_build.cache_clear()
     try:
         assert not step_compiler.inductor_can_build()

@@ -1,0 +1,195 @@
+"""The gradient step compiled ahead of time by AOTInductor: built once per machine and shape
+in a child process, cached on disk, and run by the training process from a shared library.
+
+Why ahead of time: `torch.compile` in the training process imports inductor's code
+generators, sympy and the rest of the compiler (about 700 modules and 100 MiB) and keeps them
+for the whole run. Here a child process exports `sac_step.gradient_step` (`torch.export`) and
+compiles it into a library (`aoti_compile_and_package`); the training process only loads
+that library through torch's C++ package loader and imports nothing a TorchScript run does
+not. The package is cached under `cache_dir()`, keyed by everything the compiled code
+depends on, so a machine compiles each step shape once, and every later run (a nightly
+retrain, another seed) starts at once.
+
+The compiled step mutates its inputs in place as the Python function does (parameters, Adam
+moments and step counts, Polyak targets), and draws torch's own random numbers
+(`fallback_random`), so it replays the same noise as the TorchScript step.
+
+    python -m rl_core.aot_step SPEC_FILE PACKAGE_PATH     (the child; not for users)
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rl_core import cpu, sac_step
+from rl_core.sac_step import AdamGroup, StepSettings
+
+INDUCTOR_OPTIONS = {"fallback_random": True}
+PACKAGE_MODEL = "model"
+BATCH_FIELDS = 5
+"""obs, actions, rewards, next_obs, terminated: the step's first arguments."""
+
+
+class StepLayout(NamedTuple):
+    """How the step's tensors lie in the flat list the compiled library takes, and the
+    numbers that are compiled in rather than passed."""
+
+    actor_tensors: int
+    critic_tensors: int
+    critic_adam: tuple[float, float, float]
+    """(beta1, beta2, eps) of the critics' Adam."""
+    policy_adam: tuple[float, float, float]
+    settings: StepSettings
+
+
+def flat_inputs(
+    batch: list[Tensor],
+    actor: list[Tensor],
+    critic: list[Tensor],
+    critic_target: list[Tensor],
+    log_alpha: Tensor,
+    critic_adam: AdamGroup,
+    policy_adam: AdamGroup,
+) -> list[Tensor]:
+    """Every tensor the step reads or writes, each once, in the compiled library's order.
+    The Adam groups' parameters are left out: they are the networks' own tensors."""
+    tensors = [*batch, *actor, *critic, *critic_target, log_alpha]
+    for adam in (critic_adam, policy_adam):
+        tensors += [*adam.exp_avgs, *adam.exp_avg_sqs, *adam.steps, adam.lr]
+    return [tensor.detach() for tensor in tensors]  # views: the step writes into the originals
+
+
+class ExportableStep(nn.Module):
+    """`gradient_step` over the flat tensor list, for `torch.export` (fixed numbers inside)."""
+
+    def __init__(self, layout: StepLayout) -> None:
+        super().__init__()
+        self.layout = layout
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        layout, rest = self.layout, list(tensors)
+
+        def take(count: int) -> list[Tensor]:
+            taken = rest[:count]
+            del rest[:count]
+            return taken
+
+        batch = take(BATCH_FIELDS)
+        actor = take(layout.actor_tensors)
+        critic = take(layout.critic_tensors)
+        critic_target = take(layout.critic_tensors)
+        (log_alpha,) = take(1)
+        policy = actor + ([log_alpha] if layout.settings.tune_alpha else [])
+        groups = []
+        for params, hyper in ((critic, layout.critic_adam), (policy, layout.policy_adam)):
+            exp_avgs, exp_avg_sqs, steps = take(len(params)), take(len(params)), take(len(params))
+            (lr,) = take(1)
+            groups.append(AdamGroup(params, exp_avgs, exp_avg_sqs, steps, lr, *hyper))
+        return sac_step.gradient_step(
+            *batch, actor, critic, critic_target, log_alpha, *groups, layout.settings
+        )
+
+
+def cache_dir() -> Path:
+    """Where compiled steps are kept: `RLOPS_CACHE_DIR`, else the user's cache directory."""
+    root = os.environ.get("RLOPS_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "rlops"
+    )
+    return Path(root) / "aot-steps"
+
+
+def package_path(layout: StepLayout, inputs: list[Tensor]) -> Path:
+    """The cached package for this step: its name hashes everything the compiled code
+    depends on (the step's source, torch, the CPU's kernel flags, the thread count the loops
+    were generated for, the tensors' shapes, dtypes and strides, the compiled-in numbers)."""
+    sources = [Path(sac_step.__file__).read_bytes(), Path(__file__).read_bytes()]
+    identity = {
+        "torch": torch.__version__,
+        "cpu_flags": cpu.kernel_flags(),
+        "cpu_capability": cpu.capability(),
+        "threads": torch.get_num_threads(),
+        "layout": layout,
+        "inputs": [(t.shape, str(t.dtype), t.stride()) for t in inputs],
+        "inductor": INDUCTOR_OPTIONS,
+    }
+    digest = hashlib.sha256(json.dumps(identity, default=list).encode())
+    for source in sources:
+        digest.update(source)
+    return cache_dir() / f"sac-step-{digest.hexdigest()[:24]}.pt2"
+
+
+def build(layout: StepLayout, inputs: list[Tensor], path: Path) -> None:
+    """Compile the step into `path` in a child process (its memory and its dynamo and
+    inductor imports end with it); the package appears whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        spec = Path(scratch, "spec.pt")
+        torch.save({"layout": layout, "inputs": inputs, "threads": torch.get_num_threads()}, spec)
+        done = subprocess.run(
+            [sys.executable, "-m", "rl_core.aot_step", str(spec), str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"compiling the training step with AOTInductor failed (step_compiler=inductor; "
+            f"step_compiler=torchscript needs no C++ compiler):\n{done.stderr[-3000:]}"
+        )
+
+
+class CompiledStep:
+    """A loaded package, called like `sac_step.gradient_step`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._runner = torch._C._aoti.AOTIModelPackageLoader(str(path), PACKAGE_MODEL, False, 1, -1)
+
+    def __call__(self, *step_args: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """Called as `sac_step.gradient_step` is; its last argument, the settings, is
+        compiled in."""
+        batch, state = step_args[:BATCH_FIELDS], step_args[BATCH_FIELDS:-1]
+        critic_loss, actor_loss, alpha = self._runner.run(flat_inputs(list(batch), *state))
+        return critic_loss, actor_loss, alpha
+
+
+@functools.cache
+def _load(path: Path) -> CompiledStep:
+    return CompiledStep(path)
+
+
+def compiled_step(layout: StepLayout, inputs: list[Tensor]) -> CompiledStep:
+    """The step for these inputs: from the cache, else compiled now (once per machine)."""
+    path = package_path(layout, inputs)
+    if not path.exists():
+        build(layout, inputs, path)
+    return _load(path)
+
+
+def _compile(spec_file: Path, path: Path) -> None:
+    """The child's work: export the step on the saved example inputs and package it."""
+    import torch._inductor
+
+    spec = torch.load(spec_file, weights_only=False)  # written by `build` a moment ago
+    torch.set_num_threads(spec["threads"])  # inductor generates its loops for this count
+    exported = torch.export.export(ExportableStep(spec["layout"]), tuple(spec["inputs"]))
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.pt2")  # must end in .pt2
+    torch._inductor.aoti_compile_and_package(
+        exported, package_path=str(partial), inductor_configs=INDUCTOR_OPTIONS
+    )
+    partial.replace(path)
+
+
+if __name__ == "__main__":
+    _compile(Path(sys.argv[1]), Path(sys.argv[2]))
