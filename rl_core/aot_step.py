@@ -22,10 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,6 +36,8 @@ from torch import Tensor, nn
 
 from rl_core import cpu, sac_step
 from rl_core.sac_step import AdamGroup, StepSettings
+
+log = logging.getLogger(__name__)
 
 INDUCTOR_OPTIONS = {"fallback_random": True}
 PACKAGE_MODEL = "model"
@@ -132,6 +136,8 @@ def package_path(layout: StepLayout, inputs: list[Tensor]) -> Path:
 def build(layout: StepLayout, inputs: list[Tensor], path: Path) -> None:
     """Compile the step into `path` in a child process (its memory and its dynamo and
     inductor imports end with it); the package appears whole or not at all."""
+    log.info("compiling the training step with inductor, once for this machine and shape")
+    started = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         spec = Path(scratch, "spec.pt")
@@ -147,6 +153,7 @@ def build(layout: StepLayout, inputs: list[Tensor], path: Path) -> None:
             f"compiling the training step with AOTInductor failed (step_compiler=inductor; "
             f"step_compiler=torchscript needs no C++ compiler):\n{done.stderr[-3000:]}"
         )
+    log.info("compiled in %.0f s; cached as %s", time.perf_counter() - started, path)
 
 
 class CompiledStep:
