@@ -13,8 +13,10 @@ deterministic return with one episode per eval seed, as rlops evaluates.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
+import tempfile
 import time
 
 import gymnasium as gym
@@ -53,9 +55,12 @@ def main() -> None:
         device="cpu",
         verbose=0,
     )
-    start = time.perf_counter()
-    model.learn(total_timesteps=job["steps"])
-    elapsed = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as log_dir:
+        # SB3's logger makes a folder even at verbose=0 (in /tmp unless SB3_LOGDIR says).
+        os.environ["SB3_LOGDIR"] = log_dir
+        start = time.perf_counter()
+        model.learn(total_timesteps=job["steps"])
+        elapsed = time.perf_counter() - start
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     eval_env = gym.make(job["env_id"], **job["env_kwargs"])
     returns = []

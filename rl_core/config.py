@@ -148,9 +148,10 @@ class SACConfig(BaseModel):
     """What compiles the gradient step. "torchscript": nothing beyond torch. "inductor":
     AOTInductor's C++ library of the whole step, faster per update; it needs a C++ compiler
     and Python's headers, and a machine compiles each step shape once (10-30 s, then cached
-    in ~/.cache/rlops, rl_core/aot_step.py). "auto": inductor where it can build and the run
-    plans at least 15,000 updates, TorchScript elsewhere (rl_core/step_compiler.py); the
-    choice is logged as the lineage tag `step_compiler`."""
+    in $RLOPS_CACHE_DIR/aot-steps, by default ~/.cache/rlops/aot-steps; rl_core/aot_step.py).
+    "auto": inductor where it can build and the run plans at least 15,000 updates, TorchScript
+    elsewhere (rl_core/step_compiler.py); the choice is logged as the lineage tag
+    `step_compiler`."""
     checkpoint_every: int = Field(0, ge=0, le=100_000_000)
     """Write a checkpoint at the first episode end after every N steps (0: only at the end)."""
     log_every: int = Field(1_000, ge=1, le=100_000_000)
