@@ -6,8 +6,9 @@ Runs in the peer's own venv (stable-baselines3, torch, gymnasium only; never rlo
 
 The job gives the env (id, kwargs), the step budget, the seed, the eval seeds, the torch
 thread count and SAC's hyperparameters in rlops' names; prints one JSON line: env-steps/s
-over the training call, peak RSS after training (before evaluation), and the mean
-deterministic return with one episode per eval seed, as rlops evaluates.
+over the training call, peak RSS after training (before evaluation), the mean
+deterministic return with one episode per eval seed, as rlops evaluates, and each training
+episode's end step and return.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import SAC
+from stable_baselines3.common.monitor import Monitor
 
 
 def _learning_rate(hp: dict) -> float | object:
@@ -36,7 +38,7 @@ def main() -> None:
     job = json.loads(sys.argv[1])
     hp = job["hyperparameters"]
     torch.set_num_threads(job["torch_threads"])
-    env = gym.make(job["env_id"], **job["env_kwargs"])
+    env = Monitor(gym.make(job["env_id"], **job["env_kwargs"]))  # SB3 would add it anyway
     model = SAC(
         "MlpPolicy",
         env,
@@ -79,6 +81,12 @@ def main() -> None:
                 "steps_per_second": job["steps"] / elapsed,
                 "mean_return": float(np.mean(returns)),
                 "peak_rss_mib": rss_mib,
+                "training_episodes": [
+                    [int(end), float(episode_return)]
+                    for end, episode_return in zip(
+                        np.cumsum(env.get_episode_lengths()), env.get_episode_rewards(), strict=True
+                    )
+                ],
             }
         )
     )

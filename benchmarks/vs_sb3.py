@@ -13,7 +13,8 @@ on first use from the package index; never in requirements.txt).
 
 Prints one row per run and a summary: median (and mean) env-steps/s of each and their ratios,
 mean return ± standard error across seeds and whether rlops' is at least SB3's minus one
-standard error, peak RSS, and the CPU the figures were measured on.
+standard error, peak RSS, the mean training-episode return in each quarter of the run (where
+two learning curves part, if they do), and the CPU the figures were measured on.
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def run_rlops(job: dict[str, object]) -> dict[str, float]:
         "steps_per_second": result.steps_per_second,
         "mean_return": evaluation.mean,
         "peak_rss_mib": rss,
+        "training_episodes": [
+            [end, episode_return]
+            for end, episode_return in zip(
+                result.episode_end_steps, result.episode_returns, strict=True
+            )
+        ],
     }
 
 
@@ -144,6 +151,16 @@ def measure(system: str, job: dict[str, object]) -> dict[str, float]:
     if done.returncode != 0:
         raise SystemExit(f"{system} run failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def quarter_means(runs: list[dict], steps: int) -> list[float]:
+    """Mean training-episode return in each quarter of the run (by the step an episode ended
+    in), over all seeds' episodes: where in training two systems part, if they do."""
+    quarters: list[list[float]] = [[], [], [], []]
+    for run in runs:
+        for end, episode_return in run["training_episodes"]:
+            quarters[min(3, (end - 1) * 4 // steps)].append(episode_return)
+    return [statistics.mean(q) if q else float("nan") for q in quarters]
 
 
 def standard_error(values: list[float]) -> float:
@@ -201,6 +218,10 @@ def main() -> None:
     median_ratio = statistics.median(speeds["rlops"]) / statistics.median(speeds["sb3"])
     mean_ratio = statistics.mean(speeds["rlops"]) / statistics.mean(speeds["sb3"])
     print(f"rlops / SB3 env-steps/s: x{median_ratio:.2f} of medians (x{mean_ratio:.2f} of means)")
+    bounds = " / ".join(f"{args.steps * q // 4}-{args.steps * (q + 1) // 4}" for q in range(4))
+    print(f"training-episode return by quarter of the run, steps {bounds}, mean over seeds:")
+    for system, runs in rows.items():
+        print(f"{system:<6} " + "".join(f"{m:>10.1f}" for m in quarter_means(runs, args.steps)))
     if len(args.seeds) < 2:
         print("quality condition (rlops' return >= SB3's minus one s.e.): needs two seeds or more")
         return

@@ -1,0 +1,205 @@
+"""rlops' gradient step against Stable-Baselines3's own `SAC.train()`, in lockstep.
+
+    .venv/bin/python -m benchmarks.lockstep_sb3
+    .venv/bin/python -m benchmarks.lockstep_sb3 --updates 500 --batch 64
+
+tests/unit/test_sac_step.py checks `rl_core/sac_step.py` against an autograd transcription of
+SB3's update; this checks it against SB3 2.9.2's code itself. Both start from SB3's initial
+weights (copied into rlops' networks), take the same Pendulum-shaped batches and the same
+Gaussian noise (SB3's draws are recorded and handed to rlops), with fp32 matmuls, and after
+chosen updates the script prints, per tensor, the largest difference relative to the
+tensor's largest value. Float rounding differs between the two (the twin critics run as one
+batched matmul in rlops), so the figures start near 1e-7 and grow as training compounds the
+rounding; a different formula would show at the first update. One exception at the first
+update: a handful of the actor's hidden weights (9 of 65,536 with the defaults) whose
+gradient is near zero (at most 1e-6, where the median is 2e-3) move differently by up to
+~1e-4, as Adam's first step, lr * g / (|g| + eps), turns a rounding-sized change of g into
+a visible move.
+
+SB3 is imported from the peer venv `benchmarks/vs_sb3.py` creates (appended to sys.path, so
+torch, numpy and gymnasium are rlops' own; the venv pins the same versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.distributions.normal as torch_normal
+
+from benchmarks.vs_sb3 import sb3_python
+from rl_core import sac_step
+from rl_core.agent import SAC, _adam_group
+from rl_core.buffer import Batch
+from rl_core.config import build_config
+
+TINY = torch.finfo(torch.float32).tiny
+REPORT_AT = (1, 2, 5, 10, 50, 100, 200, 500, 1000)
+"""Updates after which the differences are printed (and after the last one)."""
+
+
+def import_sb3() -> None:
+    """Make the peer venv's stable_baselines3 importable here, after rlops' own packages."""
+    done = subprocess.run(
+        [str(sb3_python()), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    sys.path.append(done.stdout.strip())
+    os.environ["SB3_LOGDIR"] = tempfile.mkdtemp(prefix="rlops-lockstep-")
+
+
+def copy_sb3_weights(model: object, agent: SAC) -> None:
+    """SB3's actor, critics, targets and log-alpha into rlops' (fused) networks."""
+    actor, mine = model.actor, agent.actor
+    with torch.no_grad():
+        for index in (0, 2):
+            mine.trunk[index].weight.copy_(actor.latent_pi[index].weight)
+            mine.trunk[index].bias.copy_(actor.latent_pi[index].bias)
+        mine.head.weight.copy_(torch.cat([actor.mu.weight, actor.log_std.weight]))
+        mine.head.bias.copy_(torch.cat([actor.mu.bias, actor.log_std.bias]))
+        for ours, theirs in (
+            (agent.critic, model.critic),
+            (agent.critic_target, model.critic_target),
+        ):
+            for layer, index in enumerate((0, 2, 4)):
+                q0, q1 = theirs.qf0[index], theirs.qf1[index]
+                ours.weights[layer].copy_(torch.stack([q0.weight.T, q1.weight.T]))
+                ours.biases[layer].copy_(torch.stack([q0.bias, q1.bias])[:, None, :])
+        agent.log_alpha.copy_(model.log_ent_coef)
+
+
+@contextmanager
+def recorded_noise() -> Iterator[list[torch.Tensor]]:
+    """Every standard-normal tensor torch.distributions.Normal.rsample draws in the block."""
+    draws: list[torch.Tensor] = []
+    original = torch_normal._standard_normal
+
+    def recording(*args: object, **kwargs: object) -> torch.Tensor:
+        draws.append(original(*args, **kwargs))
+        return draws[-1]
+
+    torch_normal._standard_normal = recording
+    try:
+        yield draws
+    finally:
+        torch_normal._standard_normal = original
+
+
+@contextmanager
+def given_noise(noise: torch.Tensor) -> Iterator[None]:
+    """`torch.randn_like` returns `noise` in the block (the draw rlops' step makes)."""
+    original: Callable[..., torch.Tensor] = torch.randn_like
+    torch.randn_like = lambda _like: noise
+    try:
+        yield
+    finally:
+        torch.randn_like = original
+
+
+def pendulum_batch(rng: np.random.Generator, size: int) -> Batch:
+    """Random transitions shaped like Pendulum's: (cos, sin, velocity), torque in [-1, 1]."""
+    angle = rng.uniform(-np.pi, np.pi, size)
+    obs = np.c_[np.cos(angle), np.sin(angle), rng.uniform(-8.0, 8.0, size)]
+    next_obs = obs + rng.normal(0.0, 0.1, obs.shape)
+    return Batch(
+        torch.tensor(obs, dtype=torch.float32),
+        torch.tensor(rng.uniform(-1.0, 1.0, (size, 1)), dtype=torch.float32),
+        torch.tensor(-rng.uniform(0.0, 16.0, size), dtype=torch.float32),
+        torch.tensor(next_obs, dtype=torch.float32),
+        torch.zeros(size),
+    )
+
+
+def differences(model: object, agent: SAC) -> dict[str, float]:
+    """Largest |rlops - SB3| over the largest |SB3| for a few tensors of each network (log-alpha
+    starts at 0: there the smallest normal float stands in for its size)."""
+    pairs = {
+        "actor hidden": (agent.actor.trunk[2].weight, model.actor.latent_pi[2].weight),
+        "actor mean": (agent.actor.head.weight[:1], model.actor.mu.weight),
+        "actor log-std": (agent.actor.head.weight[1:], model.actor.log_std.weight),
+        "critic hidden": (agent.critic.weights[1][0], model.critic.qf0[2].weight.T),
+        "critic output": (agent.critic.weights[2][1], model.critic.qf1[4].weight.T),
+        "target hidden": (agent.critic_target.weights[1][0], model.critic_target.qf0[2].weight.T),
+        "log-alpha": (agent.log_alpha, model.log_ent_coef),
+    }
+    return {
+        name: ((ours - theirs).abs().max() / theirs.abs().max().clamp_min(TINY)).item()
+        for name, (ours, theirs) in pairs.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    import_sb3()
+    import gymnasium as gym
+    from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    torch.set_num_threads(1)
+    env = gym.make("Pendulum-v1")
+    hidden = [256, 256]
+    model = SB3SAC(
+        "MlpPolicy",
+        env,
+        learning_rate=1e-3,
+        batch_size=args.batch,
+        policy_kwargs={"net_arch": hidden},
+        seed=0,
+        device="cpu",
+    )
+    model.set_logger(configure(None, [""]))
+    config = build_config(
+        {
+            "env_id": "Pendulum-v1",
+            "hidden_sizes": hidden,
+            "learning_rate": 1e-3,
+            "matmul_precision": "ieee",
+            "step_compiler": "torchscript",  # its settings: the eager step with fused Adam
+        }
+    )
+    agent = SAC(config, 3, 1, env.action_space.low, env.action_space.high)
+    copy_sb3_weights(model, agent)
+    rng = np.random.default_rng(0)
+    print(f"SB3 SAC.train() vs rlops sac_step.gradient_step, batch {args.batch}, fp32")
+    start = differences(model, agent)  # all 0: the copy is exact
+    print("update  " + "  ".join(f"{name:>13}" for name in start))
+    print(f"{0:>6}  " + "  ".join(f"{value:>13.1e}" for value in start.values()))
+    for update in range(1, args.updates + 1):
+        batch = pendulum_batch(rng, args.batch)
+        obs, actions, rewards, next_obs, terminated = batch
+        samples = ReplayBufferSamples(obs, actions, next_obs, terminated[:, None], rewards[:, None])
+        model.replay_buffer.sample = lambda *_args, samples=samples, **_kwargs: samples
+        with recorded_noise() as draws:
+            model.train(gradient_steps=1, batch_size=args.batch)
+        obs_noise, next_noise = draws  # SB3 samples the batch's actions first
+        with given_noise(torch.cat([next_noise, obs_noise])):
+            sac_step.gradient_step(
+                *batch,
+                agent._actor_layers,
+                agent._critic_layers,
+                agent._target_layers,
+                agent.log_alpha,
+                _adam_group(agent.critic_optimizer, agent._critic_layers),
+                _adam_group(agent.policy_optimizer, agent._policy_params),
+                agent._settings,
+            )
+        if update in REPORT_AT or update == args.updates:
+            row = differences(model, agent)
+            print(f"{update:>6}  " + "  ".join(f"{value:>13.1e}" for value in row.values()))
+
+
+if __name__ == "__main__":
+    main()
