@@ -23,7 +23,6 @@ torch, numpy and gymnasium are rlops' own; the venv pins the same versions).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,6 @@ def import_sb3() -> None:
         check=True,
     )
     sys.path.append(done.stdout.strip())
-    os.environ["SB3_LOGDIR"] = tempfile.mkdtemp(prefix="rlops-lockstep-")
 
 
 def copy_sb3_weights(model: object, agent: SAC) -> None:
@@ -160,7 +158,8 @@ def main() -> None:
         seed=0,
         device="cpu",
     )
-    model.set_logger(configure(None, [""]))
+    with tempfile.TemporaryDirectory() as log_dir:  # SB3's logger always makes a folder
+        model.set_logger(configure(log_dir, [""]))
     config = build_config(
         {
             "env_id": "Pendulum-v1",
