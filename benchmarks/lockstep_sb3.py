@@ -26,7 +26,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -44,6 +44,10 @@ REPORT_AT = (1, 2, 5, 10, 50, 100, 200, 500, 1000)
 """Updates after which the differences are printed (and after the last one)."""
 
 
+class LockstepMismatch(Exception):
+    """rlops asked for a random draw SB3 did not make: the two algorithms differ there."""
+
+
 def import_sb3() -> None:
     """Make the peer venv's stable_baselines3 importable here, after rlops' own packages."""
     done = subprocess.run(
@@ -59,7 +63,7 @@ def copy_sb3_weights(model: object, agent: SAC) -> None:
     """SB3's actor, critics, targets and log-alpha into rlops' (fused) networks."""
     actor, mine = model.actor, agent.actor
     with torch.no_grad():
-        for index in (0, 2):
+        for index in range(0, len(mine.trunk), 2):  # Linear, ReLU, Linear, ReLU, ...
             mine.trunk[index].weight.copy_(actor.latent_pi[index].weight)
             mine.trunk[index].bias.copy_(actor.latent_pi[index].bias)
         mine.head.weight.copy_(torch.cat([actor.mu.weight, actor.log_std.weight]))
@@ -68,7 +72,7 @@ def copy_sb3_weights(model: object, agent: SAC) -> None:
             (agent.critic, model.critic),
             (agent.critic_target, model.critic_target),
         ):
-            for layer, index in enumerate((0, 2, 4)):
+            for layer, index in enumerate(range(0, len(theirs.qf0), 2)):
                 q0, q1 = theirs.qf0[index], theirs.qf1[index]
                 ours.weights[layer].copy_(torch.stack([q0.weight.T, q1.weight.T]))
                 ours.biases[layer].copy_(torch.stack([q0.bias, q1.bias])[:, None, :])
@@ -76,13 +80,16 @@ def copy_sb3_weights(model: object, agent: SAC) -> None:
 
 
 @contextmanager
-def recorded_noise() -> Iterator[list[torch.Tensor]]:
-    """Every standard-normal tensor torch.distributions.Normal.rsample draws in the block."""
+def recorded_noise(
+    reorder: Callable[[torch.Tensor], torch.Tensor] = lambda draw: draw,
+) -> Iterator[list[torch.Tensor]]:
+    """Every standard-normal tensor torch.distributions.Normal.rsample draws in the block,
+    passed through `reorder` first (lockstep_loop.py reverses the rows of its control's)."""
     draws: list[torch.Tensor] = []
     original = torch_normal._standard_normal
 
     def recording(*args: object, **kwargs: object) -> torch.Tensor:
-        draws.append(original(*args, **kwargs))
+        draws.append(reorder(original(*args, **kwargs)))
         return draws[-1]
 
     torch_normal._standard_normal = recording
@@ -93,10 +100,22 @@ def recorded_noise() -> Iterator[list[torch.Tensor]]:
 
 
 @contextmanager
-def given_noise(noise: torch.Tensor) -> Iterator[None]:
-    """`torch.randn_like` returns `noise` in the block (the draw rlops' step makes)."""
+def given_noise(draws: Iterable[torch.Tensor]) -> Iterator[None]:
+    """`torch.randn_like` returns the next of `draws` in the block (rlops draws its noise with
+    it); a draw of another shape than the one asked for is a different algorithm."""
     original: Callable[..., torch.Tensor] = torch.randn_like
-    torch.randn_like = lambda _like: noise
+    pending = iter(draws)
+
+    def replayed(like: torch.Tensor) -> torch.Tensor:
+        noise = next(pending, None)
+        if noise is None or noise.shape != like.shape:
+            got = "nothing" if noise is None else f"shape {tuple(noise.shape)}"
+            raise LockstepMismatch(
+                f"rlops draws noise of shape {tuple(like.shape)}; SB3 drew {got}"
+            )
+        return noise
+
+    torch.randn_like = replayed
     try:
         yield
     finally:
@@ -120,12 +139,13 @@ def pendulum_batch(rng: np.random.Generator, size: int) -> Batch:
 def differences(model: object, agent: SAC) -> dict[str, float]:
     """Largest |rlops - SB3| over the largest |SB3| for a few tensors of each network (log-alpha
     starts at 0: there the smallest normal float stands in for its size)."""
+    act_dim = agent.actor.act_dim
     pairs = {
         "actor hidden": (agent.actor.trunk[2].weight, model.actor.latent_pi[2].weight),
-        "actor mean": (agent.actor.head.weight[:1], model.actor.mu.weight),
-        "actor log-std": (agent.actor.head.weight[1:], model.actor.log_std.weight),
+        "actor mean": (agent.actor.head.weight[:act_dim], model.actor.mu.weight),
+        "actor log-std": (agent.actor.head.weight[act_dim:], model.actor.log_std.weight),
         "critic hidden": (agent.critic.weights[1][0], model.critic.qf0[2].weight.T),
-        "critic output": (agent.critic.weights[2][1], model.critic.qf1[4].weight.T),
+        "critic output": (agent.critic.weights[-1][1], model.critic.qf1[-1].weight.T),
         "target hidden": (agent.critic_target.weights[1][0], model.critic_target.qf0[2].weight.T),
         "log-alpha": (agent.log_alpha, model.log_ent_coef),
     }
@@ -184,7 +204,7 @@ def main() -> None:
         with recorded_noise() as draws:
             model.train(gradient_steps=1, batch_size=args.batch)
         obs_noise, next_noise = draws  # SB3 samples the batch's actions first
-        with given_noise(torch.cat([next_noise, obs_noise])):
+        with given_noise([torch.cat([next_noise, obs_noise])]):
             sac_step.gradient_step(
                 *batch,
                 agent._actor_layers,

@@ -34,12 +34,10 @@ def _learning_rate(hp: dict) -> float | object:
     return hp["learning_rate"]
 
 
-def main() -> None:
-    job = json.loads(sys.argv[1])
+def build_model(job: dict, env: gym.Env) -> SAC:
+    """SB3's SAC for the job's hyperparameters and seed (also used by lockstep_loop.py)."""
     hp = job["hyperparameters"]
-    torch.set_num_threads(job["torch_threads"])
-    env = Monitor(gym.make(job["env_id"], **job["env_kwargs"]))  # SB3 would add it anyway
-    model = SAC(
+    return SAC(
         "MlpPolicy",
         env,
         learning_rate=_learning_rate(hp),
@@ -57,6 +55,13 @@ def main() -> None:
         device="cpu",
         verbose=0,
     )
+
+
+def main() -> None:
+    job = json.loads(sys.argv[1])
+    torch.set_num_threads(job["torch_threads"])
+    env = Monitor(gym.make(job["env_id"], **job["env_kwargs"]))  # SB3 would add it anyway
+    model = build_model(job, env)
     with tempfile.TemporaryDirectory() as log_dir:
         # SB3's logger makes a folder even at verbose=0 (in /tmp unless SB3_LOGDIR says).
         os.environ["SB3_LOGDIR"] = log_dir

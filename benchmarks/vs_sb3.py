@@ -27,6 +27,10 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rl_core.config import SACConfig
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -106,14 +110,11 @@ def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
     }
 
 
-def run_rlops(job: dict[str, object]) -> dict[str, float]:
-    """Train and evaluate with rlops in this process (called in a fresh subprocess)."""
+def job_config(job: dict[str, object]) -> SACConfig:
+    """rlops' config for a job, as `rlops_job` resolved it."""
     from rl_core.config import build_config
-    from rl_core.evaluation import evaluate
-    from rl_core.training import train
 
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # measure training, not logging
-    config = build_config(
+    return build_config(
         {
             "env_id": job["env_id"],
             "env_kwargs": job["env_kwargs"],
@@ -124,6 +125,15 @@ def run_rlops(job: dict[str, object]) -> dict[str, float]:
             **job["overrides"],
         }
     )
+
+
+def run_rlops(job: dict[str, object]) -> dict[str, float]:
+    """Train and evaluate with rlops in this process (called in a fresh subprocess)."""
+    from rl_core.evaluation import evaluate
+    from rl_core.training import train
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # measure training, not logging
+    config = job_config(job)
     result = train(config, show_progress=False)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     evaluation = evaluate(result.agent.act, config.env, config.eval_seeds)

@@ -23,6 +23,7 @@ from selenium import webdriver
 from selenium.common.exceptions import (
     ElementClickInterceptedException,
     StaleElementReferenceException,
+    TimeoutException,
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -172,9 +173,11 @@ class TriggerForm:
         return self.dialog.find_element(By.XPATH, ".//button[normalize-space()='Trigger']")
 
     def submit(self) -> None:
-        """Click Trigger. After a refusal, the UI's toast region can lie over the button for
-        a while (Selenium: click intercepted); a person clicks through it, so does this."""
-        button = self.submit_button()
+        """Click Trigger once it is enabled: the form re-validates a field when it is left, and
+        a click on the button while that disables it is silently lost. After a refusal, the
+        UI's toast region can lie over the button for a while (Selenium: click intercepted); a
+        person clicks through it, so does this."""
+        button = self.wait.until(ec.element_to_be_clickable(self.submit_button()))
         try:
             button.click()
         except ElementClickInterceptedException:
@@ -277,9 +280,18 @@ def test_form_triggers_a_run_that_succeeds(
     form.submit()
 
     # The UI opens the new run's page at once.
-    WebDriverWait(browser, UI_WAIT).until(
-        ec.url_contains(f"/dags/{DAG_ID}/runs/"), "no run page after Trigger: see the screenshot"
-    )
+    try:
+        WebDriverWait(browser, UI_WAIT).until(ec.url_contains(f"/dags/{DAG_ID}/runs/"))
+    except TimeoutException:
+        _save_screenshot(browser, "trigger-no-run-page.png")
+        runs = pipeline_api.get(f"{DAG_PATH}/dagRuns")["dag_runs"]
+        typed = [
+            r["dag_run_id"] for r in runs if r["conf"].get("registered_model_name") == "rlops-ui"
+        ]
+        pytest.fail(
+            f"no run page {UI_WAIT:.0f} s after Trigger (still at {browser.current_url}); runs "
+            f"with the typed conf: {typed or 'none'}; see trigger-no-run-page.png"
+        )
     run_page = browser.current_url
     run_id = unquote(urlparse(run_page).path.split("/runs/", 1)[1])
     header_state = (
