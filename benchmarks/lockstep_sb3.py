@@ -35,7 +35,7 @@ import torch.distributions.normal as torch_normal
 
 from benchmarks.vs_sb3 import sb3_python
 from rl_core import sac_step
-from rl_core.agent import SAC, _adam_group
+from rl_core.agent import SAC
 from rl_core.buffer import Batch
 from rl_core.config import build_config
 
@@ -211,8 +211,8 @@ def main() -> None:
                 agent._critic_layers,
                 agent._target_layers,
                 agent.log_alpha,
-                _adam_group(agent.critic_optimizer, agent._critic_layers),
-                _adam_group(agent.policy_optimizer, agent._policy_params),
+                agent.critic_optimizer.group(agent._critic_layers),
+                agent.policy_optimizer.group(agent._policy_params),
                 agent._settings,
             )
         if update in REPORT_AT or update == args.updates:

@@ -5,7 +5,7 @@ log-alpha), so results compare with RL-Zoo. The update itself is rl_core/sac_ste
 whole gradient step, backward passes written out, compiled by TorchScript or inductor
 (rl_core/step_compiler.py).
 This class owns the tensors it works on: parameters, Polyak targets, and the Adam state that
-checkpoints save (torch.optim.Adam keeps it, so checkpoints keep their format).
+checkpoints save (rl_core/adam_state.py, in torch.optim.Adam's format).
 """
 
 from __future__ import annotations
@@ -20,53 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from rl_core.adam_state import AdamState
 from rl_core.aot_step import StepLayout, flat_inputs
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
 from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, Actor, TwinQCritic
-from rl_core.sac_step import AdamGroup, StepSettings
+from rl_core.sac_step import StepSettings
 from rl_core.step_compiler import compile_step
 
 BF16_MIN_GEMM_WIDTH = 64
 """Narrower GEMMs stay fp32 under bf16: for them oneDNN's fixed cost per bf16 call outweighs
 the arithmetic saved (a 256x4x256 product: about 67 us in bf16, 14 us in fp32, Intel Xeon)."""
-
-
-def _adam(params: Any, lr: float) -> torch.optim.Adam:
-    """Adam as the holder of the moments, step counts and learning rate that `sac_step`
-    updates with the fused kernel Adam(fused=True) would run; its state starts at zero."""
-    optimizer = torch.optim.Adam(params, lr=lr, fused=True)
-    _init_adam_state(optimizer)
-    return optimizer
-
-
-def _init_adam_state(optimizer: torch.optim.Adam) -> None:
-    """The state Adam would create lazily on its first step, for parameters that lack it."""
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            if param not in optimizer.state:
-                optimizer.state[param] = {
-                    "step": torch.tensor(0.0),
-                    "exp_avg": torch.zeros_like(param),
-                    "exp_avg_sq": torch.zeros_like(param),
-                }
-
-
-def _adam_group(optimizer: torch.optim.Adam, params: list[torch.Tensor]) -> AdamGroup:
-    """The optimizer's state for `params`, in their order, with its current hyperparameters."""
-    (group,) = optimizer.param_groups
-    state = optimizer.state
-    beta1, beta2 = group["betas"]
-    return AdamGroup(
-        params,
-        [state[p]["exp_avg"] for p in params],
-        [state[p]["exp_avg_sq"] for p in params],
-        [state[p]["step"] for p in params],
-        torch.tensor(group["lr"], dtype=torch.float64),
-        beta1,
-        beta2,
-        group["eps"],
-    )
 
 
 def _bf16_layers(sizes: list[int], bf16: bool) -> list[bool]:
@@ -124,7 +88,7 @@ class SAC:
         self.normalize = self.actor.normalizer
         self.critic = TwinQCritic(obs_dim, act_dim, config.hidden_sizes)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_optimizer = _adam(self.critic.parameters(), config.learning_rate)
+        self.critic_optimizer = AdamState(list(self.critic.parameters()), config.learning_rate)
 
         self.tune_alpha = config.ent_coef == "auto"
         initial_alpha = config.ent_coef_init if self.tune_alpha else float(config.ent_coef)
@@ -137,7 +101,7 @@ class SAC:
         self._target_layers = _critic_layers(self.critic_target)
         # Actor and log-alpha step together: one fused Adam call.
         self._policy_params = self._actor_layers + ([self.log_alpha] if self.tune_alpha else [])
-        self.policy_optimizer = _adam(self._policy_params, config.learning_rate)
+        self.policy_optimizer = AdamState(self._policy_params, config.learning_rate)
         self.step_compiler = config.effective_step_compiler
         bf16 = config.effective_matmul_precision == "bf16"
         widths = list(config.hidden_sizes)
@@ -173,8 +137,8 @@ class SAC:
         batch = batch._replace(
             obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
         )
-        critic_adam = _adam_group(self.critic_optimizer, self._critic_layers)
-        policy_adam = _adam_group(self.policy_optimizer, self._policy_params)
+        critic_adam = self.critic_optimizer.group(self._critic_layers)
+        policy_adam = self.policy_optimizer.group(self._policy_params)
         state = (
             self._actor_layers,
             self._critic_layers,
@@ -200,8 +164,7 @@ class SAC:
     def set_learning_rate(self, learning_rate: float) -> None:
         """The rate every optimizer uses from the next step on (a learning-rate schedule)."""
         for optimizer in (self.critic_optimizer, self.policy_optimizer):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate
+            optimizer.lr = learning_rate
 
     def state_dict(self) -> dict[str, Any]:
         """Every tensor and optimizer state needed to continue training exactly."""
@@ -221,7 +184,5 @@ class SAC:
         self.critic_target.load_state_dict(state["critic_target"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        for optimizer in (self.policy_optimizer, self.critic_optimizer):
-            _init_adam_state(optimizer)  # a checkpoint from before the first update has none
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

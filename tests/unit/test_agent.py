@@ -152,8 +152,8 @@ def test_an_update_reports_its_stats_by_name() -> None:
 
 
 def test_an_agent_resumes_from_a_state_saved_before_its_first_update() -> None:
-    """Adam's state exists from the start; a checkpoint without it (saved by torch.optim
-    before any step) still loads, and the next update runs."""
+    """Adam's state exists from the start; a checkpoint without it (as torch.optim saves
+    one before any step) still loads, and the next update runs."""
     agent = _agent()
     state = agent.state_dict()
     for name in ("policy_optimizer", "critic_optimizer"):
@@ -161,4 +161,6 @@ def test_an_agent_resumes_from_a_state_saved_before_its_first_update() -> None:
     resumed = _agent()
     resumed.load_state_dict(state)
     resumed.update(_batch())
-    assert resumed.policy_optimizer.state[resumed.log_alpha]["step"].item() == 1.0
+    assert [step.item() for step in resumed.policy_optimizer.steps] == [1.0] * len(
+        resumed._policy_params
+    )

@@ -78,10 +78,15 @@ def _modules_after_training(compiler: str) -> tuple[str, set[str]]:
 def test_the_training_process_loads_no_compiler_to_run_the_compiled_step() -> None:
     """The library is built in a child process: training with it imports nothing that
     training with TorchScript does not (torch.compile would add ~700 modules, inductor's
-    code generators among them, and ~100 MiB)."""
+    code generators among them, and ~100 MiB), and neither imports dynamo, inductor or sympy
+    (torch.optim.Adam would: rlops keeps Adam's state itself, rl_core/adam_state.py)."""
     step, with_library = _modules_after_training("inductor")
     assert step == "CompiledStep"
-    extra = with_library - _modules_after_training("torchscript")[1]
+    _, with_torchscript = _modules_after_training("torchscript")
+    for modules in (with_library, with_torchscript):
+        loaded = [n for n in modules if n.startswith(("torch._dynamo", "torch._inductor", "sympy"))]
+        assert loaded == []
+    extra = with_library - with_torchscript
     compiler_stack = ("torch._inductor", "torch._dynamo", "torch.export", "torch.fx", "sympy")
     assert [name for name in extra if name.startswith(compiler_stack)] == []
     assert len(extra) < 10, extra

@@ -58,7 +58,20 @@ def _squashed(actor: torch.nn.Module, obs: torch.Tensor) -> tuple[torch.Tensor, 
     return action, log_prob.sum(-1)
 
 
-def _autograd_update(agent: SAC, batch: Batch) -> tuple[float, float]:
+def _torch_adams(agent: SAC) -> dict[str, torch.optim.Adam]:
+    """torch.optim.Adam for each of the agent's Adam states, loaded from it (which checks
+    that rlops saves Adam's own format): the reference steps with these."""
+    adams = {}
+    for name in ("critic_optimizer", "policy_optimizer"):
+        state = getattr(agent, name)
+        adams[name] = torch.optim.Adam(state.params, lr=state.lr, fused=True)
+        adams[name].load_state_dict(state.state_dict())
+    return adams
+
+
+def _autograd_update(
+    agent: SAC, adams: dict[str, torch.optim.Adam], batch: Batch
+) -> tuple[float, float]:
     """SB3's SAC step with autograd: critics, then actor and log-alpha, then the targets."""
     alpha = agent.log_alpha.detach().exp()
     obs, next_obs = agent.normalize(batch.obs), agent.normalize(batch.next_obs)
@@ -69,18 +82,18 @@ def _autograd_update(agent: SAC, batch: Batch) -> tuple[float, float]:
             batch.rewards, batch.terminated, next_q, next_log_prob, alpha, agent.config.gamma
         )
     critic_loss = 0.5 * (agent.critic(obs, batch.actions) - target).square().mean(1).sum()
-    agent.critic_optimizer.zero_grad()
+    adams["critic_optimizer"].zero_grad()
     critic_loss.backward()
-    agent.critic_optimizer.step()
+    adams["critic_optimizer"].step()
 
     actions_pi, log_prob = _squashed(agent.actor, batch.obs)
     actor_loss = (alpha * log_prob - agent.critic(obs, actions_pi).amin(0)).mean()
     loss = actor_loss
     if agent.tune_alpha:
         loss = loss - (agent.log_alpha * (log_prob.detach() + agent.target_entropy)).mean()
-    agent.policy_optimizer.zero_grad()
+    adams["policy_optimizer"].zero_grad()
     loss.backward(inputs=agent._policy_params)
-    agent.policy_optimizer.step()
+    adams["policy_optimizer"].step()
     with torch.no_grad():
         for target_param, param in zip(
             agent.critic_target.parameters(), agent.critic.parameters(), strict=True
@@ -89,13 +102,15 @@ def _autograd_update(agent: SAC, batch: Batch) -> tuple[float, float]:
     return critic_loss.item(), actor_loss.item()
 
 
-def _state(agent: SAC) -> dict[str, torch.Tensor]:
-    """Every tensor an update writes: parameters, targets, log-alpha, Adam moments."""
+def _state(agent: SAC, adams: dict[str, torch.optim.Adam] | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor an update writes: parameters, targets, log-alpha, Adam moments (those of
+    `adams` where the reference stepped with torch's Adam)."""
     tensors = {f"sac.{k}": v for k, v in agent.state_dict().items() if torch.is_tensor(v)}
     for part in ("actor", "critic", "critic_target"):
         tensors |= {f"{part}.{k}": v for k, v in agent.state_dict()[part].items()}
     for name in ("policy_optimizer", "critic_optimizer"):
-        for index, state in getattr(agent, name).state_dict()["state"].items():
+        optimizer = getattr(agent, name) if adams is None else adams[name]
+        for index, state in optimizer.state_dict()["state"].items():
             tensors |= {f"{name}.{index}.{k}": v for k, v in state.items()}
     return tensors
 
@@ -117,19 +132,22 @@ def test_the_step_equals_autograd_on_the_same_networks(
     if agent.config.normalize_obs:
         agent.actor.normalizer.update(torch.randn(100, obs_dim) * 4.0 + 2.0)
     reference = copy.deepcopy(agent)
+    adams = _torch_adams(reference)
     batch = _batch(obs_dim, act_dim)
     # A second step also checks Adam's step counts and moments, at a new learning rate as a
     # schedule would set it: a compiled step takes it as data (one compiled in would be off).
     for seed, learning_rate in ((3, 1e-3), (4, 3e-4)):
-        for sac in (agent, reference):
-            sac.set_learning_rate(learning_rate)
+        agent.set_learning_rate(learning_rate)
+        for adam in adams.values():
+            (group,) = adam.param_groups
+            group["lr"] = learning_rate
         torch.manual_seed(seed)
         stats = agent.update(batch)
         torch.manual_seed(seed)  # the same noise, drawn in the same order
-        critic_loss, actor_loss = _autograd_update(reference, batch)
+        critic_loss, actor_loss = _autograd_update(reference, adams, batch)
         assert stats.critic_loss.item() == pytest.approx(critic_loss, rel=1e-5)
         assert stats.actor_loss.item() == pytest.approx(actor_loss, rel=1e-5, abs=1e-6)
-    expected = _state(reference)
+    expected = _state(reference, adams)
     actual = _state(agent)
     assert actual.keys() == expected.keys()
     for name, tensor in expected.items():
