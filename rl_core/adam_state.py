@@ -35,6 +35,7 @@ class AdamState:
 
     def group(self, params: list[Tensor]) -> AdamGroup:
         """The state of `params` (each one of this group's), aligned in that order."""
+        # By identity, mapped per call: a deep copy of the agent finds its own parameters.
         position = {id(p): i for i, p in enumerate(self.params)}
         order = [position[id(p)] for p in params]
         return AdamGroup(

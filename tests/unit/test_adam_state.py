@@ -3,6 +3,8 @@ checkpoints of either load into the other, and a state that does not fit is refu
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -80,3 +82,15 @@ def test_a_state_of_other_parameters_is_refused_by_count_and_by_shape() -> None:
     other = [torch.zeros(2, 3, requires_grad=True), torch.zeros(3, requires_grad=True)]
     with pytest.raises(ValueError, match=r"parameter 0 has shape \(2, 3\), the parameter \(4, 3\)"):
         ours.load_state_dict(_torch_adam_after_steps(other, steps=1).state_dict())
+
+
+def test_a_deep_copy_aligns_with_its_own_copied_parameters() -> None:
+    """An agent may be deep-copied (a reference in tests, a snapshot): its Adam state must then
+    find the copied parameters, not the originals."""
+    ours = AdamState(_params(), lr=1e-3)
+    copied = copy.deepcopy(ours)
+
+    group = copied.group(copied.params[::-1])
+
+    assert group.exp_avgs[0] is copied.exp_avgs[1]
+    assert all(a is not b for a, b in zip(copied.params, ours.params, strict=True))
