@@ -193,7 +193,7 @@ def main() -> None:
     run.progress.action_rng = run.progress.sample_rng = replayed
     noise = rlops_order(draws.noise)
     with first_mismatch_reported(), given_noise(noise):
-        run.run(None, show_progress=False)
+        run.run(None, show_progress=False)  # not through train(): no denormal flushing, as SB3
     if next(replayed.batches, None) is not None or next(noise, None) is not None:
         raise SystemExit("the loops part: SB3 drew more than rlops asked for")
 
