@@ -12,17 +12,23 @@ address only, all on one port.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
 from devstack.postgres import REPO
+
+if TYPE_CHECKING:
+    from celery.app.control import Control
 from devstack.processes import StackError
 
 EXECUTOR = "CeleryExecutor"
@@ -40,6 +46,10 @@ TASK_HEARTBEAT_TIMEOUT = 30
 HEARTBEAT_TIMEOUT_CHECK_INTERVAL = 5
 # One task at a time per worker: a training task keeps a core busy; scale with workers instead.
 WORKER_CONCURRENCY = 1
+# And a worker takes a task from the broker only while its process is free (Celery 5.6, Redis
+# only). Without it a busy worker may still reserve the next task while another worker sits
+# idle: the tuning test once saw all four trials of a study run on one worker of two.
+WORKER_CELERY_CONFIG = {"worker_disable_prefetch": True}
 # Where a worker's hostname callable finds the loopback address its log server listens on.
 ADDRESS_VARIABLE = "RLOPS_WORKER_ADDRESS"
 MAX_WORKERS = 32
@@ -81,6 +91,7 @@ def celery_settings(*, broker_url: str, result_backend: str, log_port: int) -> d
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps(WORKER_CELERY_CONFIG),
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
         # The API server builds every worker's log URL with this one port (see the docstring).
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
@@ -200,16 +211,29 @@ class Worker:
         ]
 
 
-def answering_workers(broker_url: str) -> set[str]:
-    """Node names of the Celery workers that answer a ping through the broker within 1 s."""
+@contextmanager
+def _remote_control(broker_url: str) -> Iterator[Control]:
+    """Celery's remote control of the workers listening on the broker."""
     from celery import Celery  # only a Celery stack needs it
 
     app = Celery(broker=broker_url)
     try:
-        replies = app.control.ping(timeout=1.0)
+        yield app.control
     finally:
         app.close()
+
+
+def answering_workers(broker_url: str) -> set[str]:
+    """Node names of the Celery workers that answer a ping through the broker within 1 s."""
+    with _remote_control(broker_url) as control:
+        replies = control.ping(timeout=1.0)
     return {name for reply in replies for name in reply}
+
+
+def worker_settings(broker_url: str) -> dict[str, dict[str, object]]:
+    """The Celery settings each answering worker runs with, beyond Celery's defaults."""
+    with _remote_control(broker_url) as control:
+        return control.inspect(timeout=5.0).conf(with_defaults=False) or {}
 
 
 def check_shared_settings(

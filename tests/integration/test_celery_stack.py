@@ -27,9 +27,11 @@ from devstack.celery import (
     SHARED_WITH_API_SERVER,
     TASK_HEARTBEAT_TIMEOUT,
     VISIBILITY_TIMEOUT,
+    WORKER_CELERY_CONFIG,
     Worker,
     answering_workers,
     worker_address,
+    worker_settings,
 )
 from devstack.processes import StackError, stop_groups
 from tests.integration.conftest import TINY_CONF, AirflowApi, poll
@@ -86,6 +88,15 @@ def test_each_worker_has_a_disk_and_names_of_its_own(celery_stack: Stack) -> Non
     assert len(hostnames) == 2 and "127.0.0.1" not in hostnames
     callable_path = f"{worker_address.__module__}.{worker_address.__name__}"
     assert {env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] for env in workers.values()} == {callable_path}
+
+
+def test_each_worker_takes_a_task_only_while_it_is_free(celery_stack: Stack) -> None:
+    """Every live worker runs with the stack's Celery settings, prefetch disabled among them:
+    no task waits reserved behind a busy worker while another one is idle."""
+    settings = worker_settings(celery_stack.redis.url)
+    assert set(settings) == {worker.celery_hostname for worker in celery_stack.celery_workers}
+    for node, running in settings.items():
+        assert {key: running.get(key) for key in WORKER_CELERY_CONFIG} == WORKER_CELERY_CONFIG, node
 
 
 def test_workers_share_the_secrets_and_execution_api_of_the_other_services(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from devstack.celery import VISIBILITY_TIMEOUT, WORKER_CONCURRENCY
+from devstack.celery import VISIBILITY_TIMEOUT, WORKER_CELERY_CONFIG, WORKER_CONCURRENCY
 from devstack.postgres import APP_DATABASES
 from devstack.stack import OPTUNA_STORAGE_ENV
 
@@ -316,6 +316,8 @@ def test_celery_profile_adds_redis_and_a_worker(env_file: Path, dotenv: dict[str
         backend = env["AIRFLOW__CELERY__RESULT_BACKEND"]
         assert backend.startswith("db+postgresql+psycopg2://airflow:"), name  # as devstack runs
         assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == str(WORKER_CONCURRENCY), name
+        extra = json.loads(env["AIRFLOW__CELERY__EXTRA_CELERY_CONFIG"])
+        assert extra == WORKER_CELERY_CONFIG, name
         timeout = env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]
         assert timeout == str(VISIBILITY_TIMEOUT), name
 
