@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 import redis
 
 from devstack.postgres import REPO
+from devstack.processes import StackError
 
 if TYPE_CHECKING:
     from celery.app.control import Control
-from devstack.processes import StackError
 
 EXECUTOR = "CeleryExecutor"
 # An unacknowledged task is redelivered to another worker after this long. Airflow's Celery app

@@ -29,9 +29,17 @@ class AdamState:
     ) -> None:
         self.params = list(params)
         self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
-        self.steps = [torch.tensor(0.0) for _ in self.params]
+        self.exp_avgs: list[Tensor] = [torch.empty(0)] * len(self.params)
+        self.exp_avg_sqs: list[Tensor] = [torch.empty(0)] * len(self.params)
+        self.steps: list[Tensor] = [torch.empty(0)] * len(self.params)
+        for i in range(len(self.params)):
+            self._start_from_zero(i)
+
+    def _start_from_zero(self, i: int) -> None:
+        """Parameter i's state before its first step."""
+        self.exp_avgs[i] = torch.zeros_like(self.params[i])
+        self.exp_avg_sqs[i] = torch.zeros_like(self.params[i])
+        self.steps[i] = torch.tensor(0.0)
 
     def group(self, params: list[Tensor]) -> AdamGroup:
         """The state of `params` (each one of this group's), aligned in that order."""
@@ -89,11 +97,7 @@ class AdamState:
         for i, (param, key) in enumerate(zip(self.params, group["params"], strict=True)):
             saved = state["state"].get(key)
             if saved is None:
-                self.exp_avgs[i], self.exp_avg_sqs[i] = (
-                    torch.zeros_like(param),
-                    torch.zeros_like(param),
-                )
-                self.steps[i] = torch.tensor(0.0)
+                self._start_from_zero(i)
                 continue
             if saved["exp_avg"].shape != param.shape:
                 raise ValueError(
