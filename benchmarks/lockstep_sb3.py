@@ -59,15 +59,26 @@ def import_sb3() -> None:
     sys.path.append(done.stdout.strip())
 
 
+def sb3_mean_layer(actor: object) -> torch.nn.Linear:
+    """SB3's mean layer: under gSDE it is followed by a Hardtanh (its clip_mean)."""
+    return actor.mu[0] if isinstance(actor.mu, torch.nn.Sequential) else actor.mu
+
+
 def copy_sb3_weights(model: object, agent: SAC) -> None:
     """SB3's actor, critics, targets and log-alpha into rlops' (fused) networks."""
     actor, mine = model.actor, agent.actor
+    mean = sb3_mean_layer(actor)
     with torch.no_grad():
         for index in range(0, len(mine.trunk), 2):  # Linear, ReLU, Linear, ReLU, ...
             mine.trunk[index].weight.copy_(actor.latent_pi[index].weight)
             mine.trunk[index].bias.copy_(actor.latent_pi[index].bias)
-        mine.head.weight.copy_(torch.cat([actor.mu.weight, actor.log_std.weight]))
-        mine.head.bias.copy_(torch.cat([actor.mu.bias, actor.log_std.bias]))
+        if mine.spec.sde:  # the head is the mean alone; the log-std is a matrix parameter
+            mine.head.weight.copy_(mean.weight)
+            mine.head.bias.copy_(mean.bias)
+            mine.sde_log_std.copy_(actor.log_std)
+        else:
+            mine.head.weight.copy_(torch.cat([mean.weight, actor.log_std.weight]))
+            mine.head.bias.copy_(torch.cat([mean.bias, actor.log_std.bias]))
         for ours, theirs in (
             (agent.critic, model.critic),
             (agent.critic_target, model.critic_target),
@@ -139,11 +150,13 @@ def pendulum_batch(rng: np.random.Generator, size: int) -> Batch:
 def differences(model: object, agent: SAC) -> dict[str, float]:
     """Largest |rlops - SB3| over the largest |SB3| for a few tensors of each network (log-alpha
     starts at 0: there the smallest normal float stands in for its size)."""
-    act_dim = agent.actor.act_dim
+    act_dim, actor = agent.actor.act_dim, agent.actor
+    log_std = actor.sde_log_std if actor.spec.sde else actor.head.weight[act_dim:]
+    sb3_log_std = model.actor.log_std if actor.spec.sde else model.actor.log_std.weight
     pairs = {
-        "actor hidden": (agent.actor.trunk[2].weight, model.actor.latent_pi[2].weight),
-        "actor mean": (agent.actor.head.weight[:act_dim], model.actor.mu.weight),
-        "actor log-std": (agent.actor.head.weight[act_dim:], model.actor.log_std.weight),
+        "actor hidden": (actor.trunk[2].weight, model.actor.latent_pi[2].weight),
+        "actor mean": (actor.head.weight[:act_dim], sb3_mean_layer(model.actor).weight),
+        "actor log-std": (log_std, sb3_log_std),
         "critic hidden": (agent.critic.weights[1][0], model.critic.qf0[2].weight.T),
         "critic output": (agent.critic.weights[-1][1], model.critic.qf1[-1].weight.T),
         "target hidden": (agent.critic_target.weights[1][0], model.critic_target.qf0[2].weight.T),
@@ -159,6 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--sde", action="store_true", help="both explore with gSDE")
     args = parser.parse_args()
     import_sb3()
     import gymnasium as gym
@@ -168,13 +182,14 @@ def main() -> None:
 
     torch.set_num_threads(1)
     env = gym.make("Pendulum-v1")
-    hidden = [256, 256]
+    hidden, log_std_init = [256, 256], -3.0
     model = SB3SAC(
         "MlpPolicy",
         env,
         learning_rate=1e-3,
         batch_size=args.batch,
-        policy_kwargs={"net_arch": hidden},
+        use_sde=args.sde,
+        policy_kwargs={"net_arch": hidden, "log_std_init": log_std_init},
         seed=0,
         device="cpu",
     )
@@ -187,12 +202,15 @@ def main() -> None:
             "learning_rate": 1e-3,
             "matmul_precision": "ieee",
             "step_compiler": "torchscript",  # its settings: the eager step with fused Adam
+            "use_sde": args.sde,
+            "log_std_init": log_std_init,
         }
     )
     agent = SAC(config, 3, 1, env.action_space.low, env.action_space.high)
     copy_sb3_weights(model, agent)
     rng = np.random.default_rng(0)
-    print(f"SB3 SAC.train() vs rlops sac_step.gradient_step, batch {args.batch}, fp32")
+    exploration = "gSDE" if args.sde else "Gaussian noise"
+    print(f"SB3 SAC.train() vs rlops sac_step.gradient_step, {exploration}, batch {args.batch}")
     start = differences(model, agent)  # all 0: the copy is exact
     print("update  " + "  ".join(f"{name:>13}" for name in start))
     print(f"{0:>6}  " + "  ".join(f"{value:>13.1e}" for value in start.values()))
@@ -203,11 +221,15 @@ def main() -> None:
         model.replay_buffer.sample = lambda *_args, samples=samples, **_kwargs: samples
         with recorded_noise() as draws:
             model.train(gradient_steps=1, batch_size=args.batch)
-        obs_noise, next_noise = draws  # SB3 samples the batch's actions first
-        with given_noise([torch.cat([next_noise, obs_noise])]):
+        if args.sde:  # reset_noise: the matrix both passes use, then one per env (unused)
+            noise = [draws[0]]
+        else:  # SB3 samples the batch's actions first; rlops the next actions first
+            obs_noise, next_noise = draws
+            noise = [torch.cat([next_noise, obs_noise])]
+        with given_noise(noise):
             sac_step.gradient_step(
                 *batch,
-                agent._actor_layers,
+                agent._actor_tensors,
                 agent._critic_layers,
                 agent._target_layers,
                 agent.log_alpha,

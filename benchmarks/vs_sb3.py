@@ -106,6 +106,9 @@ def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
             "ent_coef": ent_coef,
             "target_entropy": config.target_entropy,
             "hidden_sizes": list(config.hidden_sizes),
+            "use_sde": config.use_sde,
+            "sde_sample_freq": config.sde_sample_freq,
+            "log_std_init": config.log_std_init,
         },
     }
 

@@ -24,7 +24,14 @@ from rl_core.adam_state import AdamState
 from rl_core.aot_step import StepLayout, flat_inputs
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
-from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, Actor, TwinQCritic
+from rl_core.networks import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    SDE_MEAN_CLIP,
+    SDE_VARIANCE_EPS,
+    Actor,
+    TwinQCritic,
+)
 from rl_core.sac_step import StepSettings
 from rl_core.step_compiler import compile_step
 
@@ -83,7 +90,12 @@ class SAC:
         low = torch.as_tensor(action_low, dtype=torch.float32)
         high = torch.as_tensor(action_high, dtype=torch.float32)
         obs_clip = config.obs_clip if config.normalize_obs else None
-        self.actor = Actor(obs_dim, act_dim, config.hidden_sizes, low, high, obs_clip)
+        sde_log_std_init = config.log_std_init if config.use_sde else None
+        self.actor = Actor(
+            obs_dim, act_dim, config.hidden_sizes, low, high, obs_clip, sde_log_std_init
+        )
+        self.exploration_matrix: torch.Tensor | None = None
+        """gSDE's current noise matrix E for data collection (`reset_exploration`)."""
         # The critics see observations as the actor does: through its normalizer (or as is).
         self.normalize = self.actor.normalizer
         self.critic = TwinQCritic(obs_dim, act_dim, config.hidden_sizes)
@@ -96,11 +108,14 @@ class SAC:
         self.target_entropy = (
             -float(act_dim) if config.target_entropy == "auto" else float(config.target_entropy)
         )
-        self._actor_layers = _actor_layers(self.actor)
+        # The step's actor: its layers, then gSDE's log-std matrix.
+        self._actor_tensors = _actor_layers(self.actor) + (
+            [self.actor.sde_log_std] if config.use_sde else []
+        )
         self._critic_layers = _critic_layers(self.critic)
         self._target_layers = _critic_layers(self.critic_target)
         # Actor and log-alpha step together: one fused Adam call.
-        self._policy_params = self._actor_layers + ([self.log_alpha] if self.tune_alpha else [])
+        self._policy_params = self._actor_tensors + ([self.log_alpha] if self.tune_alpha else [])
         self.policy_optimizer = AdamState(self._policy_params, config.learning_rate)
         self.step_compiler = config.effective_step_compiler
         bf16 = config.effective_matmul_precision == "bf16"
@@ -113,18 +128,34 @@ class SAC:
             act_dim=act_dim,
             log_std_min=LOG_STD_MIN,
             log_std_max=LOG_STD_MAX,
-            actor_bf16=_bf16_layers([obs_dim, *widths, 2 * act_dim], bf16),
+            actor_bf16=_bf16_layers([obs_dim, *widths, self.actor.head.out_features], bf16),
             critic_bf16=_bf16_layers([obs_dim + act_dim, *widths, 1], bf16),
             fused_adam=self.step_compiler == "torchscript",
+            sde=config.use_sde,
+            sde_mean_clip=SDE_MEAN_CLIP,
+            sde_variance_eps=SDE_VARIANCE_EPS,
         )
         self._step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     @torch.inference_mode()
     def explore(self, obs: np.ndarray) -> np.ndarray:
-        """A stochastic action for data collection, squashed to [-1, 1] (the replay space)."""
+        """A stochastic action for data collection, squashed to [-1, 1] (the replay space):
+        fresh Gaussian noise, or under gSDE the current noise matrix's."""
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        if self.config.use_sde:
+            if self.exploration_matrix is None:
+                self.reset_exploration()
+            features = self.actor.features(obs_tensor)
+            pre_tanh = self.actor.mean(features) + features @ self.exploration_matrix
+            return torch.tanh(pre_tanh)[0].numpy()
         mean, log_std = self.actor(obs_tensor)
         return torch.tanh(mean + torch.randn_like(mean) * log_std.exp())[0].numpy()
+
+    @torch.inference_mode()
+    def reset_exploration(self) -> None:
+        """Draw gSDE's noise matrix anew: E ~ N(0, exp(sde_log_std)), as SB3's reset_noise."""
+        log_std = self.actor.sde_log_std
+        self.exploration_matrix = log_std.exp() * torch.randn_like(log_std)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -140,7 +171,7 @@ class SAC:
         critic_adam = self.critic_optimizer.group(self._critic_layers)
         policy_adam = self.policy_optimizer.group(self._policy_params)
         state = (
-            self._actor_layers,
+            self._actor_tensors,
             self._critic_layers,
             self._target_layers,
             self.log_alpha,
@@ -149,7 +180,7 @@ class SAC:
         )
         if self._step is None:
             layout = StepLayout(
-                len(self._actor_layers),
+                len(self._actor_tensors),
                 len(self._critic_layers),
                 (critic_adam.beta1, critic_adam.beta2, critic_adam.eps),
                 (policy_adam.beta1, policy_adam.beta2, policy_adam.eps),
@@ -175,6 +206,7 @@ class SAC:
             "policy_optimizer": self.policy_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
+            **({} if self.exploration_matrix is None else {"exploration": self.exploration_matrix}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -186,3 +218,4 @@ class SAC:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
+        self.exploration_matrix = state.get("exploration")

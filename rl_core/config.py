@@ -117,6 +117,17 @@ class SACConfig(BaseModel):
     """Env steps between update phases."""
     gradient_steps: int = Field(1, ge=1, le=1_000)
     """Gradient steps per update phase."""
+    use_sde: bool = False
+    """Explore with gSDE (generalized state-dependent exploration, as SB3's `use_sde`): the
+    noise is the policy's features times a random matrix, redrawn at the start of every
+    `train_freq` chunk of env steps (and every `sde_sample_freq` steps within it), so it is
+    smooth in time and state. What RL-Zoo's MountainCarContinuous and BipedalWalker recipes
+    explore with."""
+    sde_sample_freq: int = Field(-1, ge=-1, le=1_000_000)
+    """With `use_sde`: env steps between two noise matrices within a chunk; -1 or 0: one
+    matrix per chunk."""
+    log_std_init: float = Field(-3.0, ge=-20.0, le=2.0)
+    """With `use_sde`: the initial log-std of every entry of the noise matrix (SB3's default)."""
     ent_coef: Annotated[
         Literal["auto"] | PositiveFloat,
         *_auto_or("a positive number up to 1e6", exclusiveMinimum=0.0, maximum=1e6),

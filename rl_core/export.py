@@ -21,7 +21,7 @@ from torch import nn
 
 from rl_core.envs import EnvSpec, make_env
 from rl_core.evaluation import Policy
-from rl_core.networks import Actor
+from rl_core.networks import SDE_MEAN_CLIP, Actor
 from rl_core.torchscript import quiet_torchscript
 
 EQUIVALENCE_TOLERANCE = 1e-5
@@ -39,10 +39,13 @@ class InferenceActor(nn.Module):
         self.normalizer = copy.deepcopy(actor.normalizer)  # raw observations in
         self.trunk = copy.deepcopy(actor.trunk)
         head = actor.head
-        self.mean = nn.Linear(head.in_features, actor.act_dim)
+        mean = nn.Linear(head.in_features, actor.act_dim)
         with torch.no_grad():
-            self.mean.weight.copy_(head.weight[: actor.act_dim])
-            self.mean.bias.copy_(head.bias[: actor.act_dim])
+            mean.weight.copy_(head.weight[: actor.act_dim])
+            mean.bias.copy_(head.bias[: actor.act_dim])
+        # gSDE's mean is clipped (Actor.mean); Hardtanh is that clamp as a module.
+        clip = nn.Hardtanh(-SDE_MEAN_CLIP, SDE_MEAN_CLIP)
+        self.mean = nn.Sequential(mean, clip) if actor.spec.sde else mean
         self.register_buffer("action_scale", actor.action_scale.detach().clone())
         self.register_buffer("action_bias", actor.action_bias.detach().clone())
 

@@ -16,6 +16,11 @@ from torch import nn
 
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0
+SDE_MEAN_CLIP = 2.0
+"""Under gSDE the pre-squash mean is clipped to +-2 (SB3's `clip_mean`): with the noise's
+scale learned per feature, an unbounded mean drifts into tanh's flat tails."""
+SDE_VARIANCE_EPS = 1e-6
+"""Added to gSDE's variance before its square root (SB3's `epsilon`): features can all be 0."""
 
 
 def _mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
@@ -73,13 +78,18 @@ class ActorSpec:
     action_high: tuple[float, ...]
     obs_clip: float | None = None
     """Observations are normalized (`ObsNormalizer`) and clipped to +-obs_clip; None: raw."""
+    sde: bool = False
+    """Explores with gSDE: the head gives the mean alone, `sde_log_std` scales the noise."""
 
 
 class Actor(nn.Module):
     """Squashed-Gaussian policy: a = tanh(u) * scale + bias with u ~ N(mean, std).
 
-    `action_scale` / `action_bias` are buffers so they travel with the module into
-    checkpoints and exported files.
+    The std comes from the head (a log-std per state and action), or under gSDE (generalized
+    state-dependent exploration, Raffin et al. 2021, as SB3's SAC does it) from the
+    `sde_log_std` matrix: u = mean + features @ E with E ~ N(0, exp(sde_log_std)), so
+    std^2 = features^2 @ exp(sde_log_std)^2. `action_scale` / `action_bias` are buffers so
+    they travel with the module into checkpoints and exported files.
     """
 
     def __init__(
@@ -90,6 +100,7 @@ class Actor(nn.Module):
         action_low: torch.Tensor,
         action_high: torch.Tensor,
         obs_clip: float | None = None,
+        sde_log_std_init: float | None = None,
     ) -> None:
         super().__init__()
         self.spec = ActorSpec(
@@ -99,6 +110,7 @@ class Actor(nn.Module):
             tuple(action_low.tolist()),
             tuple(action_high.tolist()),
             obs_clip,
+            sde=sde_log_std_init is not None,
         )
         self.obs_dim = obs_dim
         self.act_dim = act_dim
@@ -106,7 +118,12 @@ class Actor(nn.Module):
         self.normalizer = nn.Identity() if obs_clip is None else ObsNormalizer(obs_dim, obs_clip)
         self.trunk = _mlp(obs_dim, hidden_sizes)
         # Mean and log-std heads share one matmul: rows [:act_dim] are the mean.
-        self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
+        self.head = nn.Linear(hidden_sizes[-1], act_dim if self.spec.sde else 2 * act_dim)
+        if sde_log_std_init is not None:
+            # One log-std per (feature, action): SB3's full_std.
+            self.sde_log_std = nn.Parameter(
+                torch.full((hidden_sizes[-1], act_dim), float(sde_log_std_init))
+            )
         self.register_buffer("action_scale", (action_high - action_low) / 2.0)
         self.register_buffer("action_bias", (action_high + action_low) / 2.0)
 
@@ -120,18 +137,31 @@ class Actor(nn.Module):
             torch.tensor(spec.action_low, dtype=torch.float32),
             torch.tensor(spec.action_high, dtype=torch.float32),
             spec.obs_clip,
+            0.0 if spec.sde else None,  # loaded weights replace it
         )
 
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The trunk's output for a raw observation: what the head (and gSDE's noise) reads."""
+        return self.trunk(self.normalizer(obs))
+
+    def mean(self, features: torch.Tensor) -> torch.Tensor:
+        """The pre-squash Gaussian's mean (clipped to +-SDE_MEAN_CLIP under gSDE)."""
+        mean = self.head(features)[..., : self.act_dim]
+        return mean.clamp(-SDE_MEAN_CLIP, SDE_MEAN_CLIP) if self.spec.sde else mean
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and (clamped) log-std of the pre-squash Gaussian, from a raw observation."""
-        hidden = self.trunk(self.normalizer(obs))
-        mean, log_std = self.head(hidden).split(self.act_dim, dim=-1)
+        """Mean and log-std of the pre-squash Gaussian at a raw observation (the head's
+        log-std, clamped; under gSDE the state-dependent one of its variance)."""
+        features = self.features(obs)
+        if self.spec.sde:
+            variance = features.square() @ (2.0 * self.sde_log_std).exp() + SDE_VARIANCE_EPS
+            return self.mean(features), 0.5 * variance.log()
+        mean, log_std = self.head(features).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The evaluation action tanh(mean), scaled to the env's bounds."""
-        mean, _ = self(obs)
-        return self.to_env_action(torch.tanh(mean))
+        return self.to_env_action(torch.tanh(self.mean(self.features(obs))))
 
     def to_env_action(self, squashed: torch.Tensor) -> torch.Tensor:
         """Map an action from [-1, 1] to the env's [low, high]."""

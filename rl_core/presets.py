@@ -5,9 +5,8 @@ SACConfig's defaults < the preset < the user's values. Every preset value is a S
 field, so a preset is validated like any config. RL-Zoo's `n_timesteps` is not part of a
 preset: the run length is always the caller's choice (`total_timesteps`).
 
-Where RL-Zoo's recipe needs what rlops does not implement, the preset says so in `NOT_APPLIED`
-and the rest of the recipe still applies: BipedalWalker-v3's recipe explores with gSDE
-(`use_sde`, `log_std_init=-3`); rlops explores with SAC's plain Gaussian noise.
+MountainCarContinuous-v0 and BipedalWalker-v3 explore with gSDE (`use_sde`): RL-Zoo's
+`policy_kwargs` `log_std_init` and `net_arch` are the fields of the same names here.
 """
 
 from __future__ import annotations
@@ -18,6 +17,20 @@ _MUJOCO = {"learning_rate": 3e-4, "learning_starts": 10_000}
 """RL-Zoo's MuJoCo recipe: SB3's SAC defaults (lr 3e-4) after 10k uniform warm-up steps."""
 
 PRESETS: dict[str, dict[str, Any]] = {
+    "MountainCarContinuous-v0": {
+        "learning_rate": 3e-4,
+        "buffer_size": 50_000,
+        "batch_size": 512,
+        "ent_coef": 0.1,
+        "train_freq": 32,
+        "gradient_steps": 32,
+        "gamma": 0.9999,
+        "tau": 0.01,
+        "learning_starts": 0,
+        "use_sde": True,
+        "log_std_init": -3.67,
+        "hidden_sizes": (64, 64),
+    },
     "Pendulum-v1": {"learning_rate": 1e-3},
     "LunarLanderContinuous-v3": {
         "learning_rate": 7.3e-4,
@@ -40,16 +53,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_freq": 64,
         "gradient_steps": 64,
         "learning_starts": 10_000,
+        "use_sde": True,
+        "log_std_init": -3.0,
         "hidden_sizes": (400, 300),
     },
     "HalfCheetah-v5": _MUJOCO,
     "Hopper-v5": _MUJOCO,
     "Walker2d-v5": _MUJOCO,
     "Ant-v5": _MUJOCO,
-}
-
-NOT_APPLIED: dict[str, str] = {
-    "BipedalWalker-v3": "gSDE exploration (use_sde, log_std_init=-3)",
 }
 
 

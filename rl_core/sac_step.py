@@ -43,6 +43,11 @@ class StepSettings(NamedTuple):
     fused_adam: bool
     """Adam as one `aten._fused_adam_` kernel (TorchScript). Inductor cannot trace that
     in-place op, and fuses Adam's arithmetic (`adam_arithmetic`) into its own loops instead."""
+    sde: bool
+    """gSDE: the actor's head gives the mean alone, and its last tensor is the log-std
+    matrix of the noise (networks.Actor)."""
+    sde_mean_clip: float
+    sde_variance_eps: float
 
 
 class AdamGroup(NamedTuple):
@@ -66,9 +71,12 @@ class SquashedSample(NamedTuple):
     action: Tensor
     log_prob: Tensor
     noise: Tensor
+    """The draw: N(0, 1), which the head's std scales; under gSDE, features @ E (the
+    pre-squash action minus its mean)."""
     std: Tensor
-    log_std_free: Tensor
-    """1 where the log-std head was inside its clamp (gradient passes), 0 where clamped."""
+    free: Tensor
+    """1 where the head's output passes its gradient, 0 where clamped: the log-std (inside
+    its clamp), under gSDE the mean (inside its clip)."""
 
 
 def soft_q_target(
@@ -186,23 +194,41 @@ def mlp_backward(
     return ordered, torch.empty(0)
 
 
-def squashed_sample(head: Tensor, noise: Tensor, settings: StepSettings) -> SquashedSample:
-    """a = tanh(mean + noise * std) from the actor head's [mean, log-std], and log pi(a|s).
+def squash_correction(pre_tanh: Tensor) -> Tensor:
+    """log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact, no epsilon. The log-prob is
+    taken in the squashed [-1, 1] space, as SB3 does, so it subtracts this."""
+    return 2.0 * (0.6931471805599453 - pre_tanh - torch.nn.functional.softplus(-2.0 * pre_tanh))
 
-    The log-prob is taken in the squashed [-1, 1] space, as SB3 does, with the tanh correction
-    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact, no epsilon.
-    """
+
+def squashed_sample(head: Tensor, noise: Tensor, settings: StepSettings) -> SquashedSample:
+    """a = tanh(mean + noise * std) from the actor head's [mean, log-std], and log pi(a|s)."""
     mean, raw_log_std = head.split(settings.act_dim, -1)
     log_std = raw_log_std.clamp(settings.log_std_min, settings.log_std_max)
     std = log_std.exp()
     pre_tanh = mean + noise * std
     gaussian_log_prob = -0.5 * noise.square() - log_std - 0.9189385332046727  # log sqrt(2 pi)
-    squash_correction = 2.0 * (
-        0.6931471805599453 - pre_tanh - torch.nn.functional.softplus(-2.0 * pre_tanh)
-    )
-    log_prob = (gaussian_log_prob - squash_correction).sum(-1)
+    log_prob = (gaussian_log_prob - squash_correction(pre_tanh)).sum(-1)
     log_std_free = (raw_log_std == log_std).to(head.dtype)
     return SquashedSample(torch.tanh(pre_tanh), log_prob, noise, std, log_std_free)
+
+
+def state_dependent_sample(
+    head: Tensor, features: Tensor, exploration: Tensor, sde_log_std: Tensor, settings: StepSettings
+) -> SquashedSample:
+    """gSDE's a = tanh(clip(mean) + features @ E) and log pi(a|s), as SB3's SAC (full_std,
+    learn_features, squashed): the pre-squash action is Gaussian with variance
+    features^2 @ exp(sde_log_std)^2 (+ eps) around the mean; E ~ N(0, exp(sde_log_std)) is
+    `exploration`, one draw for the whole batch."""
+    clip = settings.sde_mean_clip
+    mean = head.clamp(-clip, clip)
+    noise = _matmul(features, exploration)
+    variance = _matmul(features.square(), (2.0 * sde_log_std).exp()) + settings.sde_variance_eps
+    std = variance.sqrt()
+    pre_tanh = mean + noise
+    gaussian_log_prob = -0.5 * noise.square() / variance - std.log() - 0.9189385332046727
+    log_prob = (gaussian_log_prob - squash_correction(pre_tanh)).sum(-1)
+    mean_free = ((head > -clip) & (head < clip)).to(head.dtype)
+    return SquashedSample(torch.tanh(pre_tanh), log_prob, noise, std, mean_free)
 
 
 def rows(sample: SquashedSample, start: int, end: int) -> SquashedSample:
@@ -212,7 +238,7 @@ def rows(sample: SquashedSample, start: int, end: int) -> SquashedSample:
         sample.log_prob[start:end],
         sample.noise[start:end],
         sample.std[start:end],
-        sample.log_std_free[start:end],
+        sample.free[start:end],
     )
 
 
@@ -300,6 +326,59 @@ def critic_step(
     return loss
 
 
+def gaussian_actor_gradients(
+    activations: list[Tensor],
+    actor: list[Tensor],
+    sample: SquashedSample,
+    grad_pre_tanh: Tensor,
+    grad_log_prob: Tensor,
+) -> list[Tensor]:
+    """The actor's gradients when its head gives mean and log-std:
+    u = mean + std * N(0, 1), d log N/d log-std = -1 (summed over actions)."""
+    grad_log_std = (grad_pre_tanh * sample.noise * sample.std - grad_log_prob) * sample.free
+    grads, _ = mlp_backward(activations, actor, torch.cat([grad_pre_tanh, grad_log_std], -1), True)
+    return grads
+
+
+def state_dependent_actor_gradients(
+    activations: list[Tensor],
+    actor: list[Tensor],
+    sample: SquashedSample,
+    grad_pre_tanh: Tensor,
+    grad_log_prob: Tensor,
+    exploration: Tensor,
+    sde_log_std: Tensor,
+) -> list[Tensor]:
+    """The actor's gradients under gSDE (`state_dependent_sample`): the layers', then the
+    log-std matrix's. The features h feed the noise h @ E and the variance h^2 @ std^2 as
+    well as the head (SB3's learn_features), so their gradient has three terms.
+
+    With u = mean + noise and log N = -noise^2 / (2 var) - log(var) / 2 - c: the mean's
+    gradient is d/du alone (the Gaussian term's dependence on u and on the mean cancels),
+    the noise's is d/du - g noise / var, the variance's g (noise^2 / var - 1) / (2 var), where
+    g = d(loss)/d(log pi)."""
+    features = activations[-2]  # the head's input; fp32 (an output layer is never bf16)
+    variance = sample.std.square()
+    grad_noise = grad_pre_tanh - grad_log_prob * sample.noise / variance
+    grad_variance = grad_log_prob * 0.5 * (sample.noise.square() / variance - 1.0) / variance
+    std_squared = (2.0 * sde_log_std).exp()
+    grad_mean = grad_pre_tanh * sample.free
+    grad_sde_log_std = (
+        torch.mm(features.t(), grad_noise) * exploration
+        + 2.0 * torch.mm(features.square().t(), grad_variance) * std_squared
+    )
+    grad_features = (
+        _matmul(grad_mean, actor[-2])
+        + _matmul(grad_noise, exploration.t())
+        + 2.0 * features * _matmul(grad_variance, std_squared.t())
+    )
+    # The trunk's backward starts below the ReLU that made the features.
+    grad_trunk_output = torch.ops.aten.threshold_backward(grad_features, features, 0.0)
+    grads, _ = mlp_backward(activations[:-1], actor[:-2], grad_trunk_output, True)
+    grads += [torch.mm(grad_mean.t(), features), grad_mean.sum(0), grad_sde_log_std]
+    return grads
+
+
 def policy_step(
     obs: Tensor,
     actor_activations: list[Tensor],
@@ -307,12 +386,15 @@ def policy_step(
     actor: list[Tensor],
     critic: list[Tensor],
     alpha: Tensor,
+    exploration: Tensor,
+    sde_log_std: Tensor,
     adam: AdamGroup,
     settings: StepSettings,
 ) -> Tensor:
     """One Adam step of actor and log-alpha together, from the actor's pass over `obs` and its
     action sample, through the critics as the critic step left them; returns the actor loss.
-    The critics get no gradient: only d(loss)/d(action)."""
+    The critics get no gradient: only d(loss)/d(action). `exploration` and `sde_log_std`
+    are gSDE's (empty without it)."""
     critic_compute = compute_params(critic, settings.critic_bf16)
     q = twin_q(obs, sample.action, critic_compute, settings.critic_bf16)
     q_pi, smaller = q[-1].squeeze(-1).min(0)
@@ -325,12 +407,20 @@ def policy_step(
     grad_pre_tanh = grad_action * (1.0 - sample.action.square()) + grad_log_prob * 2.0 * (
         sample.action
     )
-    grad_log_std = (grad_pre_tanh * sample.noise * sample.std - grad_log_prob) * (
-        sample.log_std_free
-    )
-    grads, _ = mlp_backward(
-        actor_activations, actor, torch.cat([grad_pre_tanh, grad_log_std], -1), True
-    )
+    if settings.sde:
+        grads = state_dependent_actor_gradients(
+            actor_activations,
+            actor,
+            sample,
+            grad_pre_tanh,
+            grad_log_prob,
+            exploration,
+            sde_log_std,
+        )
+    else:
+        grads = gaussian_actor_gradients(
+            actor_activations, actor, sample, grad_pre_tanh, grad_log_prob
+        )
     if settings.tune_alpha:
         grads.append(alpha_gradient(sample.log_prob, settings.target_entropy))
     adam_step(adam, grads, settings.fused_adam)
@@ -368,7 +458,17 @@ def gradient_step(
                 torch.cat([next_obs, obs]), actor_compute, settings.actor_bf16
             )
             head = activations[-1]
-            samples = squashed_sample(head, torch.randn_like(head[:, : settings.act_dim]), settings)
+            if settings.sde:  # one noise matrix for the step (SB3 resets it per update)
+                sde_log_std = actor[-1]
+                exploration = sde_log_std.exp() * torch.randn_like(sde_log_std)
+                samples = state_dependent_sample(
+                    head, activations[-2], exploration, sde_log_std, settings
+                )
+            else:
+                sde_log_std = exploration = torch.empty(0)
+                samples = squashed_sample(
+                    head, torch.randn_like(head[:, : settings.act_dim]), settings
+                )
             target = bootstrap_target(
                 next_obs,
                 rows(samples, 0, batch),
@@ -387,6 +487,8 @@ def gradient_step(
                 actor_compute,
                 critic,
                 alpha,
+                exploration,
+                sde_log_std,
                 policy_adam,
                 settings,
             )

@@ -250,10 +250,12 @@ class _Run:
     def _collect(self, obs: np.ndarray) -> tuple[np.ndarray, float, bool]:
         """One env step (uniform warm-up actions, then the actor's), stored in the replay
         buffer; the next observation, the reward, and whether the episode is over."""
-        p = self.progress
-        if p.step < self.config.learning_starts:
+        p, cfg = self.progress, self.config
+        if p.step < cfg.learning_starts:
             squashed = p.action_rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
         else:
+            if cfg.use_sde and _new_noise_due(p.step, cfg.train_freq, cfg.sde_sample_freq):
+                self.agent.reset_exploration()
             squashed = self.agent.explore(obs)
         next_obs, reward, terminated, truncated, _ = self.env.step(
             to_env_action(squashed, self.env.action_space)
@@ -333,6 +335,14 @@ class _Run:
         self.tracker.log_artifact(path, CHECKPOINT_ARTIFACT_DIR)
         log.info("checkpoint at step %d -> %s", self.progress.step, path)
         return path
+
+
+def _new_noise_due(step: int, train_freq: int, sde_sample_freq: int) -> bool:
+    """Whether gSDE's noise matrix is redrawn before collecting env step `step` + 1: at the
+    start of each `train_freq` chunk, and every `sde_sample_freq` steps into one (SB3's
+    collect_rollouts)."""
+    into_chunk = step % train_freq
+    return into_chunk == 0 or (sde_sample_freq > 0 and into_chunk % sde_sample_freq == 0)
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -67,7 +67,7 @@ def test_the_bootstrap_target_takes_the_smaller_critic(values: tuple[float, floa
     alpha = torch.tensor([0.2])
     settings = agent._settings
     with torch.no_grad():
-        head = sac_step.mlp_forward(batch.next_obs, agent._actor_layers, settings.actor_bf16)[-1]
+        head = sac_step.mlp_forward(batch.next_obs, agent._actor_tensors, settings.actor_bf16)[-1]
         next_action = sac_step.squashed_sample(head, torch.randn_like(head[:, :1]), settings)
         target = sac_step.bootstrap_target(
             batch.next_obs,

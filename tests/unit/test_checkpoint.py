@@ -48,11 +48,20 @@ def test_checkpoint_holds_everything(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"normalize_obs": True}, {"eval_every": 300}], ids=["plain", "norm", "eval"]
+    "options",
+    [
+        {},
+        {"normalize_obs": True},
+        {"eval_every": 300},
+        # The checkpoint at step 600 falls 24 steps into a 64-step chunk: gSDE's noise
+        # matrix of that chunk must travel in it.
+        {"use_sde": True, "train_freq": 64, "gradient_steps": 8},
+    ],
+    ids=["plain", "norm", "eval", "gsde"],
 )
 def test_resume_continues_bit_for_bit(tmp_path, options: dict) -> None:
-    """Observation statistics and the best policy of the evaluations during training
-    included: both travel in the checkpoint."""
+    """Observation statistics, the best policy of the evaluations during training and gSDE's
+    noise matrix included: all travel in the checkpoint."""
     recipe = {**SMALL, **options}
     straight = train(SACConfig(total_timesteps=1000, **recipe), show_progress=False)
 
@@ -107,9 +116,10 @@ def test_save_is_atomic(tmp_path) -> None:
     assert not (tmp_path / "x.pt.tmp").exists()
 
 
-def test_the_actor_loads_on_its_own_from_a_small_file(tmp_path) -> None:
+@pytest.mark.parametrize("use_sde", [False, True], ids=["gaussian", "gsde"])
+def test_the_actor_loads_on_its_own_from_a_small_file(tmp_path, use_sde: bool) -> None:
     """No env, critics, optimizers or replay rows: the spec saved beside the weights builds it."""
-    cfg = SACConfig(total_timesteps=400, env_kwargs={"g": 9.81}, **SMALL)
+    cfg = SACConfig(total_timesteps=400, env_kwargs={"g": 9.81}, use_sde=use_sde, **SMALL)
     result = train(cfg, checkpoint_path=tmp_path / "checkpoint.pt", show_progress=False)
     actor_file = tmp_path / "actor.pt"  # written beside the final checkpoint
     assert actor_file.stat().st_size < (tmp_path / "checkpoint.pt").stat().st_size / 4

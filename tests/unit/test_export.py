@@ -1,4 +1,5 @@
 import copy
+import math
 import warnings
 
 import pytest
@@ -72,3 +73,19 @@ def test_max_action_difference_sees_a_changed_weight(trained_actor, tmp_path) ->
     finally:
         with torch.no_grad():
             trained_actor.head.bias[0] -= 0.5
+
+
+def test_a_gsde_actor_exports_with_its_clipped_mean(tmp_path) -> None:
+    """gSDE clips the pre-squash mean to +-2 (SB3's clip_mean): the exported actor must too,
+    or a served policy would act beyond what was trained and evaluated."""
+    cfg = SACConfig(
+        total_timesteps=300, hidden_sizes=(32, 32), batch_size=32, learning_starts=100, use_sde=True
+    )
+    actor = train(cfg, show_progress=False).agent.actor
+    with torch.no_grad():
+        actor.head.bias += 5.0  # every mean beyond the clip
+    result = export_actor(actor, tmp_path / "actor.pt", "Pendulum-v1")
+    obs = random_observations("Pendulum-v1", 64, seed=5)
+    with torch.inference_mode():
+        served = load_exported(result.path)(obs)
+    torch.testing.assert_close(served, torch.full_like(served, 2.0 * math.tanh(2.0)))

@@ -1,7 +1,8 @@
 """The hand-written gradient step (rl_core/sac_step.py) against autograd on the same networks.
 
 The reference below is SAC as autograd computes it: the modules' own forward passes,
-torch.distributions for the squashed Gaussian's log-prob, `backward()` and torch.optim.Adam's
+torch.distributions for the squashed Gaussian's log-prob (under gSDE, SB3's
+StateDependentNoiseDistribution written with them), `backward()` and torch.optim.Adam's
 `step()`. In fp32 the TorchScript step must land on the same parameters, Polyak targets,
 log-alpha and Adam moments, update after update.
 """
@@ -9,6 +10,7 @@ log-alpha and Adam moments, update after update.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from rl_core import sac_step
 from rl_core.agent import SAC, _bf16_layers
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
-from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN
+from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, SDE_MEAN_CLIP, Actor
 
 
 def _agent(obs_dim: int = 3, act_dim: int = 1, **overrides: object) -> SAC:
@@ -48,14 +50,39 @@ def _batch(obs_dim: int = 3, act_dim: int = 1, n: int = 32) -> Batch:
     )
 
 
-def _squashed(actor: torch.nn.Module, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reparameterised tanh-Gaussian action and log-prob, as torch.distributions has them."""
-    mean, log_std = actor(obs)
-    pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
+Sampler = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _squashed(pre_tanh: torch.Tensor, gaussian: Normal) -> tuple[torch.Tensor, torch.Tensor]:
+    """tanh of a Gaussian draw, and its log-prob as torch.distributions has it."""
     action = torch.tanh(pre_tanh)
-    log_prob = Normal(mean, log_std.exp()).log_prob(pre_tanh)
+    log_prob = gaussian.log_prob(pre_tanh)
     log_prob = log_prob - TanhTransform().log_abs_det_jacobian(pre_tanh, action)
     return action, log_prob.sum(-1)
+
+
+def _sampler(actor: Actor) -> Sampler:
+    """obs -> reparameterised action and log-prob. Gaussian: fresh noise on every call. gSDE
+    (SB3): one matrix E ~ N(0, exp(log-std)) for the update, noise = features @ E, variance
+    features^2 @ exp(log-std)^2 + 1e-6, gradients reaching the features."""
+    if not actor.spec.sde:
+
+        def gaussian(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mean, log_std = actor(obs)
+            pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
+            return _squashed(pre_tanh, Normal(mean, log_std.exp()))
+
+        return gaussian
+    std = actor.sde_log_std.exp()
+    exploration = Normal(torch.zeros_like(std), std).rsample()
+
+    def state_dependent(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = actor.features(obs)
+        mean = actor.mean(features)
+        variance = features.square() @ std.square() + 1e-6
+        return _squashed(mean + features @ exploration, Normal(mean, variance.sqrt()))
+
+    return state_dependent
 
 
 def _torch_adams(agent: SAC) -> dict[str, torch.optim.Adam]:
@@ -75,8 +102,9 @@ def _autograd_update(
     """SB3's SAC step with autograd: critics, then actor and log-alpha, then the targets."""
     alpha = agent.log_alpha.detach().exp()
     obs, next_obs = agent.normalize(batch.obs), agent.normalize(batch.next_obs)
+    sample = _sampler(agent.actor)
     with torch.no_grad():
-        next_actions, next_log_prob = _squashed(agent.actor, batch.next_obs)
+        next_actions, next_log_prob = sample(batch.next_obs)
         next_q = agent.critic_target(next_obs, next_actions).amin(0)
         target = sac_step.soft_q_target(
             batch.rewards, batch.terminated, next_q, next_log_prob, alpha, agent.config.gamma
@@ -86,7 +114,7 @@ def _autograd_update(
     critic_loss.backward()
     adams["critic_optimizer"].step()
 
-    actions_pi, log_prob = _squashed(agent.actor, batch.obs)
+    actions_pi, log_prob = sample(batch.obs)
     actor_loss = (alpha * log_prob - agent.critic(obs, actions_pi).amin(0)).mean()
     loss = actor_loss
     if agent.tune_alpha:
@@ -123,6 +151,10 @@ def _state(agent: SAC, adams: dict[str, torch.optim.Adam] | None = None) -> dict
         (3, 2, {"ent_coef": 0.1}),
         (4, 1, {"normalize_obs": True}),
         (3, 1, {"step_compiler": "inductor"}),
+        (3, 1, {"use_sde": True, "ent_coef": 0.1}),
+        (5, 3, {"use_sde": True, "hidden_sizes": (32, 24, 16), "log_std_init": -1.0}),
+        (4, 2, {"use_sde": True, "normalize_obs": True, "hidden_sizes": (16,)}),
+        (3, 2, {"use_sde": True, "step_compiler": "inductor"}),
     ],
 )
 def test_the_step_equals_autograd_on_the_same_networks(
@@ -171,7 +203,28 @@ def test_squashed_sample_is_a_tanh_gaussian_with_its_log_prob() -> None:
     torch.testing.assert_close(sample.log_prob, expected.sum(-1), rtol=1e-5, atol=1e-4)
     assert sample.action.abs().max() <= 1.0
     free = (raw_log_std >= LOG_STD_MIN) & (raw_log_std <= LOG_STD_MAX)
-    assert torch.equal(sample.log_std_free.bool(), free)
+    assert torch.equal(sample.free.bool(), free)
+    assert not free.all()
+
+
+def test_state_dependent_sample_is_sb3s_gsde_with_its_log_prob() -> None:
+    generator = torch.Generator().manual_seed(0)
+    head = torch.randn(64, 2, generator=generator) * 3.0  # some means beyond the clip
+    features = torch.relu(torch.randn(64, 8, generator=generator))
+    sde_log_std = torch.randn(8, 2, generator=generator) - 1.0
+    exploration = sde_log_std.exp() * torch.randn(8, 2, generator=generator)
+    settings = _agent(act_dim=2, use_sde=True)._settings
+    sample = sac_step.state_dependent_sample(head, features, exploration, sde_log_std, settings)
+    mean = head.clamp(-SDE_MEAN_CLIP, SDE_MEAN_CLIP)
+    pre_tanh = mean + features @ exploration
+    std = (features.square() @ sde_log_std.exp().square() + 1e-6).sqrt()
+    expected = Normal(mean, std).log_prob(pre_tanh) - TanhTransform().log_abs_det_jacobian(
+        pre_tanh, torch.tanh(pre_tanh)
+    )
+    torch.testing.assert_close(sample.action, torch.tanh(pre_tanh))
+    torch.testing.assert_close(sample.log_prob, expected.sum(-1), rtol=1e-5, atol=1e-4)
+    free = head.abs() < SDE_MEAN_CLIP
+    assert torch.equal(sample.free.bool(), free)
     assert not free.all()
 
 
@@ -287,3 +340,21 @@ def test_explore_samples_the_actors_squashed_gaussian() -> None:
         expected = torch.tanh(mean + torch.randn_like(mean) * log_std.exp())[0]
     assert action.shape == (2,)
     torch.testing.assert_close(torch.as_tensor(action), expected)
+
+
+def test_gsde_explores_with_one_noise_matrix_until_it_is_redrawn() -> None:
+    """Under gSDE the exploration action is tanh(mean + features @ E): the same observation
+    gives the same action until E is drawn anew (temporally consistent exploration)."""
+    agent = _agent(obs_dim=3, act_dim=2, use_sde=True, log_std_init=0.0)
+    obs = np.array([1.0, -2.0, 3.0], dtype=np.float32)
+    agent.reset_exploration()
+    first = agent.explore(obs)
+    np.testing.assert_array_equal(agent.explore(obs), first)
+    with torch.no_grad():
+        features = agent.actor.features(torch.as_tensor(obs)[None])
+        mean = agent.actor.mean(features)
+        expected = torch.tanh(mean + features @ agent.exploration_matrix)[0]
+    torch.testing.assert_close(torch.as_tensor(first), expected)
+    assert not torch.allclose(expected, torch.tanh(mean)[0])  # there is noise
+    agent.reset_exploration()
+    assert not np.array_equal(agent.explore(obs), first)

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from rl_core.config import SACConfig
-from rl_core.training import train
+from rl_core.training import _new_noise_due, train
 
 
 def test_continuous_env_other_than_pendulum_trains() -> None:
@@ -23,3 +24,21 @@ def test_training_gives_the_process_back_its_ieee_arithmetic() -> None:
     cfg = SACConfig(total_timesteps=150, hidden_sizes=(8, 8), batch_size=8, learning_starts=50)
     train(cfg, show_progress=False)
     assert (denormal * 1.0).item() != 0.0
+
+
+@pytest.mark.parametrize(
+    ("train_freq", "sde_sample_freq", "redrawn_before"),
+    [
+        (4, -1, [0, 4, 8]),  # once per chunk of train_freq steps
+        (1, -1, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        (8, 3, [0, 3, 6, 8]),  # and every sde_sample_freq steps into a chunk, anew in each
+        (8, 0, [0, 8]),
+    ],
+)
+def test_gsde_redraws_its_noise_per_chunk_and_every_sample_freq_steps(
+    train_freq: int, sde_sample_freq: int, redrawn_before: list[int]
+) -> None:
+    """SB3's collect_rollouts: reset_noise when a chunk starts, and when the steps collected
+    in it are a multiple of sde_sample_freq."""
+    steps = [s for s in range(10) if _new_noise_due(s, train_freq, sde_sample_freq)]
+    assert steps == redrawn_before
