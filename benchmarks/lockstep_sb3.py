@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.lockstep_sb3
     .venv/bin/python -m benchmarks.lockstep_sb3 --updates 500 --batch 64
+    .venv/bin/python -m benchmarks.lockstep_sb3 --sde      (both explore with gSDE)
 
 tests/unit/test_sac_step.py checks `rl_core/sac_step.py` against an autograd transcription of
 SB3's update; this checks it against SB3 2.9.2's code itself. Both start from SB3's initial
@@ -15,6 +16,9 @@ update: a handful of the actor's hidden weights (9 of 65,536 with the defaults) 
 gradient is near zero (at most 1e-6, where the median is 2e-3) move differently by up to
 ~1e-4, as Adam's first step, lr * g / (|g| + eps), turns a rounding-sized change of g into
 a visible move.
+
+With `--sde` the noise handed over is SB3's gSDE matrix, drawn once per update (its
+`reset_noise` draws a second one, per env, that the update does not use).
 
 SB3 is imported from the peer venv `benchmarks/vs_sb3.py` creates (appended to sys.path, so
 torch, numpy and gymnasium are rlops' own; the venv pins the same versions).

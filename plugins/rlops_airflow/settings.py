@@ -37,10 +37,11 @@ DEFAULT_EXPERIMENT = "rlops"
 
 TRAINING, EVALUATION, PROMOTION, ADVANCED = "Training", "Evaluation", "Promotion", "Advanced"
 SECTIONS = (TRAINING, EVALUATION, PROMOTION, ADVANCED)
-ENV_PROPOSALS = ("Pendulum-v1", *sorted(offered_envs()))
-"""Env ids the trigger form proposes (any other can be typed): the default, and the envs the
-installed packages offer through `rlops.envs` entry points (PointReach-v0 where the example
-package is installed)."""
+ENV_PROPOSALS = ("Pendulum-v1", "MountainCarContinuous-v0", *sorted(offered_envs()))
+"""Env ids the trigger form proposes (any other can be typed): the default; MountainCar,
+whose preset (gSDE) solves it in RL-Zoo's 50,000 steps; and the envs the installed packages
+offer through `rlops.envs` entry points (PointReach-v0 where the example package is
+installed)."""
 
 PIPELINE_OWNED = frozenset(
     {

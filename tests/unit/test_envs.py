@@ -117,7 +117,8 @@ def test_the_trigger_form_proposes_the_installed_envs() -> None:
     from rlops_airflow.params import pipeline_params
 
     proposed = pipeline_params()["env_id"].schema["examples"]
-    assert proposed == ["Pendulum-v1", "PointReach-v0"]  # the example package is installed
+    # PointReach-v0: the example package is installed
+    assert proposed == ["Pendulum-v1", "MountainCarContinuous-v0", "PointReach-v0"]
 
 
 def test_entry_point_envs_are_registered_by_name() -> None:
