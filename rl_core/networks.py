@@ -117,7 +117,8 @@ class Actor(nn.Module):
         # The critics see observations through the actor's normalizer too (SAC.normalize).
         self.normalizer = nn.Identity() if obs_clip is None else ObsNormalizer(obs_dim, obs_clip)
         self.trunk = _mlp(obs_dim, hidden_sizes)
-        # Mean and log-std heads share one matmul: rows [:act_dim] are the mean.
+        # Mean and log-std heads share one matmul: rows [:act_dim] are the mean (under gSDE
+        # the head is the mean alone).
         self.head = nn.Linear(hidden_sizes[-1], act_dim if self.spec.sde else 2 * act_dim)
         if sde_log_std_init is not None:
             # One log-std per (feature, action): SB3's full_std.
