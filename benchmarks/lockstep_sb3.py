@@ -11,11 +11,13 @@ Gaussian noise (SB3's draws are recorded and handed to rlops), with fp32 matmuls
 chosen updates the script prints, per tensor, the largest difference relative to the
 tensor's largest value. Float rounding differs between the two (the twin critics run as one
 batched matmul in rlops), so the figures start near 1e-7 and grow as training compounds the
-rounding; a different formula would show at the first update. One exception at the first
-update: a handful of the actor's hidden weights (9 of 65,536 with the defaults) whose
-gradient is near zero (at most 1e-6, where the median is 2e-3) move differently by up to
-~1e-4, as Adam's first step, lr * g / (|g| + eps), turns a rounding-sized change of g into
-a visible move.
+rounding; a different formula would show at the first update. It also prints the actor's
+first gradients (`actor_gradient_differences`). With Gaussian noise they differ by about
+1e-4 of their largest values: SB3's squash correction is log(1 - tanh(u)^2 + 1e-6), rlops'
+exact, a relative difference of 1e-6 / (1 - tanh(u)^2), 1e-4 at |u| = 3 (with SB3's epsilon
+set to 0 they agree to 1e-6). Adam's first step, lr * g / (|g| + eps), turns such a change
+of a near-zero gradient into a visible move, so at the first update the actor's hidden
+weights differ by more than the rest (about 1e-4 in absolute terms).
 
 With `--sde` the noise handed over is SB3's gSDE matrix, drawn once per update (its
 `reset_noise` draws a second one, per env, that the update does not use).
@@ -172,6 +174,32 @@ def differences(model: object, agent: SAC) -> dict[str, float]:
     }
 
 
+def actor_gradient_differences(model: object, agent: SAC) -> dict[str, float]:
+    """Largest |rlops - SB3| over the largest |SB3| of each actor tensor's gradient, read from
+    Adam's first moments after the first update ((1 - beta1) * gradient in both). Adam's first
+    step, lr * g / (|g| + eps), turns a rounding-sized difference in a near-zero gradient
+    into a visible move of that weight; the gradients show whether the formulas agree."""
+    ours = dict(zip(map(id, agent._policy_params), agent.policy_optimizer.exp_avgs, strict=True))
+    theirs = model.actor.optimizer.state
+    actor, sb3_actor = agent.actor, model.actor
+    mean = sb3_mean_layer(sb3_actor)
+    pairs = {
+        f"hidden {index // 2}": (actor.trunk[index].weight, [sb3_actor.latent_pi[index].weight])
+        for index in range(0, len(actor.trunk), 2)
+    }
+    if actor.spec.sde:
+        pairs |= {"mean": (actor.head.weight, [mean.weight])}
+        pairs |= {"log-std": (actor.sde_log_std, [sb3_actor.log_std])}
+    else:
+        pairs |= {"head": (actor.head.weight, [mean.weight, sb3_actor.log_std.weight])}
+    differences = {}
+    for name, (mine, sb3_params) in pairs.items():
+        reference = torch.cat([theirs[param]["exp_avg"] for param in sb3_params])
+        difference = (ours[id(mine)] - reference).abs().max() / reference.abs().max()
+        differences[name] = difference.item()
+    return differences
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=200)
@@ -240,6 +268,12 @@ def main() -> None:
                 agent.critic_optimizer.group(agent._critic_layers),
                 agent.policy_optimizer.group(agent._policy_params),
                 agent._settings,
+            )
+        if update == 1:
+            gradients = actor_gradient_differences(model, agent)
+            print(
+                "        actor gradients of update 1: "
+                + ", ".join(f"{name} {value:.1e}" for name, value in gradients.items())
             )
         if update in REPORT_AT or update == args.updates:
             row = differences(model, agent)
