@@ -358,3 +358,20 @@ def test_gsde_explores_with_one_noise_matrix_until_it_is_redrawn() -> None:
     assert not torch.allclose(expected, torch.tanh(mean)[0])  # there is noise
     agent.reset_exploration()
     assert not np.array_equal(agent.explore(obs), first)
+
+
+def test_the_gsde_actors_log_std_is_that_of_its_exploration_noise() -> None:
+    """`Actor.forward` under gSDE gives the state-dependent log-std: the spread of
+    features @ E over many noise matrices E at one observation."""
+    agent = _agent(obs_dim=3, act_dim=2, use_sde=True, log_std_init=-0.5)
+    obs = torch.tensor([[1.0, -2.0, 3.0]])
+    with torch.no_grad():
+        features = agent.actor.features(obs)
+        _, log_std = agent.actor(obs)
+    torch.manual_seed(7)
+    noise = []
+    for _ in range(4000):
+        agent.reset_exploration()
+        noise.append(features @ agent.exploration_matrix)
+    spread = torch.cat(noise).std(0)
+    torch.testing.assert_close(spread.log(), log_std[0], rtol=0.0, atol=0.05)
