@@ -7,21 +7,20 @@ Nightly at 02:00 UTC, and on demand from **Trigger** (the form below validates e
 → `select_candidate` → `export_torchscript` → `benchmark_latency` → `register` → `promote`
 
 `validate_conf` checks the whole conf first (unknown keys, `sac_overrides`, rules across
-fields) and fails the run at once, without retries, naming every bad field; `validate_env`
-then builds the env once (any gymnasium id, `env_packages`, `env_kwargs`) and fails the same
-way if it cannot be built or SAC cannot act in it. Nothing is trained, registered or aliased
-for such a run. `train` and `evaluate` are mapped over
-`n_seeds` seeds (default 1); the best candidate on the eval seeds goes on, the others stay as
-MLflow runs. Each candidate is one MLflow run, and the selected one collects the gate, latency
-and registry results (every task has an **MLflow run** link). `evaluate` also draws one
-episode of each candidate as a GIF on its run (`video/episode.gif`; `record_video`). The
-candidate is registered as a new model version with alias `challenger`; it becomes
-`champion` only if its mean return ≥ `min_reward`, its TorchScript speedup ≥ `min_speedup`
-and (optionally) it is shown not worse than the current champion: a bootstrap interval of
-the per-episode differences on the same eval seeds must stay above -margin.
-Otherwise the version is tagged `rejected` with the reasons and `champion` does not move. A
-rejection is an outcome, not a failure: see the `promote` task's XCom and log, and the MLflow
-tags.
+fields) and fails the run at once, without retries, naming every bad field; `validate_env` then
+builds the env once (any gymnasium id, `env_packages`, `env_kwargs`) and fails the same way if
+it cannot be built, SAC cannot act in it, or the registered model already holds another env's
+policies. Nothing is trained, registered or aliased for such a run. `train` and `evaluate` are
+mapped over `n_seeds` seeds (default 1); the best candidate on the eval seeds goes on, the
+others stay as MLflow runs. Each candidate is one MLflow run, and the selected one collects the
+gate, latency and registry results (every task has an **MLflow run** link). `evaluate` also
+draws one episode of each candidate as a GIF on its run (`video/episode.gif`; `record_video`).
+The candidate is registered as a new model version with alias `challenger`; it becomes
+`champion` only if its mean return ≥ `min_reward`, its TorchScript speedup ≥ `min_speedup` and
+(optionally) it is shown not worse than the current champion: a bootstrap interval of the
+per-episode differences on the same eval seeds must stay above -margin. Otherwise the version
+is tagged `rejected` with the reasons and `champion` does not move. A rejection is an outcome,
+not a failure: see the `promote` task's XCom and log, and the MLflow tags.
 """
 
 from __future__ import annotations

@@ -85,8 +85,9 @@ def validate_conf(params: dict | None = None) -> dict[str, Any]:
 
 @task(retries=0)
 def validate_env(settings: dict[str, Any]) -> dict[str, Any]:
-    """Build the run's env once; one that cannot be built, or that SAC cannot act in, fails
-    the run at once, naming the env and what is wrong. Passes the settings on.
+    """Build the run's env once; one that cannot be built, or that SAC cannot act in, or
+    that is not the env of the run's registered model, fails the run at once, naming the env
+    and what is wrong. Passes the settings on.
 
     Not retried: a missing package or a wrong id stays wrong.
     """
@@ -94,9 +95,12 @@ def validate_env(settings: dict[str, Any]) -> dict[str, Any]:
 
     from rl_core.envs import EnvError, describe_env
 
+    run_settings = _settings(settings)
+    tasks = task_code()
     try:
-        summary = describe_env(_settings(settings).sac_config().env)
-    except EnvError as exc:
+        summary = describe_env(run_settings.sac_config().env)
+        tasks.check_model_env(run_settings)
+    except (EnvError, tasks.ModelEnvMismatch) as exc:
         raise AirflowFailException(str(exc)) from None
     log.info(
         "env %s: %d observations, %d actions in [%s, %s], episodes of %s steps",

@@ -31,6 +31,18 @@ def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
     return {key: _inlined(value, definitions) for key, value in schema.items()}
 
 
+def _nullable_as_type_list(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's `anyOf: [{type: T, ...}, {type: null}]` (pydantic's `T | None`) as
+    `type: [T, "null"]` with T's keywords: the form Airflow draws an optional field from (an
+    empty text field is sent as null), and the same values valid."""
+    options = schema.get("anyOf", [])
+    if len(options) != 2 or {"type": "null"} not in options:
+        return schema
+    (value,) = (option for option in options if option != {"type": "null"})
+    flattened = {key: item for key, item in schema.items() if key != "anyOf"}
+    return {**flattened, **value, "type": [value["type"], "null"]}
+
+
 def settings_params(model: type[BaseModel], omit: frozenset[str] = frozenset()) -> dict[str, Param]:
     """One Param per field of a settings model, in field order, with its default; fields in
     `omit` are left to the conf (not shown in the form)."""
@@ -41,6 +53,7 @@ def settings_params(model: type[BaseModel], omit: frozenset[str] = frozenset()) 
         if name in omit:
             continue
         field_schema = _inlined(dict(schema["properties"][name]), definitions)
+        field_schema = _nullable_as_type_list(field_schema)
         field_schema.pop("default", None)
         description = field_schema.pop("description")
         default = field.get_default(call_default_factory=True)

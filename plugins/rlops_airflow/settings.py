@@ -30,6 +30,7 @@ from rl_core.config import (
 )
 from rl_core.env_plugins import offered_envs
 from rlops_airflow.promotion import Thresholds
+from rlops_registry.names import default_model_name
 
 EXPERIMENT_ENV = "RLOPS_MLFLOW_EXPERIMENT"
 ARTIFACT_LOCATION_ENV = "RLOPS_MLFLOW_ARTIFACT_LOCATION"
@@ -213,11 +214,13 @@ class PipelineSettings(BaseModel):
         le=1.0,
         allow_inf_nan=False,
     )
-    registered_model_name: str = form_field(
-        "rlops-sac-pendulum",
+    registered_model_name: str | None = form_field(
+        None,
         PROMOTION,
         "Registered model name",
-        "MLflow registry name (letters, digits, '.', '_', '-').",
+        "MLflow registry name (letters, digits, '.', '_', '-'). Empty: rlops-sac-<env name>, "
+        "e.g. rlops-sac-pendulum for Pendulum-v1. A registered model holds one env (id and "
+        "env_kwargs): a run on another env under the same name fails before training.",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
     )
     tuned_by: str = form_field(  # in the conf only (rlops_airflow.params.LINEAGE_FIELDS)
@@ -245,6 +248,11 @@ class PipelineSettings(BaseModel):
     @property
     def eval_seeds(self) -> tuple[int, ...]:
         return tuple(range(self.eval_seed_start, self.eval_seed_start + self.eval_episodes))
+
+    @property
+    def model_name(self) -> str:
+        """The registered model this run's candidate goes to."""
+        return self.registered_model_name or default_model_name(self.env_id)
 
     @property
     def thresholds(self) -> Thresholds:

@@ -287,6 +287,33 @@ def benchmark_candidate(
     return {"speedup": rows[0].speedup, "scripted_median_us": rows[0].exported_median_us}
 
 
+class ModelEnvMismatch(ValueError):
+    """A run would put a policy of one env into a registered model that holds another's."""
+
+
+def check_model_env(settings: PipelineSettings) -> None:
+    """Refuse a run whose env (id and kwargs) differs from its registered model's.
+
+    One registered model holds policies of one env: its champion is what candidates are
+    compared with, episode by episode, and what the policy server hands its clients. Every
+    version is registered through this check, so the latest version's env is the model's.
+    """
+    registry = ModelRegistry(settings.model_name)
+    latest = registry.latest_version()
+    if latest is None:
+        return
+    env = settings.sac_config().env
+    theirs = EnvSpec(
+        latest.tags.get(tags.ENV_ID, "?"), (), json.loads(latest.tags.get(tags.ENV_KWARGS, "{}"))
+    )
+    if (theirs.id, dict(theirs.kwargs)) != (env.id, dict(env.kwargs)):
+        raise ModelEnvMismatch(
+            f"registered model {registry.name!r} holds policies of {theirs} (latest v"
+            f"{latest.version}); this run trains {EnvSpec(env.id, (), env.kwargs)}: set "
+            "registered_model_name to a model of its own"
+        )
+
+
 def register_candidate(
     settings: PipelineSettings,
     airflow: AirflowRun,
@@ -296,8 +323,9 @@ def register_candidate(
 ) -> dict[str, Any]:
     """A model version of the exported policy (reused on retry), tagged and `challenger`."""
     run_id = candidate["mlflow_run_id"]
+    check_model_env(settings)
     config = settings.sac_config(candidate["seed"])
-    registry = ModelRegistry(settings.registered_model_name)
+    registry = ModelRegistry(settings.model_name)
     reward, speedup = candidate["mean_return"], latency["speedup"]
     gate = settings.thresholds
     client = MlflowClient()
@@ -317,6 +345,7 @@ def register_candidate(
             tags.EVAL_SEEDS: json.dumps(list(settings.eval_seeds)),
             tags.EVAL_RETURNS: json.dumps([round(r, 4) for r in candidate["returns"]]),
             tags.ENV_ID: config.env_id,
+            tags.ENV_KWARGS: json.dumps(dict(config.env_kwargs), sort_keys=True),
             tags.CONFIG_HASH: config.config_hash(),
             tags.GIT_SHA: client.get_run(run_id).data.tags.get("lineage.git_sha", "unknown"),
             tags.AIRFLOW_DAG_ID: airflow.dag_id,
@@ -342,7 +371,7 @@ def promote_candidate(
     """Apply the promotion rule to the figures upstream measured; a rejection is an outcome,
     not an error."""
     run_id = candidate["mlflow_run_id"]
-    registry = ModelRegistry(settings.registered_model_name)
+    registry = ModelRegistry(settings.model_name)
     scored = Candidate(registered["version"], candidate["returns"], latency["speedup"])
     decision = decide(scored, settings.thresholds, _champion_score(registry, settings))
     _apply(registry, scored, decision)

@@ -70,6 +70,13 @@ class ModelRegistry:
             tags={**_as_strings(version_tags), tags.RUN_KEY: run_key},
         )
 
+    def latest_version(self) -> ModelVersion | None:
+        """The most recently registered version, or None when the model has none."""
+        found = self.client.search_model_versions(
+            f"name = '{_quoted(self.name)}'", max_results=1, order_by=["version_number DESC"]
+        )
+        return found[0] if found else None
+
     def version(self, version: str | int) -> ModelVersion:
         return self.client.get_model_version(self.name, str(version))
 

@@ -17,6 +17,9 @@ EVAL_RETURNS = "eval_returns"
 """JSON list of the return of each of those episodes, in seed order: what lets two versions
 be compared episode by episode (paired) on the same seeds."""
 ENV_ID = "env_id"
+ENV_KWARGS = "rlops.env_kwargs"
+"""JSON object of the keyword arguments the env was made with (`{}`: none). With ENV_ID, the
+env a version acts in; all versions of one registered model act in the same env."""
 CONFIG_HASH = "config_hash"
 GIT_SHA = "git_sha"
 SOURCE_RUN_ID = "source_run_id"

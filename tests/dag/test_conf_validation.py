@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 import sqlite3
 
+import mlflow
 import pytest
+import torch
 from mlflow import MlflowClient
 
-from rlops_airflow.settings import ConfError, PipelineSettings, validate_conf
+from rl_core.networks import Actor
+from rl_core.policy_model import log_policy_model
+from rlops_airflow.settings import ConfError, PipelineSettings, experiment_name, validate_conf
+from rlops_registry.registry import CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test, validate_trigger
 
 DAG_ID = "rlops_sac_pipeline"
@@ -93,6 +98,16 @@ def test_the_params_are_the_settings_model() -> None:
     )
     assert {name: params[name].value for name in defaults} == defaults
     assert params["sac_overrides"].value == {}
+
+
+def test_the_model_name_may_be_left_empty_and_then_follows_the_env(dag) -> None:
+    """The form sends an emptied text field as null: the param takes it, and the run's model
+    is named after its env; a name given is kept."""
+    conf = {"env_id": "MountainCarContinuous-v0", "registered_model_name": None}
+    validate_trigger(dag, conf)
+    assert validate_conf(conf).model_name == "rlops-sac-mountaincarcontinuous"
+    validate_trigger(dag, {"registered_model_name": "mine"})
+    assert validate_conf({"registered_model_name": "mine"}).model_name == "mine"
 
 
 @pytest.mark.parametrize(
@@ -205,3 +220,35 @@ def test_a_typo_fails_the_run_at_once_and_trains_nothing(airflow_db, mlflow_stor
     assert tasks["validate_conf"] == ("failed", 1)  # no retry: a bad conf stays bad
     assert all(state != "success" for t, (state, _) in tasks.items() if t != "validate_conf")
     _nothing_was_trained()
+
+
+@pytest.mark.slow
+def test_a_run_on_another_env_than_its_models_fails_the_run_at_once(
+    airflow_db, mlflow_store
+) -> None:
+    """The model already holds Pendulum policies: a MountainCar run under its name stops in
+    validate_env, before training, and the model keeps its one version and its champion."""
+    torch.manual_seed(0)
+    actor = Actor(3, 1, (8, 8), torch.tensor([-2.0]), torch.tensor([2.0]))
+    with mlflow.start_run() as run:
+        logged = log_policy_model(actor, "Pendulum-v1", run.info.run_id)
+    registry = ModelRegistry("pendulum-policies")
+    version = registry.register(
+        logged.model_uri, logged.model_id, run.info.run_id, "earlier/run", {"env_id": "Pendulum-v1"}
+    )
+    registry.crown(version.version)
+
+    env = {**os.environ, **airflow_db}
+    conf = {"env_id": "MountainCarContinuous-v0", "registered_model_name": "pendulum-policies"}
+    done = airflow_dags_test(DAG_ID, env, conf)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (
+        "registered model 'pendulum-policies' holds policies of Pendulum-v1 (latest v1); this "
+        "run trains MountainCarContinuous-v0" in done.stdout + done.stderr
+    )
+    tasks = _task_instances(env)
+    assert tasks["validate_env"] == ("failed", 1)
+    assert all(state != "success" for t, (state, _) in tasks.items() if not t.startswith("valid"))
+    assert len(MlflowClient().search_model_versions("name = 'pendulum-policies'")) == 1
+    assert registry.alias(CHAMPION).version == version.version
+    assert MlflowClient().get_experiment_by_name(experiment_name()) is None  # no candidate run

@@ -17,6 +17,8 @@ from rl_core.policy_model import log_policy_model
 from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_candidate_run
 from rlops_airflow.settings import PipelineSettings
 from rlops_airflow.tasks import (
+    ModelEnvMismatch,
+    check_model_env,
     evaluate_candidate,
     export_candidate,
     promote_candidate,
@@ -220,6 +222,36 @@ def test_rollback_is_one_call_and_walks_back(pipeline_store, tiny_settings) -> N
     with pytest.raises(NoPreviousChampion):
         registry.rollback()
     assert _alias(tiny_settings, CHAMPION) == "1"
+
+
+@pytest.mark.parametrize(
+    ("other", "described"),
+    [
+        ({"env_id": "MountainCarContinuous-v0"}, "this run trains MountainCarContinuous-v0"),
+        ({"env_kwargs": {"g": 5.0}}, 'this run trains Pendulum-v1 (kwargs {"g": 5.0})'),
+    ],
+)
+def test_a_model_holds_one_env(pipeline_store, tiny_settings, other, described) -> None:
+    """A run on another env (id or kwargs) under the same model name is refused, before it
+    trains and again before it registers; the model's versions and aliases stay as they were."""
+    _promote(tiny_settings, _registered(tiny_settings, 1, -180.0, 2.0))
+    check_model_env(tiny_settings)  # the model's own env passes
+    elsewhere = tiny_settings.model_copy(update=other)
+    message = (
+        "registered model 'rlops-test-model' holds policies of Pendulum-v1 (latest v1); "
+        f"{described}: set registered_model_name to a model of its own"
+    )
+    with pytest.raises(ModelEnvMismatch) as refused:
+        check_model_env(elsewhere)
+    assert str(refused.value) == message
+    with pytest.raises(ModelEnvMismatch):
+        _registered(elsewhere, 2, -10.0, 2.0)
+    assert [
+        v.version for v in MlflowClient().search_model_versions("name = 'rlops-test-model'")
+    ] == [1]
+    assert (_alias(tiny_settings, CHAMPION), _alias(tiny_settings, CHALLENGER)) == ("1", "1")
+    own_model = elsewhere.model_copy(update={"registered_model_name": "rlops-test-other"})
+    check_model_env(own_model)  # under a name of its own it may go ahead
 
 
 def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_settings) -> None:
