@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.lockstep_loop
     .venv/bin/python -m benchmarks.lockstep_loop --env LunarLanderContinuous-v3 --steps 12000
+    .venv/bin/python -m benchmarks.lockstep_loop --env MountainCarContinuous-v0 --steps 2048
 
 benchmarks/lockstep_sb3.py checks one gradient step; this checks everything around it: env
 seeding and resets, the warm-up, the step updates start at, what goes into the replay buffer
@@ -19,6 +20,11 @@ batch's rows (and their noise) in reverse order, the same update summed in anoth
 Both are zero through the warm-up. Past it rlops parts from SB3 faster than the control
 does, because rlops takes the squash correction exactly where SB3 adds 1e-6 inside the log
 (README, Speed: with SB3's form patched in, rlops tracks SB3 as closely as the control).
+Under gSDE (MountainCarContinuous-v0's preset) the draws are the noise matrices instead: one
+at the start of each `train_freq` chunk (and every `sde_sample_freq` steps) and one per
+gradient step, so the replay checks the matrices' cadence too. There is no warm-up (the
+preset starts learning at once), so the stored actions are the policy's from the first step
+on, equal to rounding. `--steps` must be a multiple of `train_freq`.
 Last, each network's difference at the end.
 """
 
@@ -64,8 +70,9 @@ class Sb3Draws:
 
 def learn_recorded(model: object, steps: int, reverse_rows: bool = False) -> Sb3Draws:
     """Run SB3's `learn()`, recording its batches and Gaussian draws. With `reverse_rows`,
-    every batch comes in the reverse order of its rows, its noise too, so the update is the
-    same sum over the same (transition, noise) pairs in another order: only rounding differs.
+    every batch comes in the reverse order of its rows, its noise too (under gSDE a batch's
+    noise is one matrix for all rows: it stays), so the update is the same sum over the same
+    (transition, noise) pairs in another order: only rounding differs.
     """
     draws = Sb3Draws()
     buffer = model.replay_buffer
@@ -78,7 +85,8 @@ def learn_recorded(model: object, steps: int, reverse_rows: bool = False) -> Sb3
         return sample_rows(indices[order], env)
 
     buffer._get_samples = recording_rows
-    reorder = (lambda draw: draw.flip(0)) if reverse_rows else (lambda draw: draw)
+    per_row = reverse_rows and not model.use_sde
+    reorder = (lambda draw: draw.flip(0)) if per_row else (lambda draw: draw)
     with tempfile.TemporaryDirectory() as log_dir, recorded_noise(reorder) as noise:
         from stable_baselines3.common.logger import configure
 
@@ -100,13 +108,18 @@ def learn_recorded(model: object, steps: int, reverse_rows: bool = False) -> Sb3
     return draws
 
 
-def rlops_order(noise: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+def rlops_order(noise: list[torch.Tensor], state_dependent: bool = False) -> Iterator[torch.Tensor]:
     """SB3's Gaussian draws in the order rlops asks for them: an exploration draw is one
     action's; an update draws the batch's actions, then its next actions, where rlops' step
-    takes both at once, next actions first (as lockstep_sb3.py)."""
+    takes both at once, next actions first (as lockstep_sb3.py). Under gSDE every draw is a
+    noise matrix E, asked for in the same order; SB3 draws a batch of matrices beside each E
+    (`exploration_matrices`), which it uses only with several envs, so they are skipped."""
     pending = iter(noise)
     for draw in pending:
-        if len(draw) == 1:
+        if state_dependent:
+            if draw.dim() == 2:
+                yield draw
+        elif len(draw) == 1:
             yield draw
         else:
             yield torch.cat([next(pending), draw])
@@ -171,6 +184,12 @@ def main() -> None:
         ),
         args.seed,
     )
+    train_freq = job["hyperparameters"]["train_freq"]
+    if args.steps % train_freq:
+        parser.error(
+            f"--steps must be a multiple of train_freq ({train_freq}): SB3 collects whole "
+            "chunks, past total_timesteps, where rlops stops at it"
+        )
 
     def sb3_model() -> object:
         return build_model(job, Monitor(gym.make(job["env_id"], **job["env_kwargs"])))
@@ -191,7 +210,7 @@ def main() -> None:
         lambda: run.progress.step,
     )
     run.progress.action_rng = run.progress.sample_rng = replayed
-    noise = rlops_order(draws.noise)
+    noise = rlops_order(draws.noise, state_dependent=job["hyperparameters"]["use_sde"])
     with first_mismatch_reported(), given_noise(noise):
         run.run(None, show_progress=False)  # not through train(): no denormal flushing, as SB3
     if next(replayed.batches, None) is not None or next(noise, None) is not None:
@@ -210,7 +229,7 @@ def main() -> None:
     print("with every batch's rows, and their noise, in reverse order)")
     print(f"{'env step':>8}  {'rlops vs SB3':>12}  {'control':>8}")
     report_at = {1, args.steps, *(warmup + k for k in REPORT_AFTER_WARMUP)}
-    for step in sorted(s for s in report_at if s <= args.steps):
+    for step in sorted(s for s in report_at if 1 <= s <= args.steps):
         print(f"{step:>8}  {ours[step - 1]:>12.1e}  {theirs[step - 1]:>8.1e}")
     control_networks = _Run(job_config(job), NullTracker()).agent
     copy_sb3_weights(control, control_networks)

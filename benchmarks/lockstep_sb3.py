@@ -70,6 +70,12 @@ def sb3_mean_layer(actor: object) -> torch.nn.Linear:
     return actor.mu[0] if isinstance(actor.mu, torch.nn.Sequential) else actor.mu
 
 
+def sb3_log_alpha(model: object) -> torch.Tensor:
+    """SB3's log entropy coefficient: the tuned parameter, or the log of a fixed `ent_coef`."""
+    fixed = model.log_ent_coef is None
+    return model.ent_coef_tensor.log().reshape(1) if fixed else model.log_ent_coef
+
+
 def copy_sb3_weights(model: object, agent: SAC) -> None:
     """SB3's actor, critics, targets and log-alpha into rlops' (fused) networks."""
     actor, mine = model.actor, agent.actor
@@ -93,7 +99,7 @@ def copy_sb3_weights(model: object, agent: SAC) -> None:
                 q0, q1 = theirs.qf0[index], theirs.qf1[index]
                 ours.weights[layer].copy_(torch.stack([q0.weight.T, q1.weight.T]))
                 ours.biases[layer].copy_(torch.stack([q0.bias, q1.bias])[:, None, :])
-        agent.log_alpha.copy_(model.log_ent_coef)
+        agent.log_alpha.copy_(sb3_log_alpha(model))
 
 
 @contextmanager
@@ -166,7 +172,7 @@ def differences(model: object, agent: SAC) -> dict[str, float]:
         "critic hidden": (agent.critic.weights[1][0], model.critic.qf0[2].weight.T),
         "critic output": (agent.critic.weights[-1][1], model.critic.qf1[-1].weight.T),
         "target hidden": (agent.critic_target.weights[1][0], model.critic_target.qf0[2].weight.T),
-        "log-alpha": (agent.log_alpha, model.log_ent_coef),
+        "log-alpha": (agent.log_alpha, sb3_log_alpha(model)),
     }
     return {
         name: ((ours - theirs).abs().max() / theirs.abs().max().clamp_min(TINY)).item()

@@ -16,13 +16,16 @@ prints:
   step total comes from an unprofiled pass; the shares within the update from a
   torch.profiler pass over the same loop (the profiler's own cost stays out of the total);
 - the work per update: FLOPs (torch.utils.flop_counter) and the bytes its ops read and write,
-  the rates achieved, against an estimate of the CPU's bf16 peak and the measured memory
+  the rates achieved, against the rate of a large GEMM measured here in the update's matmul
+  dtype (the ceiling of the arithmetic on these cores: a nominal peak from /proc/cpuinfo's
+  clock would miss boost clocks and how many bf16 pipes a core has) and the measured memory
   copy bandwidth;
 - which kernel each matmul ran: oneDNN's implementation names, from ONEDNN_VERBOSE in a
   child process (fp32 matmuls run in MKL, which oneDNN does not report).
 
 With the step compiled by inductor the update is one fused graph: its phases and ops have no
-names a profiler could split by, so only the loop's pieces and the update's total are shown.
+names a profiler could split by, so the loop's pieces, the update's total and its FLOP rate are
+shown (the FLOPs counted on the TorchScript step, which runs the same matmuls).
 """
 
 from __future__ import annotations
@@ -61,9 +64,6 @@ UPDATE_PHASES = {CRITIC_PHASE: "critic", POLICY_PHASE: "actor + alpha", TARGET_P
 PARTS = ("matmuls", "Adam", "other ops", "interpreter + dispatch")
 MATMUL_OPS = frozenset(f"aten::{name}" for name in ("mm", "bmm", "addmm", "baddbmm", "matmul"))
 ADAM_OPS = frozenset({"aten::_fused_adam_", "aten::_foreach_add_"})
-BF16_FLOP_PER_CYCLE = {"amx_bf16": 1024, "avx512_bf16": 64}
-"""Per core, an estimate: AMX's tile multiply does 1024 bf16 FLOP per cycle (Intel's figure
-for Sapphire Rapids); without AMX, one 512-bit VDPBF16PS per cycle does 64."""
 VIEW_OPS = frozenset(
     f"aten.{name}"
     for name in (
@@ -219,17 +219,17 @@ def copy_bandwidth(mib: int = 256) -> float:
     return 5 * 2 * source.numel() * 4 / (time.perf_counter() - start)
 
 
-def bf16_peak() -> tuple[float, str]:
-    """Estimated bf16 FLOP/s of the cores torch uses, and how it was estimated."""
-    flags = set(cpu.kernel_flags())
-    unit = next((flag for flag in BF16_FLOP_PER_CYCLE if flag in flags), None)
-    mhz = cpu.cpuinfo_field("cpu MHz")
-    if unit is None or mhz is None:
-        return float("nan"), "no bf16 instructions or clock known"
-    cores = torch.get_num_threads()
-    per_cycle = BF16_FLOP_PER_CYCLE[unit]
-    how = f"{cores} core(s) x {float(mhz) / 1000:.2f} GHz x {per_cycle} FLOP/cycle ({unit})"
-    return cores * float(mhz) * 1e6 * per_cycle, how
+def gemm_ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of the fastest of `repeats` n x n x n matmuls in `dtype` on the torch threads in
+    use: what this machine's GEMM kernels reach when nothing but arithmetic limits them."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # oneDNN creates its primitive
+    fastest = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        fastest = min(fastest, time.perf_counter() - start)
+    return 2 * n**3 / fastest
 
 
 def kernel_report(argv: list[str]) -> list[str]:
@@ -296,6 +296,9 @@ def main() -> None:
         shares = update_shares(loop, min(args.steps, 200)) if split else {}
         if split:
             flops, ops, touched = work_per_update(loop)
+        else:  # the inductor graph hides its ops; the TorchScript step does the same matmuls
+            twin = config.model_copy(update={"step_compiler": "torchscript"})
+            flops, _, _ = work_per_update(Loop.start(twin, config.batch_size))
     per_step = {name: seconds / args.steps for name, seconds in watch.totals.items()}
     step_time = sum(per_step.values())
     update_time = per_step.pop("update")
@@ -320,23 +323,23 @@ def main() -> None:
         rows.append(("update: one inductor graph", update_time))
     for name, seconds in rows:
         print(f"  {name:<34}{seconds * 1e3:>9.3f}{seconds / step_time:>8.1%}")
-    if not split:
-        print("(work per update and matmul kernels: run with --step-compiler torchscript)")
-        return
-
     achieved = flops / update_time
-    peak, how = bf16_peak()
+    gemm_dtype = torch.bfloat16 if config.effective_matmul_precision == "bf16" else torch.float32
+    ceiling = gemm_ceiling(gemm_dtype)
+    counted = "" if split else " (counted on the TorchScript step: the same matmuls)"
+    print(f"work per update: {flops / 1e9:.3f} GFLOP in matmuls{counted}")
+    print(
+        f"  {achieved / 1e9:.0f} GFLOP/s over the whole update: {achieved / ceiling:.0%} of "
+        f"a 2048^3 {str(gemm_dtype).removeprefix('torch.')} GEMM on the same threads here "
+        f"({ceiling / 1e9:.0f} GFLOP/s)"
+    )
+    if not split:
+        print("(ops, bytes and matmul kernels per update: run with --step-compiler torchscript)")
+        return
     bandwidth = copy_bandwidth()
     print(
-        f"work per update: {flops / 1e9:.3f} GFLOP in matmuls; {ops} compute ops reading "
-        f"and writing {touched / 2**20:.1f} MiB"
-    )
-    print(
-        f"  {achieved / 1e9:.0f} GFLOP/s achieved, {achieved / peak:.1%} of a bf16 peak of "
-        f"{peak / 1e12:.2f} TFLOP/s (estimated: {how})"
-    )
-    print(
-        f"  {touched / update_time / 1e9:.1f} GB/s of op traffic; a large copy runs at "
+        f"  {ops} compute ops reading and writing {touched / 2**20:.1f} MiB: "
+        f"{touched / update_time / 1e9:.1f} GB/s of op traffic; a large copy runs at "
         f"{bandwidth / 1e9:.1f} GB/s here; {ops / update_time / 1e3:.0f}k ops/s"
     )
     print("matmul kernels per update (oneDNN implementation, src dtype, shape, calls, median):")

@@ -94,3 +94,13 @@ def test_noise_of_another_shape_than_asked_is_a_mismatch_and_randn_like_comes_ba
     ):
         torch.randn_like(torch.zeros(2, 1))
     assert torch.randn_like is original
+
+
+def test_under_gsde_rlops_gets_each_noise_matrix_and_not_sb3s_unused_batch_of_them():
+    matrices = [torch.full((4, 1), float(i)) for i in range(3)]
+    recorded = [draw for m in matrices for draw in (m, torch.zeros(1, 4, 1))]  # as SB3 draws
+
+    replayed = list(rlops_order(recorded, state_dependent=True))
+
+    assert [d.shape for d in replayed] == [(4, 1)] * 3
+    assert all(ours is theirs for ours, theirs in zip(replayed, matrices, strict=True))
