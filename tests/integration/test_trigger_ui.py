@@ -119,9 +119,19 @@ class TriggerForm:
         """Expand a section; its content region."""
         (button,) = [b for b in self._section_buttons() if b.text == section]
         if button.get_attribute("aria-expanded") != "true":
-            button.click()
+            self.wait.until(lambda _: self._clicked(button))
         region = self.driver.find_element(By.ID, button.get_attribute("aria-controls"))
         return self.wait.until(ec.visibility_of(region))
+
+    def _clicked(self, element: WebElement) -> bool:
+        """Click `element` once nothing lies over it (a section above still unfolding moves
+        its fields across it for a moment, as a person waits out); whether it was clicked."""
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        try:
+            element.click()
+        except ElementClickInterceptedException:
+            return False
+        return True
 
     def fields(self, section: str) -> list[tuple[str, str]]:
         """(label, help text) of every field in a section, top to bottom."""
