@@ -51,7 +51,8 @@ PARAMS = {
         type="string",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
         title="Registered model name",
-        description="MLflow registry name whose `champion` is monitored.",
+        description="MLflow registry name whose `champion` is monitored (the pipeline's "
+        "model for an env is rlops-sac-<env name> unless its run named one).",
     ),
     "episodes": Param(
         200,
