@@ -46,6 +46,7 @@ from benchmarks.lockstep_sb3 import (
     given_noise,
     import_sb3,
     recorded_noise,
+    rlops_order,
 )
 from benchmarks.vs_sb3 import job_config, rlops_job
 from rl_core import sac_step
@@ -106,23 +107,6 @@ def learn_recorded(model: object, steps: int, reverse_rows: bool = False) -> Sb3
         dtype=np.float32,
     )
     return draws
-
-
-def rlops_order(noise: list[torch.Tensor], state_dependent: bool = False) -> Iterator[torch.Tensor]:
-    """SB3's Gaussian draws in the order rlops asks for them: an exploration draw is one
-    action's; an update draws the batch's actions, then its next actions, where rlops' step
-    takes both at once, next actions first (as lockstep_sb3.py). Under gSDE every draw is a
-    noise matrix E, asked for in the same order; SB3 draws a batch of matrices beside each E
-    (`exploration_matrices`), which it uses only with several envs, so they are skipped."""
-    pending = iter(noise)
-    for draw in pending:
-        if state_dependent:
-            if draw.dim() == 2:
-                yield draw
-        elif len(draw) == 1:
-            yield draw
-        else:
-            yield torch.cat([next(pending), draw])
 
 
 @dataclass

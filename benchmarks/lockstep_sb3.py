@@ -122,6 +122,23 @@ def recorded_noise(
         torch_normal._standard_normal = original
 
 
+def rlops_order(noise: list[torch.Tensor], state_dependent: bool = False) -> Iterator[torch.Tensor]:
+    """SB3's Gaussian draws in the order rlops asks for them: an exploration draw is one
+    action's; an update draws the batch's actions, then its next actions, where rlops' step
+    takes both at once, next actions first. Under gSDE every draw is a
+    noise matrix E, asked for in the same order; SB3 draws a batch of matrices beside each E
+    (`exploration_matrices`), which it uses only with several envs, so they are skipped."""
+    pending = iter(noise)
+    for draw in pending:
+        if state_dependent:
+            if draw.dim() == 2:
+                yield draw
+        elif len(draw) == 1:
+            yield draw
+        else:
+            yield torch.cat([next(pending), draw])
+
+
 @contextmanager
 def given_noise(draws: Iterable[torch.Tensor]) -> Iterator[None]:
     """`torch.randn_like` returns the next of `draws` in the block (rlops draws its noise with
@@ -259,12 +276,7 @@ def main() -> None:
         model.replay_buffer.sample = lambda *_args, samples=samples, **_kwargs: samples
         with recorded_noise() as draws:
             model.train(gradient_steps=1, batch_size=args.batch)
-        if args.sde:  # reset_noise: the matrix both passes use, then one per env (unused)
-            noise = [draws[0]]
-        else:  # SB3 samples the batch's actions first; rlops the next actions first
-            obs_noise, next_noise = draws
-            noise = [torch.cat([next_noise, obs_noise])]
-        with given_noise(noise):
+        with given_noise(rlops_order(draws, state_dependent=args.sde)):
             sac_step.gradient_step(
                 *batch,
                 agent._actor_tensors,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.lockstep_loop import ReplayedRngs, rlops_order
-from benchmarks.lockstep_sb3 import LockstepMismatch, given_noise
+from benchmarks.lockstep_loop import ReplayedRngs
+from benchmarks.lockstep_sb3 import LockstepMismatch, given_noise, rlops_order
 from rl_core import sac_step
 from rl_core.config import build_config
 from rl_core.tracking import NullTracker
