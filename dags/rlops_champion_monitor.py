@@ -3,7 +3,14 @@
 
 Hourly (minute 30), and on demand from **Trigger**:
 
-`evaluate_champion` → `drift_guard`, and beside them `judge_canary`
+`models_to_monitor` → for each model: `evaluate_champion` → `drift_guard`, and beside them
+`judge_canary`
+
+`models_to_monitor` lists the registered models to check: the one `registered_model_name`
+names, else every model whose `champion` is an rlops policy (one per env the pipeline has
+trained). None: skipped. A conf key that is not one of the Params below fails it at once,
+naming the key. Each model's tasks are mapped instances named after the model; a drift or a
+failure in one does not stop the others.
 
 `evaluate_champion` gathers the online returns of the version the registry alias `champion`
 points to: the episodes clients reported to the policy server in the last
@@ -12,8 +19,7 @@ deterministic episodes on fresh env seeds (derived from the run's date), played 
 server's own loader. It logs them as a run in the `rlops-monitoring` experiment (which
 evidence it used, the returns, their mean) and tags the version (`rlops.online_return`). The
 first check of a version on each kind of evidence is its **reference** (`reference_episodes`
-simulator episodes). No champion: skipped. A conf key that is not one of the Params below
-fails it at once, naming the key.
+simulator episodes). No champion: skipped.
 
 `drift_guard` compares the check with the reference: a **breach** when the whole
 `confidence` interval of the difference of means (online - reference) is below
@@ -36,23 +42,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import Param, dag, task_group
 
 from rlops_airflow.monitoring_tasks import (
     alert_on_failure,
     drift_guard,
     evaluate_champion,
     judge_canary,
+    models_to_monitor,
 )
 
 PARAMS = {
     "registered_model_name": Param(
-        "rlops-sac-pendulum",
-        type="string",
+        None,
+        type=["string", "null"],
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
         title="Registered model name",
-        description="MLflow registry name whose `champion` is monitored (the pipeline's "
-        "model for an env is rlops-sac-<env name> unless its run named one).",
+        description="The one MLflow registered model whose `champion` to check. Empty: every "
+        "model whose champion is an rlops policy (the pipeline's model for an env is "
+        "rlops-sac-<env name> unless its run named one).",
     ),
     "episodes": Param(
         200,
@@ -149,8 +157,14 @@ PARAMS = {
     tags=["rlops", "monitoring", "mlflow"],
 )
 def rlops_champion_monitor() -> None:
-    drift_guard(evaluate_champion())
-    judge_canary()
+    monitor_model.expand(model_name=models_to_monitor())
+
+
+@task_group
+def monitor_model(model_name: str) -> None:
+    """One model's checks; a drift or a failure in one never stops another's."""
+    drift_guard(evaluate_champion(model_name))
+    judge_canary(model_name)
 
 
 rlops_champion_monitor()

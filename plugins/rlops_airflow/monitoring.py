@@ -246,15 +246,17 @@ def monitoring_run(
     client: MlflowClient, model_name: str, version: str, purpose: str, airflow: AirflowRun
 ) -> str:
     """This Airflow run's monitoring run for `purpose` ("drift", "canary") about the
-    version, created on the first attempt only: a retry logs to the same run."""
+    model's version, created on the first attempt only: a retry logs to the same run (one
+    Airflow run checks several models, whose version numbers may be the same)."""
     experiment_id = _experiment_id(client)
-    for value in (airflow.key, version, purpose):
+    for value in (airflow.key, model_name, version, purpose):
         if "'" in value:
             raise ValueError(f"{value!r} may not contain a single quote")
     found = client.search_runs(
         [experiment_id],
         filter_string=(
             f"tags.`{tags.RUN_KEY}` = '{airflow.key}' and "
+            f"tags.`{tags.MODEL_NAME}` = '{model_name}' and "
             f"tags.`{tags.MODEL_VERSION}` = '{version}' and "
             f"tags.`{tags.MONITOR_PURPOSE}` = '{purpose}'"
         ),

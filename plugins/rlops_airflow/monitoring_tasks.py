@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Variable, task
+from airflow.sdk import Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from rlops_airflow.dag_tasks import airflow_run
@@ -27,6 +27,8 @@ ALERT_WEBHOOK_VARIABLE = "rlops_alert_webhook_url"
 """Airflow Variable (or env AIRFLOW_VAR_RLOPS_ALERT_WEBHOOK_URL): where alerts are POSTed as
 `{"text": ...}`, which Slack, Mattermost and Teams incoming webhooks accept. Unset: log only."""
 ALERT_TIMEOUT_SECONDS = 10.0
+MODEL_LABEL = "{{ rlops_model_name }}"
+"""What a per-model task instance is called in the UI and in alerts instead of its map index."""
 
 
 def unknown_conf_keys(conf: Mapping[str, Any], declared: Iterable[str]) -> str | None:
@@ -45,30 +47,49 @@ def unknown_conf_keys(conf: Mapping[str, Any], declared: Iterable[str]) -> str |
 
 
 @task(retries=2, retry_delay=timedelta(seconds=30))
-def evaluate_champion(
+def models_to_monitor(
     params: dict | None = None, dag_run: Any = None, dag: Any = None
-) -> dict[str, Any]:
-    """The champion's online returns (served traffic, else fresh simulator episodes), logged
-    to MLflow; a conf with a key the DAG does not declare fails at once, without retries."""
+) -> list[str]:
+    """The registered models this run checks: the one `registered_model_name` names, else
+    every model whose champion is an rlops policy. A conf with a key the DAG does not declare
+    fails at once, without retries, before any model is checked."""
     refusal = unknown_conf_keys(dag_run.conf or {}, dag.params.keys())
     if refusal:
         raise AirflowFailException(refusal)
+    if params["registered_model_name"]:
+        return [params["registered_model_name"]]
+    _prepare()
+    from rlops_registry.registry import models_with_champion
+
+    names = models_with_champion()
+    if not names:
+        raise AirflowSkipException("no registered model has an rlops champion: nothing to monitor")
+    log.info("monitoring the champions of %d models: %s", len(names), ", ".join(names))
+    return names
+
+
+@task(retries=2, retry_delay=timedelta(seconds=30), map_index_template=MODEL_LABEL)
+def evaluate_champion(
+    model_name: str, params: dict | None = None, dag_run: Any = None
+) -> dict[str, Any]:
+    """The champion's online returns (served traffic, else fresh simulator episodes), logged
+    to MLflow."""
+    _label(model_name)
     _prepare()
     from rlops_airflow import monitoring
 
-    name = params["registered_model_name"]
     evidence = monitoring.Evidence(
         episodes=params["episodes"],
         reference_episodes=params["reference_episodes"],
         min_served_episodes=params["min_served_episodes"],
         window=timedelta(minutes=params["served_window_minutes"]),
     )
-    check = monitoring.check_champion(name, evidence, _moment(dag_run), airflow_run(dag_run))
+    check = monitoring.check_champion(model_name, evidence, _moment(dag_run), airflow_run(dag_run))
     if check is None:
-        raise AirflowSkipException(f"{name} has no champion: nothing to monitor")
+        raise AirflowSkipException(f"{model_name} has no champion: nothing to monitor")
     log.info(
         "%s v%s: online mean return %.2f over %d %s episodes",
-        name,
+        model_name,
         check.version,
         check.online,
         check.episodes,
@@ -77,10 +98,11 @@ def evaluate_champion(
     return asdict(check)
 
 
-@task(retries=2, retry_delay=timedelta(seconds=30))
+@task(retries=2, retry_delay=timedelta(seconds=30), map_index_template=MODEL_LABEL)
 def drift_guard(check: dict[str, Any], params: dict | None = None) -> dict[str, Any]:
     """Compare the check with the champion's reference; after `breaches_to_rollback`
     consecutive breaches roll `champion` back and fail loudly."""
+    _label(check["model_name"])
     _prepare()
     from rlops_airflow import monitoring
     from rlops_airflow.drift import DriftRule
@@ -92,15 +114,20 @@ def drift_guard(check: dict[str, Any], params: dict | None = None) -> dict[str, 
     )
     outcome = monitoring.guard(monitoring.OnlineCheck(**check), rule)
     if outcome.drifted:
-        raise AirflowFailException(f"drift: {outcome.message}")
+        raise AirflowFailException(
+            f"drift of {check['model_name']} v{check['version']}: {outcome.message}"
+        )
     log.log(logging.WARNING if outcome.breaches else logging.INFO, "%s", outcome.message)
     return {"breaches": outcome.breaches, "action": outcome.action}
 
 
-@task(retries=2, retry_delay=timedelta(seconds=30))
-def judge_canary(params: dict | None = None, dag_run: Any = None) -> dict[str, Any]:
+@task(retries=2, retry_delay=timedelta(seconds=30), map_index_template=MODEL_LABEL)
+def judge_canary(
+    model_name: str, params: dict | None = None, dag_run: Any = None
+) -> dict[str, Any]:
     """Challenger against champion on their served returns; promotes on a passing verdict
     only when `promote_on_canary` is set."""
+    _label(model_name)
     _prepare()
     from rlops_airflow import canary
 
@@ -111,12 +138,16 @@ def judge_canary(params: dict | None = None, dag_run: Any = None) -> dict[str, A
         window=timedelta(minutes=params["served_window_minutes"]),
         promote=params["promote_on_canary"],
     )
-    name = params["registered_model_name"]
-    verdict = canary.judge_canary(name, rule, _moment(dag_run), airflow_run(dag_run))
+    verdict = canary.judge_canary(model_name, rule, _moment(dag_run), airflow_run(dag_run))
     if verdict is None:
-        raise AirflowSkipException(f"{name} has no challenger apart from its champion")
-    log.info("canary: %s; %s", verdict.reason, verdict.action)
+        raise AirflowSkipException(f"{model_name} has no challenger apart from its champion")
+    log.info("canary of %s: %s; %s", model_name, verdict.reason, verdict.action)
     return {"passes": verdict.passes, "action": verdict.action}
+
+
+def _label(model_name: str) -> None:
+    """Name this mapped task instance after its model (rendered through MODEL_LABEL)."""
+    get_current_context()["rlops_model_name"] = model_name
 
 
 def _prepare() -> None:
@@ -137,8 +168,10 @@ def alert_on_failure(context: Any) -> None:
     Never raises: a broken webhook is logged, and must not hide the failure it reports.
     """
     ti = context["ti"]
+    label = getattr(ti, "rendered_map_index", None)
+    task_name = f"{ti.task_id}[{label}]" if label else ti.task_id
     text = (
-        f"rlops alert: {ti.dag_id}.{ti.task_id} failed in run {ti.run_id}: "
+        f"rlops alert: {ti.dag_id}.{task_name} failed in run {ti.run_id}: "
         f"{context.get('exception')}"
     )
     log.error("%s", text)

@@ -18,6 +18,7 @@ from rlops_registry import tags
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
+MODELS_PER_PAGE = 100
 
 
 class NoPreviousChampion(RuntimeError):
@@ -123,6 +124,30 @@ class ModelRegistry:
         else:
             self.client.delete_registered_model_alias(self.name, PREVIOUS_CHAMPION)
         return previous
+
+
+def models_with_champion(client: MlflowClient | None = None) -> list[str]:
+    """Names of the registered models whose `champion` is an rlops policy (its version
+    records the env it plays, `env_id`), in name order: what the monitor watches by default.
+
+    A model of other tooling is left out: nothing could rebuild the env to evaluate it.
+    """
+    client = client or MlflowClient()
+    names: list[str] = []
+    token = None
+    while True:
+        page = client.search_registered_models(
+            max_results=MODELS_PER_PAGE, order_by=["name ASC"], page_token=token
+        )
+        for model in page:
+            if CHAMPION not in model.aliases:
+                continue
+            champion = ModelRegistry(model.name, client).alias(CHAMPION)
+            if champion is not None and champion.tags.get(tags.ENV_ID):
+                names.append(model.name)
+        token = page.token
+        if not token:
+            return names
 
 
 def _as_strings(values: dict[str, Any]) -> dict[str, str]:

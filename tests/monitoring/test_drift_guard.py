@@ -23,9 +23,15 @@ from rlops_airflow.monitoring import (
     fresh_seeds,
     guard,
 )
-from rlops_registry.registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
+from rlops_registry import registry
+from rlops_registry.registry import (
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    ModelRegistry,
+    models_with_champion,
+)
 from tests.monitoring.served import report_episodes
-from tests.serving.policies import register_policy
+from tests.serving.policies import register_broken_version, register_policy
 
 MODEL = "rlops-monitor-test"
 HOUR = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
@@ -210,3 +216,29 @@ def test_a_champion_promoted_since_the_check_is_left_alone(mlflow_store) -> None
 def test_nothing_to_check_without_a_champion(mlflow_store) -> None:
     register_policy(MODEL, reward=-1000.0)
     assert _check(0) is None
+
+
+def test_the_monitor_watches_every_rlops_champion_and_nothing_else(
+    mlflow_store, monkeypatch, tmp_path
+) -> None:
+    for name in ("rlops-sac-pendulum", "b-model", "a-model"):
+        ModelRegistry(name).crown(register_policy(name, reward=-1000.0))
+    register_policy("no-champion-yet", reward=-1000.0)
+    foreign = ModelRegistry("other-tooling")
+    foreign.crown(register_broken_version("other-tooling", tmp_path))  # no env_id tag
+    monkeypatch.setattr(registry, "MODELS_PER_PAGE", 2)  # the listing is paged
+    assert models_with_champion() == ["a-model", "b-model", "rlops-sac-pendulum"]
+
+
+def test_two_models_checked_in_one_airflow_run_keep_their_own_runs(mlflow_store) -> None:
+    """Their versions are both 1: the check run is found again by model as well as version."""
+    other = "rlops-monitor-other"
+    first, second = _crowned(seed=1), register_policy(other, reward=-1000.0, seed=2)
+    ModelRegistry(other).crown(second)
+    assert first == second == "1"
+    mine = _check(0)
+    theirs = check_champion(other, EVIDENCE, _at(0), _airflow(0))
+    assert mine.mlflow_run_id != theirs.mlflow_run_id
+    run = MlflowClient().get_run(theirs.mlflow_run_id)
+    assert run.data.tags["rlops.model_name"] == other
+    assert _check(0).mlflow_run_id == mine.mlflow_run_id  # a retry still finds its own

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+from mlflow import MlflowClient
 
 from rlops_airflow.monitoring_tasks import (
     ALERT_WEBHOOK_VARIABLE,
@@ -23,13 +24,18 @@ from rlops_airflow.monitoring_tasks import (
 from rlops_registry.registry import CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test, validate_trigger
 from tests.monitoring.served import report_episodes
-from tests.serving.policies import register_policy
+from tests.serving.policies import register_broken_version, register_policy
 
 DAG_ID = "rlops_champion_monitor"
 TAKES = (
     "breaches_to_rollback, confidence, drift_tolerance, episodes, min_served_episodes, "
     "noninferiority_margin, promote_on_canary, reference_episodes, registered_model_name, "
     "served_window_minutes"
+)
+EVALUATE, GUARD, CANARY = PER_MODEL = (
+    "monitor_model.evaluate_champion",
+    "monitor_model.drift_guard",
+    "monitor_model.judge_canary",
 )
 WEBHOOK_ENV = f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}"
 
@@ -44,9 +50,16 @@ def dag():
 
 
 def test_wiring_schedule_and_failure_policy(dag) -> None:
-    assert set(dag.task_ids) == {"evaluate_champion", "drift_guard", "judge_canary"}
-    assert dag.get_task("evaluate_champion").downstream_task_ids == {"drift_guard"}
-    assert dag.get_task("judge_canary").upstream_task_ids == set()
+    assert set(dag.task_ids) == {"models_to_monitor", *PER_MODEL}
+    evaluate, guard, canary = (dag.get_task(task_id) for task_id in PER_MODEL)
+    assert dag.get_task("models_to_monitor").downstream_task_ids == {
+        evaluate.task_id,
+        canary.task_id,
+    }
+    assert evaluate.downstream_task_ids == {guard.task_id}
+    assert canary.downstream_task_ids == set()
+    for task_id in PER_MODEL:  # one instance per model, named after it
+        assert dag.get_task(task_id).map_index_template == "{{ rlops_model_name }}", task_id
     assert dag.timetable.expression == "30 * * * *"  # hourly
     assert str(dag.timetable.timezone) == "UTC"
     assert (dag.catchup, dag.max_active_runs) == (False, 1)
@@ -164,16 +177,24 @@ def test_a_broken_webhook_never_hides_the_failure(webhook, monkeypatch, caplog) 
     assert "could not deliver the alert" in caplog.text
 
 
-def _last_try(airflow_env: dict[str, str], task_id: str) -> tuple[str, int]:
-    """State and try number of the task in the newest monitor run, from Airflow's own DB."""
+def _newest_run(airflow_env: dict[str, str], task_id: str) -> list[tuple[str, int, str]]:
+    """State, try number and name (rendered map index) of each instance of the task in the
+    newest monitor run, from Airflow's own DB."""
     db = airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
     with sqlite3.connect(db) as connection:
         return connection.execute(
-            """SELECT ti.state, ti.try_number FROM task_instance ti
-               JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id
-               WHERE ti.dag_id = ? AND ti.task_id = ? ORDER BY dr.id DESC LIMIT 1""",
-            (DAG_ID, task_id),
-        ).fetchone()
+            """SELECT ti.state, ti.try_number, ti.rendered_map_index FROM task_instance ti
+               WHERE ti.dag_id = ? AND ti.task_id = ? AND ti.run_id = (
+                   SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)
+               ORDER BY ti.map_index""",
+            (DAG_ID, task_id, DAG_ID),
+        ).fetchall()
+
+
+def _last_try(airflow_env: dict[str, str], task_id: str) -> tuple[str, int]:
+    """State and try number of the task's one instance in the newest monitor run."""
+    ((state, try_number, _),) = _newest_run(airflow_env, task_id)
+    return state, try_number
 
 
 def _hour(hour: int) -> datetime:
@@ -219,13 +240,14 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     assert failed.returncode == 1, failed.stdout[-4000:] + failed.stderr[-4000:]
     # Failed on its first try, with retries configured: a retry would have judged the
     # rolled-back champion and turned the run green.
-    assert _last_try(airflow_db, "drift_guard") == ("failed", 1)
-    assert _last_try(airflow_db, "evaluate_champion") == ("success", 1)
+    assert _last_try(airflow_db, GUARD) == ("failed", 1)
+    assert _last_try(airflow_db, EVALUATE) == ("success", 1)
     assert str(registry.alias(CHAMPION).version) == good
     assert registry.version(degraded).tags["rlops.drift.action"] == f"rolled back to v{good}"
     (alert,) = webhook.received
-    assert alert["text"].startswith(f"rlops alert: {DAG_ID}.drift_guard failed in run ")
-    assert "drift: 2 consecutive breaches, the last: online mean return" in alert["text"]
+    assert alert["text"].startswith(f"rlops alert: {DAG_ID}.{GUARD}[{model}] failed in run ")
+    drift = f"drift of {model} v{degraded}: 2 consecutive breaches, the last: online mean return"
+    assert drift in alert["text"]
 
     restored = check(3, None)  # no traffic for it yet: its simulator reference is recorded
     assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-4000:]
@@ -235,7 +257,31 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
 
     typo = airflow_dags_test(DAG_ID, env, {"registered_model_name": model, "episdoes": 3})
     assert typo.returncode == 1, typo.stdout[-4000:] + typo.stderr[-4000:]
-    assert _last_try(airflow_db, "evaluate_champion") == ("failed", 1)  # no retries
+    assert _last_try(airflow_db, "models_to_monitor") == ("failed", 1)  # no retries
+    assert _last_try(airflow_db, EVALUATE)[0] == "upstream_failed"
     assert "conf: unknown key 'episdoes' (did you mean 'episodes'?)" in webhook.received[-1]["text"]
     assert registry.version(good).tags["rlops.online_run_id"] == checked["rlops.online_run_id"]
     assert str(registry.alias(CHAMPION).version) == good
+
+
+@pytest.mark.slow
+def test_by_default_every_rlops_champion_is_checked_by_tasks_of_its_own(
+    airflow_db, mlflow_store, tmp_path
+):
+    envs = {"rlops-sac-mountaincarcontinuous": "MountainCarContinuous-v0"}
+    envs["rlops-sac-pendulum"] = "Pendulum-v1"
+    for model, env_id in envs.items():
+        ModelRegistry(model).crown(register_policy(model, reward=-1000.0, env_id=env_id))
+    ModelRegistry("other-tooling").crown(register_broken_version("other-tooling", tmp_path))
+    conf = {"episodes": 3, "reference_episodes": 3}
+    done = airflow_dags_test(DAG_ID, {**os.environ, **airflow_db}, conf, _hour(0).isoformat())
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    for task_id in (EVALUATE, GUARD, CANARY):  # the canary: skipped, no challengers
+        names = [name for _, _, name in _newest_run(airflow_db, task_id)]
+        assert names == list(envs), task_id
+    checks = {}
+    for model in envs:
+        check = ModelRegistry(model).alias(CHAMPION).tags["rlops.online_run_id"]
+        assert MlflowClient().get_run(check).data.tags["rlops.model_name"] == model
+        checks[model] = check
+    assert len(set(checks.values())) == 2
