@@ -126,7 +126,10 @@ def create_app(settings: ServingSettings) -> Starlette:
     episode_log = EpisodeLog(settings.model_name, _instance(), settings.max_pending_episodes)
     metrics.episode_log(episode_log)
     episodes = EpisodeIntake(episode_log, router, metrics)
-    not_loaded = f"no version of {settings.model_name}@{settings.model_alias} loaded yet"
+    loading = f"no version of {settings.model_name}@{settings.model_alias} loaded yet"
+
+    def not_loaded() -> str:
+        return champion.unset or loading
 
     async def act(request: Request) -> JSONResponse:
         """Deterministic actions for one observation or a batch, and the version that acted."""
@@ -135,7 +138,7 @@ def create_app(settings: ServingSettings) -> Starlette:
             return body
         served = router.route(body.episode_id)  # the whole request is served by this version
         if served is None:
-            return JSONResponse({"detail": not_loaded}, status_code=503)
+            return JSONResponse({"detail": not_loaded()}, status_code=503)
         policy = served.policy
         request.scope[VERSION_SCOPE_KEY] = policy.version
         errors = batch_errors(body, policy.obs_dim, settings.max_batch)
@@ -173,7 +176,7 @@ def create_app(settings: ServingSettings) -> Starlette:
         """Readiness: a model version is loaded and being served."""
         served = champion.served
         if served is None:
-            return JSONResponse({"status": "loading", "detail": not_loaded}, status_code=503)
+            return JSONResponse({"status": "loading", "detail": not_loaded()}, status_code=503)
         policy = served.policy
         return JSONResponse(
             {"status": "ready", "model_name": policy.model_name, "model_version": policy.version}

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from rlops_registry.registry import ModelRegistry
+from rlops_registry.registry import CHAMPION, ModelRegistry, models_with_champion
 from rlops_serving.metrics import ServingMetrics
 from rlops_serving.policy import ServedPolicy, load_policy
+from rlops_serving.settings import ENV_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class ChampionWatcher:
         self.served: Served | None = None
         self.versions: frozenset[str] = frozenset()
         """Every version this watcher has served since the process started."""
+        self.unset: str | None = None
+        """Why nothing is served, when the alias is not set: what an unready server answers."""
 
     def refresh(self) -> None:
         """Load and swap in the alias' version, unless it is the one served.
@@ -55,8 +58,10 @@ class ChampionWatcher:
         """
         target = self.registry.alias(self.alias)
         if target is None:
-            log.warning("%s@%s is not set; nothing new to serve", self.registry.name, self.alias)
+            self.unset = self._why_unset()
+            log.warning("%s; nothing new to serve", self.unset)
             return
+        self.unset = None
         self.metrics.version_tags(self.alias, target.tags)
         version = str(target.version)
         current = self.served
@@ -83,6 +88,20 @@ class ChampionWatcher:
             version,
             self.alias,
             f"v{current.policy.version}" if current else "nothing",
+        )
+
+    def _why_unset(self) -> str:
+        """The alias is not set; for `champion`, which models have one, since each env's
+        policies live in a model of their own and the server may be pointed at the wrong one."""
+        unset = f"{self.registry.name}@{self.alias} is not set"
+        if self.alias != CHAMPION:
+            return unset
+        others = [m for m in models_with_champion(self.registry.client) if m != self.registry.name]
+        if not others:
+            return unset
+        return (
+            f"{unset}; models with a champion: {', '.join(others)} "
+            f"({ENV_PREFIX}MODEL_NAME chooses the model to serve)"
         )
 
     async def follow(self, poll_seconds: float) -> None:

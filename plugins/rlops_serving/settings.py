@@ -13,11 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlops_registry.registry import CHALLENGER, CHAMPION
 
+ENV_PREFIX = "RLOPS_SERVING_"
+
 
 class ServingSettings(BaseSettings):
     """What to serve, where, and the limits every request is held to."""
 
-    model_config = SettingsConfigDict(env_prefix="RLOPS_SERVING_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
 
     model_name: str = "rlops-sac-pendulum"
     """Registered model name in the MLflow registry."""

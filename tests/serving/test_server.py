@@ -191,12 +191,22 @@ def test_the_monitors_online_return_is_exported(server, champion) -> None:
 
 def test_starts_unready_without_a_champion_then_loads_it(mlflow_store) -> None:
     version = register_policy(MODEL, reward=-1000.0)
+    other = "rlops-sac-mountaincarcontinuous"  # another env's model: the server says it has one
+    ModelRegistry(other).crown(register_policy(other, reward=-1000.0))
     with running_server(settings()) as server:
         assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
-        assert httpx.get(f"{server.url}/ready", timeout=10).status_code == 503
+        unready = httpx.get(f"{server.url}/ready", timeout=10)
+        assert unready.status_code == 503
         refused = act(server.url, {"observation": OBS})
         assert refused.status_code == 503
-        assert "no version of" in refused.json()["detail"]
+        assert (
+            refused.json()["detail"]
+            == unready.json()["detail"]
+            == (
+                f"{MODEL}@champion is not set; models with a champion: {other} "
+                "(RLOPS_SERVING_MODEL_NAME chooses the model to serve)"
+            )
+        )
 
         ModelRegistry(MODEL).crown(version)
         wait_for(
