@@ -273,13 +273,41 @@ def build_config(values: dict[str, Any]) -> SACConfig:
     `use_preset` is false. A resolved config sets every field, so rebuilding it changes nothing.
     """
     env_id = values.get("env_id", SACConfig.model_fields["env_id"].default)
+    preset: dict[str, Any] = {}
     if values.get("use_preset", True) is not False and isinstance(env_id, str):
-        values = {**preset_for(env_id), **values}
+        preset = preset_for(env_id)
     try:
-        return SACConfig(**values)
+        config = SACConfig(**{**preset, **values})
     except ValidationError as exc:
         details = "; ".join(describe_errors(exc, SACConfig))
         raise ConfigError(f"invalid SAC config: {details}") from None
+    _refuse_gsde_fields_without_gsde(config, set(values), preset)
+    return config
+
+
+GSDE_ONLY_FIELDS = ("sde_sample_freq", "log_std_init")
+"""Fields that act only with `use_sde`."""
+
+
+def _refuse_gsde_fields_without_gsde(
+    config: SACConfig, given: set[str], preset: dict[str, Any]
+) -> None:
+    """A gSDE field the caller set to a value of its own while gSDE is off would silently do
+    nothing. A default or the preset's value is fine: a resolved config carries them all, and
+    a preset's gSDE may be switched off."""
+    if config.use_sde:
+        return
+    stray = [
+        f"{name} ({getattr(config, name)})"
+        for name in GSDE_ONLY_FIELDS
+        if name in given
+        and getattr(config, name) not in (SACConfig.model_fields[name].default, preset.get(name))
+    ]
+    if stray:
+        raise ConfigError(
+            f"invalid SAC config: {', '.join(stray)} only acts with use_sde: set use_sde=true, "
+            "or leave it unset"
+        )
 
 
 def overrides_model(name: str, exclude: frozenset[str]) -> type[BaseModel]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl_core.config import SACConfig, build_config, load_config
+from rl_core.config import ConfigError, SACConfig, build_config, load_config
 from rl_core.policy_model import save_policy_model
 from rl_core.presets import PRESETS
 from rl_core.training import train
@@ -76,3 +76,30 @@ def test_every_preset_env_builds_trains_and_exports(env_id: str, tmp_path) -> No
     meta = save_policy_model(result.agent.actor, config.env, tmp_path / "policy")
     assert meta.env_id == env_id
     assert torch.isfinite(result.agent.log_alpha).all()
+
+
+@pytest.mark.parametrize(
+    ("values", "refused"),
+    [
+        ({"log_std_init": -2.0}, "log_std_init (-2.0)"),
+        ({"sde_sample_freq": 4, "log_std_init": -1.0}, "sde_sample_freq (4), log_std_init (-1.0)"),
+        (
+            {"env_id": "MountainCarContinuous-v0", "use_sde": False, "log_std_init": -1.0},
+            "log_std_init (-1.0)",
+        ),
+    ],
+)
+def test_a_gsde_field_set_without_gsde_is_refused_by_name(values, refused) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config(values)
+    assert str(err.value) == (
+        f"invalid SAC config: {refused} only acts with use_sde: set use_sde=true, or leave it unset"
+    )
+
+
+def test_gsde_fields_at_their_default_or_preset_value_are_fine_without_gsde() -> None:
+    assert not build_config({"log_std_init": -3.0, "sde_sample_freq": -1}).use_sde
+    off = build_config({"env_id": "MountainCarContinuous-v0", "use_sde": False})
+    assert (off.use_sde, off.log_std_init) == (False, -3.67)  # the preset's gSDE switched off
+    assert build_config(off.resolved()) == off  # and it rebuilds
+    assert build_config({"use_sde": True, "log_std_init": -2.0}).log_std_init == -2.0
