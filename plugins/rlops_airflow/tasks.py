@@ -303,8 +303,14 @@ def check_model_env(settings: PipelineSettings) -> None:
     if latest is None:
         return
     env = settings.sac_config().env
+    if tags.ENV_ID not in latest.tags:
+        raise ModelEnvMismatch(
+            f"registered model {registry.name!r} (latest v{latest.version}) records no env "
+            f"(version tag {tags.ENV_ID!r}): it was not registered by rlops, so its policies "
+            "cannot be compared with this run's; set registered_model_name to a model of its own"
+        )
     theirs = EnvSpec(
-        latest.tags.get(tags.ENV_ID, "?"), (), json.loads(latest.tags.get(tags.ENV_KWARGS, "{}"))
+        latest.tags[tags.ENV_ID], (), json.loads(latest.tags.get(tags.ENV_KWARGS, "{}"))
     )
     if (theirs.id, dict(theirs.kwargs)) != (env.id, dict(env.kwargs)):
         raise ModelEnvMismatch(

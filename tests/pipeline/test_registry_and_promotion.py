@@ -34,6 +34,7 @@ from rlops_registry.registry import (
     NoPreviousChampion,
 )
 from tests.pipeline.conftest import TINY_SAC
+from tests.serving.policies import register_broken_version
 
 DAG = "rlops_sac_pipeline"
 
@@ -252,6 +253,19 @@ def test_a_model_holds_one_env(pipeline_store, tiny_settings, other, described) 
     assert (_alias(tiny_settings, CHAMPION), _alias(tiny_settings, CHALLENGER)) == ("1", "1")
     own_model = elsewhere.model_copy(update={"registered_model_name": "rlops-test-other"})
     check_model_env(own_model)  # under a name of its own it may go ahead
+
+
+def test_a_model_of_other_tooling_is_refused_for_its_unknown_env(
+    pipeline_store, tiny_settings, tmp_path
+) -> None:
+    version = register_broken_version(tiny_settings.model_name, tmp_path)  # no env_id tag
+    with pytest.raises(ModelEnvMismatch) as refused:
+        check_model_env(tiny_settings)
+    assert str(refused.value) == (
+        f"registered model 'rlops-test-model' (latest v{version}) records no env (version tag "
+        "'env_id'): it was not registered by rlops, so its policies cannot be compared with this "
+        "run's; set registered_model_name to a model of its own"
+    )
 
 
 def test_champion_is_reevaluated_on_the_candidates_seeds(pipeline_store, tiny_settings) -> None:
