@@ -91,10 +91,11 @@ class ChampionWatcher:
         )
 
     def _why_unset(self) -> str:
-        """The alias is not set; for `champion`, which models have one, since each env's
-        policies live in a model of their own and the server may be pointed at the wrong one."""
+        """The alias is not set; while nothing is served under `champion`, which models have
+        one, since each env's policies live in a model of their own and the server may be
+        pointed at the wrong one (listing every model is not worth it once it serves)."""
         unset = f"{self.registry.name}@{self.alias} is not set"
-        if self.alias != CHAMPION:
+        if self.alias != CHAMPION or self.served is not None:
             return unset
         others = [m for m in models_with_champion(self.registry.client) if m != self.registry.name]
         if not others:
