@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rl_core.agent import SAC
-from rl_core.config import SACConfig, build_config
+from rl_core.config import SACConfig, stored_config
 from rl_core.envs import EnvSpec, make_env, space_dims
 from rl_core.networks import Actor, ActorSpec
 
@@ -81,7 +81,7 @@ def load_actor(path: str | Path) -> tuple[Actor, EnvSpec]:
         env = EnvSpec.from_dict(state["env"]) if "env" in state else EnvSpec(state["env_id"])
     elif state.get("format") == CHECKPOINT_FORMAT and "actor_spec" in state:
         spec, weights = state["actor_spec"], state["agent"]["actor"]
-        env = build_config(state["config"]).env
+        env = stored_config(state["config"]).env
     elif state.get("format") == CHECKPOINT_FORMAT:  # written before checkpoints had a spec
         agent, config = load_agent(path)
         return agent.actor, config.env
@@ -95,7 +95,7 @@ def load_actor(path: str | Path) -> tuple[Actor, EnvSpec]:
 def load_agent(path: str | Path) -> tuple[SAC, SACConfig]:
     """The trained agent and its config from a checkpoint file (to resume or inspect it)."""
     state = load_checkpoint(path)
-    config = build_config(state["config"])
+    config = stored_config(state["config"])
     env = make_env(config.env)
     obs_dim, act_dim = space_dims(env)
     agent = SAC(config, obs_dim, act_dim, env.action_space.low, env.action_space.high)

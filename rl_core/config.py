@@ -276,13 +276,29 @@ def build_config(values: dict[str, Any]) -> SACConfig:
     preset: dict[str, Any] = {}
     if values.get("use_preset", True) is not False and isinstance(env_id, str):
         preset = preset_for(env_id)
+    config = _validated({**preset, **values})
+    _refuse_gsde_fields_without_gsde(config, set(values), preset)
+    return config
+
+
+def stored_config(resolved: dict[str, Any]) -> SACConfig:
+    """The config a checkpoint stored (`SACConfig.resolved()`), as it was made.
+
+    No preset is applied: a field the checkpoint predates takes SACConfig's default, which is
+    what the run did before the field existed (a preset's newer choice, say MountainCar's
+    gSDE, would build another actor). Nor does it refuse what `build_config` refuses at the
+    door, so a checkpoint made before a refusal was added still loads.
+    """
+    return _validated(resolved)
+
+
+def _validated(values: dict[str, Any]) -> SACConfig:
+    """SACConfig of `values`, or a ConfigError naming every bad field."""
     try:
-        config = SACConfig(**{**preset, **values})
+        return SACConfig(**values)
     except ValidationError as exc:
         details = "; ".join(describe_errors(exc, SACConfig))
         raise ConfigError(f"invalid SAC config: {details}") from None
-    _refuse_gsde_fields_without_gsde(config, set(values), preset)
-    return config
 
 
 GSDE_ONLY_FIELDS = ("sde_sample_freq", "log_std_init")

@@ -35,7 +35,7 @@ from rl_core.agent import SAC, UpdateStats
 from rl_core.best_policy import BEST_ACTOR_FILE, PROGRESS_EVAL_METRIC, BestPolicy
 from rl_core.buffer import ReplayBuffer
 from rl_core.checkpoint import load_checkpoint, save_actor, save_checkpoint
-from rl_core.config import SACConfig, build_config
+from rl_core.config import SACConfig, stored_config
 from rl_core.envs import make_env, space_dims, to_env_action
 from rl_core.plots import reward_curve_png
 from rl_core.policy_source import ACTOR_FILE
@@ -367,7 +367,7 @@ def train(
     tracker = tracker or NullTracker()
     if resume_from is not None:
         state = load_checkpoint(resume_from)
-        saved = build_config(state["config"])
+        saved = stored_config(state["config"])
         if saved.model_dump(exclude={"total_timesteps"}) != config.model_dump(
             exclude={"total_timesteps"}
         ):

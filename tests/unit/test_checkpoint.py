@@ -47,6 +47,26 @@ def test_checkpoint_holds_everything(tmp_path) -> None:
         assert torch.equal(value, _params(agent)[key]), key
 
 
+def test_a_checkpoint_loads_as_it_was_made(tmp_path) -> None:
+    """Neither a preset's later choice (MountainCar's gSDE, for a checkpoint written before
+    `use_sde` existed) nor a refusal added since (a gSDE field without gSDE) changes or
+    refuses its stored config."""
+    cfg = SACConfig(
+        env_id="MountainCarContinuous-v0", total_timesteps=400, log_std_init=-1.0, **SMALL
+    )
+    result = train(cfg, checkpoint_path=tmp_path / "c.pt", show_progress=False)
+    state = load_checkpoint(result.checkpoint_path)
+    del state["config"]["use_sde"]
+    torch.save(state, tmp_path / "before-gsde.pt")
+    agent, loaded = load_agent(tmp_path / "before-gsde.pt")
+    assert loaded == cfg
+    for key, value in _params(result.agent).items():
+        assert torch.equal(value, _params(agent)[key]), key
+    actor, env = load_actor(tmp_path / "before-gsde.pt")
+    assert env.id == "MountainCarContinuous-v0"
+    assert not actor.spec.sde
+
+
 @pytest.mark.parametrize(
     "options",
     [
