@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from rl_core import lineage
-from rl_core.config import SACConfig, load_config
+from rl_core.config import SACConfig, stored_config
 from rl_core.evaluation import EVALUATION_ARTIFACT, evaluate, log_evaluation
 from rl_core.tracking import MlflowTracker, mlflow_configured
 from rl_core.training import CONFIG_ARTIFACT, train
@@ -122,7 +123,7 @@ def _original_record(run_id: str) -> tuple[SACConfig, dict, dict, str]:
         config_file = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=scratch
         )
-        config = load_config(config_file)
+        config = stored_config(yaml.safe_load(Path(config_file).read_text()))
         then = _download_json(run_id, "lineage/lineage.json", Path(scratch))
         evaluation = _download_json(run_id, EVALUATION_ARTIFACT, Path(scratch))
     return config, then, evaluation, experiment

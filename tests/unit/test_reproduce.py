@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 
 from rl_core import cpu, lineage
 from rl_core.cli import main
@@ -71,6 +75,23 @@ def test_same_machine_reproduces_exactly(original_run, capsys) -> None:
     assert again.info.run_id != original_run
     original = client.get_run(original_run).data.metrics["eval_mean_return"]
     assert again.data.metrics["eval_mean_return"] == original
+
+
+def test_a_run_reproduces_with_the_config_it_logged(mlflow_store, tmp_path) -> None:
+    """Not re-resolved against today's presets: a MountainCar run logged before `use_sde`
+    existed explored with Gaussian noise, whatever the preset says now."""
+    train = ["train", "--out", str(tmp_path / "run"), "--no-progress", "--experiment", "old"]
+    gaussian = ["env_id=MountainCarContinuous-v0", "use_sde=false", *TINY]
+    assert main([*train, "--set", *gaussian]) == 0
+    client = MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("old").experiment_id])
+    path = Path(download_artifacts(run_id=run.info.run_id, artifact_path="config.yaml"))
+    logged = yaml.safe_load(path.read_text())
+    del logged["use_sde"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(logged))
+    client.log_artifact(run.info.run_id, str(tmp_path / "config.yaml"))
+    result = reproduce(run.info.run_id, show_progress=False)
+    assert result.passed, result.rows
 
 
 def test_differences_from_the_original_are_listed(original_run, monkeypatch) -> None:
