@@ -270,7 +270,8 @@ def build_config(values: dict[str, Any]) -> SACConfig:
     """Validate raw values into a `SACConfig`, turning pydantic's errors into a `ConfigError`.
 
     The preset of the env (rl_core/presets.py) fills what `values` leaves unset, unless
-    `use_preset` is false. A resolved config sets every field, so rebuilding it changes nothing.
+    `use_preset` is false. A config read back from a checkpoint or a logged run goes through
+    `stored_config` instead.
     """
     env_id = values.get("env_id", SACConfig.model_fields["env_id"].default)
     preset: dict[str, Any] = {}
@@ -282,7 +283,7 @@ def build_config(values: dict[str, Any]) -> SACConfig:
 
 
 def stored_config(resolved: dict[str, Any]) -> SACConfig:
-    """The config a checkpoint stored (`SACConfig.resolved()`), as it was made.
+    """The config a checkpoint or a logged run stored (`SACConfig.resolved()`), as it was made.
 
     No preset is applied: a field the checkpoint predates takes SACConfig's default, which is
     what the run did before the field existed (a preset's newer choice, say MountainCar's
