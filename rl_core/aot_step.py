@@ -19,11 +19,14 @@ moments and step counts, Polyak targets), and draws torch's own random numbers
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import json
 import logging
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -105,12 +108,66 @@ class ExportableStep(nn.Module):
         )
 
 
+CACHE_ENV = "RLOPS_CACHE_DIR"
+
+
 def cache_dir() -> Path:
-    """Where compiled steps are kept: `RLOPS_CACHE_DIR`, else the user's cache directory."""
-    root = os.environ.get("RLOPS_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "rlops"
+    """Where compiled steps are kept and loaded from: `$RLOPS_CACHE_DIR/aot-steps`, else
+    `~/.cache/rlops/aot-steps` (under `XDG_CACHE_HOME` when set), missing folders created
+    private (0700).
+
+    A package there is native code the training process runs, so a cache another user could
+    write into is never read: if the cache root or its `aot-steps` folder is not owned by this
+    user or is writable by group or others, this process warns, naming the folder and why, and
+    compiles into a private temporary folder of its own instead (a slower first update, never
+    someone else's code; removed at exit)."""
+    root = Path(
+        os.environ.get(CACHE_ENV)
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "rlops")
     )
-    return Path(root) / "aot-steps"
+    for checked in (root, root / "aot-steps"):  # nothing is created in an unsafe root
+        _make_private(checked)
+        reason = _unsafe_because(checked)
+        if reason:
+            private = _private_cache(checked)
+            log.warning(
+                "the compiled-step cache %s is not safe to load native code from (%s); this "
+                "process compiles into %s instead and loads nothing from %s. Give it to this "
+                "user with mode 0700, or point %s at a folder of your own",
+                checked,
+                reason,
+                private,
+                checked,
+                CACHE_ENV,
+            )
+            return private
+    return checked
+
+
+def _make_private(folder: Path) -> None:
+    """Create `folder` and its missing parents with mode 0700 (`mkdir -p` would leave the
+    parents to the umask, 0755 by default)."""
+    for path in reversed([folder, *folder.parents]):
+        if not path.exists():
+            path.mkdir(mode=0o700, exist_ok=True)
+
+
+def _unsafe_because(folder: Path) -> str | None:
+    """Why another user could put files in `folder`, or None when only this user can."""
+    status = folder.stat()
+    if status.st_uid != os.geteuid():
+        return f"owned by uid {status.st_uid}, not by this user (uid {os.geteuid()})"
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by group or others (mode {stat.S_IMODE(status.st_mode):04o})"
+    return None
+
+
+@functools.cache
+def _private_cache(unsafe: Path) -> Path:
+    """A fresh private folder (0700) standing in for `unsafe` for the rest of this process."""
+    private = Path(tempfile.mkdtemp(prefix="rlops-aot-steps-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    return private
 
 
 def package_path(layout: StepLayout, inputs: list[Tensor]) -> Path:
@@ -138,7 +195,6 @@ def build(layout: StepLayout, inputs: list[Tensor], path: Path) -> None:
     inductor imports end with it); the package appears whole or not at all."""
     log.info("compiling the training step with inductor, once for this machine and shape")
     started = time.perf_counter()
-    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         spec = Path(scratch, "spec.pt")
         torch.save({"layout": layout, "inputs": inputs, "threads": torch.get_num_threads()}, spec)

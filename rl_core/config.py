@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from rl_core import cpu
+from rl_core.env_guard import MODULE_NAME, env_refusals
 from rl_core.presets import PRESETS, preset_for
 from rl_core.step_compiler import StepCompiler, resolve_step_compiler
 
@@ -44,8 +45,6 @@ class ConfigError(ValueError):
 MAX_SEED = 2**31 - 1
 """Largest seed accepted anywhere (torch, numpy and gymnasium all take it)."""
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-"""A dotted Python module name, as `env_packages` takes them."""
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
 
@@ -79,9 +78,12 @@ class SACConfig(BaseModel):
     through the `rlops.envs` entry points, or gymnasium's "module:EnvId-v0" form."""
     env_packages: tuple[Annotated[str, Field(pattern=MODULE_NAME)], ...] = ()
     """Modules imported before the env is made, e.g. one that registers it (RL-Zoo's
-    --gym-packages)."""
+    --gym-packages): only packages offering envs through `rlops.envs` entry points and those
+    in $RLOPS_ALLOWED_ENV_MODULES, with their sub-modules (rl_core/env_guard.py)."""
     env_kwargs: dict[str, JsonValue] = Field(default_factory=dict)
-    """Keyword arguments for gymnasium.make (the env's constructor), as JSON values."""
+    """Keyword arguments for gymnasium.make (the env's constructor), as JSON values, passed
+    unchanged; names of files (xml_file, *_file, *_path, *_dir, *_filename) only with
+    RLOPS_ALLOW_ENV_FILE_KWARGS=1."""
     total_timesteps: int = Field(20_000, ge=1, le=100_000_000)
     """Environment steps to collect (one update per step after `learning_starts`)."""
     seed: Seed = 0
@@ -159,7 +161,8 @@ class SACConfig(BaseModel):
     """What compiles the gradient step. "torchscript": nothing beyond torch. "inductor":
     AOTInductor's C++ library of the whole step, faster per update; it needs a C++ compiler
     and Python's headers, and a machine compiles each step shape once (10-30 s, then cached
-    in $RLOPS_CACHE_DIR/aot-steps, by default ~/.cache/rlops/aot-steps; rl_core/aot_step.py).
+    in $RLOPS_CACHE_DIR/aot-steps, by default ~/.cache/rlops/aot-steps, a folder only the user
+    may write: rl_core/aot_step.py).
     "auto": inductor where it can build and the run plans at least 15,000 updates, TorchScript
     elsewhere (rl_core/step_compiler.py); the choice is logged as the lineage tag
     `step_compiler`."""
@@ -270,8 +273,9 @@ def build_config(values: dict[str, Any]) -> SACConfig:
     """Validate raw values into a `SACConfig`, turning pydantic's errors into a `ConfigError`.
 
     The preset of the env (rl_core/presets.py) fills what `values` leaves unset, unless
-    `use_preset` is false. A config read back from a checkpoint or a logged run goes through
-    `stored_config` instead.
+    `use_preset` is false. Modules and env kwargs a run's conf may not ask of a worker
+    (rl_core/env_guard.py) are refused here, at the door. A config read back from a
+    checkpoint or a logged run goes through `stored_config` instead.
     """
     env_id = values.get("env_id", SACConfig.model_fields["env_id"].default)
     preset: dict[str, Any] = {}
@@ -279,6 +283,9 @@ def build_config(values: dict[str, Any]) -> SACConfig:
         preset = preset_for(env_id)
     config = _validated({**preset, **values})
     _refuse_gsde_fields_without_gsde(config, set(values), preset)
+    refused = env_refusals(config.env_id, config.env_packages, config.env_kwargs)
+    if refused:  # make_env refuses them too; here a run stops before anything else
+        raise ConfigError(f"invalid SAC config: {'; '.join(refused)}")
     return config
 
 

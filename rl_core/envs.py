@@ -9,6 +9,11 @@ monitor build the env the policy was trained on.
 Packages can also offer envs through the `rlops.envs` entry-point group: the entry point's
 name is the env id, its value the env class (`"my_pkg.envs:MyEnv"`). They are registered with
 gymnasium on first use, without importing the package until the env is made.
+
+`make_env` is the one place a spec's modules are imported and its kwargs reach an env, so it
+refuses first what a run's conf may not ask of a worker (rl_core/env_guard.py): a module
+outside the allowlist, a keyword argument naming a file. Every path (the CLI, the pipeline
+and tuning DAGs, evaluation, export, the monitor) builds its env through it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from rl_core.env_guard import env_refusals
 from rl_core.env_plugins import offered_envs
 
 
@@ -79,9 +85,13 @@ def _import(module: str, what: str) -> None:
 
 def make_env(env: EnvSpec | str, render_mode: str | None = None) -> gym.Env:
     """Build the env and check SAC can act in it: a bounded Box action space and a flat Box
-    observation space. Every failure is one `EnvError` naming the env and what is wrong.
+    observation space. Modules and kwargs a conf may not ask for are refused before any
+    import. Every failure is one `EnvError` naming the env and what is wrong.
     `render_mode` goes to `gymnasium.make` when given (a video asks for "rgb_array")."""
     spec = EnvSpec.of(env)
+    refused = env_refusals(spec.id, spec.packages, spec.kwargs)
+    if refused:
+        raise EnvError(f"env {spec.id!r}: {'; '.join(refused)}")
     register_entry_point_envs()
     for package in spec.packages:
         _import(package, f"env {spec.id!r}: env_packages")

@@ -22,12 +22,12 @@ from pydantic import (
 
 from rl_core.config import (
     MAX_SEED,
-    MODULE_NAME,
     SACConfig,
     build_config,
     describe_errors,
     overrides_model,
 )
+from rl_core.env_guard import MODULE_NAME
 from rl_core.env_plugins import offered_envs
 from rlops_airflow.promotion import Thresholds
 from rlops_registry.names import default_model_name
@@ -94,14 +94,19 @@ class PipelineSettings(BaseModel):
         [],
         TRAINING,
         "Env packages",
-        "Python modules imported before the env is made, e.g. one that registers it.",
+        "Python modules imported before the env is made, e.g. one that registers it. Only "
+        "packages offering envs (rlops.envs entry points) and those the workers list in "
+        "RLOPS_ALLOWED_ENV_MODULES, with their sub-modules; 'module:EnvId-v0' ids likewise.",
         max_length=16,
     )
     env_kwargs: dict[str, Any] = form_field(  # JSON from the conf; SACConfig checks it further
         {},
         TRAINING,
         "Env keyword arguments",
-        'Passed to gymnasium.make, e.g. {"g": 9.81} for Pendulum-v1.',
+        "Passed to gymnasium.make unchanged (the env's constructor runs with them on the "
+        'workers), e.g. {"g": 9.81} for Pendulum-v1. Names of files (xml_file, *_file, '
+        "*_path, *_dir, *_filename) are refused unless the workers set "
+        "RLOPS_ALLOW_ENV_FILE_KWARGS=1.",
     )
     total_timesteps: int = form_field(
         20_000,

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from rl_core.networks import Actor
 from rl_core.policy_model import log_policy_model
 from rlops_airflow.settings import ConfError, PipelineSettings, experiment_name, validate_conf
+from rlops_airflow.tuning_settings import TuneSettings
 from rlops_registry.registry import CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test, validate_trigger
 
@@ -164,6 +165,60 @@ def test_a_good_conf_keeps_the_overrides_it_was_given() -> None:
     )
     config = settings.sac_config()
     assert (config.batch_size, config.total_timesteps, config.learning_rate) == (64, 1_000, 1e-3)
+
+
+NOT_ALLOWED = (
+    "is not allowed to be imported by a run's conf; allowed: rlops_example_envs (rlops.envs "
+    "entry points); RLOPS_ALLOWED_ENV_MODULES (comma-separated, on the workers) adds others"
+)
+FILE_KWARG = (
+    "a keyword argument naming a file (xml_file, *_file, *_path, *_dir, *_filename) would let "
+    "a run's conf make the env read any file the worker can; set RLOPS_ALLOW_ENV_FILE_KWARGS=1 "
+    "on the workers to allow it"
+)
+
+
+@pytest.mark.parametrize("model", [PipelineSettings, TuneSettings])
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"env_packages": ["os"]}, f"env_packages[0]: module 'os' {NOT_ALLOWED}"),
+        (
+            {"env_packages": ["rlops_example_envs", "subprocess"]},
+            f"env_packages[1]: module 'subprocess' {NOT_ALLOWED}",
+        ),
+        ({"env_packages": ["builtins"]}, f"env_packages[0]: module 'builtins' {NOT_ALLOWED}"),
+        (
+            {"env_packages": ["not_installed_envs"]},
+            f"env_packages[0]: module 'not_installed_envs' {NOT_ALLOWED}",
+        ),
+        ({"env_id": "os:Foo-v0"}, f"env_id: module 'os' {NOT_ALLOWED}"),
+        ({"env_kwargs": {"xml_file": "/etc/passwd"}}, f"env_kwargs.xml_file: {FILE_KWARG}"),
+    ],
+)
+def test_validate_conf_refuses_what_a_conf_may_not_make_a_worker_do(
+    dag, model, conf, message
+) -> None:
+    """The trigger form cannot know the workers' allowlist; the first task (of the pipeline
+    and of the tuning DAG) refuses, with one line naming the field, the module and what is
+    allowed, before anything imports it."""
+    validate_trigger(dag, conf)
+    with pytest.raises(ConfError) as refused:
+        validate_conf(conf, model)
+    assert str(refused.value) == f"invalid conf: {message}"
+
+
+def test_the_example_package_and_the_workers_list_are_accepted(monkeypatch) -> None:
+    assert validate_conf({"env_id": "PointReach-v0"}).env_id == "PointReach-v0"
+    conf = {"env_id": "PointReach-v0", "env_packages": ["rlops_example_envs"]}
+    assert validate_conf(conf).env_packages == ["rlops_example_envs"]
+    with pytest.raises(ConfError, match="module 'json' is not allowed"):
+        validate_conf({"env_packages": ["json"]})
+    monkeypatch.setenv("RLOPS_ALLOWED_ENV_MODULES", "json")
+    assert validate_conf({"env_packages": ["json"]}, TuneSettings).env_packages == ["json"]
+    monkeypatch.setenv("RLOPS_ALLOW_ENV_FILE_KWARGS", "1")
+    kwargs = {"xml_file": "model.xml"}
+    assert validate_conf({"env_kwargs": kwargs}).env_kwargs == kwargs
 
 
 def _task_instances(env: dict[str, str]) -> dict[str, tuple[str | None, int]]:

@@ -3,9 +3,14 @@ in a child process, and run by a training process that never loads dynamo."""
 
 from __future__ import annotations
 
+import logging
+import os
+import pwd
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +103,85 @@ def test_a_failed_build_says_which_compiler_and_how_to_do_without(monkeypatch, t
     with pytest.raises(RuntimeError, match="step_compiler=torchscript needs no C\\+\\+ compiler"):
         _agent(hidden_sizes=(8, 8)).update(_batch())
     assert list(tmp_path.rglob("*.pt2")) == []  # nothing half-written is left for a later run
+
+
+@pytest.fixture
+def good_package() -> Path:
+    """This module's usual step package, compiled once into the session's cache."""
+    agent = _agent()
+    agent.update(_batch())
+    return agent._step.path
+
+
+@pytest.fixture
+def built(monkeypatch, good_package: Path) -> list[Path]:
+    """Packages "compiled" during the test: `build` copies the good package (a real compile
+    takes 10-30 s; where packages are read from is what these tests are about)."""
+    paths: list[Path] = []
+
+    def copy(layout: object, inputs: object, path: Path) -> None:
+        paths.append(path)
+        path.write_bytes(good_package.read_bytes())
+
+    monkeypatch.setattr(aot_step, "build", copy)
+    return paths
+
+
+NOBODY = pwd.getpwnam("nobody").pw_uid
+UNSAFE: list[tuple[str, Callable[[Path], None], str]] = [
+    ("root", lambda path: path.chmod(0o777), "writable by group or others (mode 0777)"),
+    ("aot-steps", lambda path: path.chmod(0o777), "writable by group or others (mode 0777)"),
+    ("aot-steps", lambda path: path.chmod(0o720), "writable by group or others (mode 0720)"),
+    ("root", lambda path: os.chown(path, NOBODY, -1), f"owned by uid {NOBODY}, not by this"),
+    ("aot-steps", lambda path: os.chown(path, NOBODY, -1), f"owned by uid {NOBODY}, not by"),
+]
+
+
+@pytest.mark.parametrize(("folder", "make_unsafe", "reason"), UNSAFE)
+def test_a_cache_others_can_write_into_is_never_loaded_from(
+    monkeypatch, tmp_path, caplog, good_package, built, folder, make_unsafe, reason
+) -> None:
+    """A package planted where this step's package belongs, in a cache folder another user
+    could write to, is not loaded (it is not a package at all: loading it would raise); the
+    step is compiled into a private folder instead, with a warning naming folder and reason."""
+    root = tmp_path / "cache"
+    (root / "aot-steps").mkdir(parents=True, mode=0o700)
+    root.chmod(0o700)
+    planted = root / "aot-steps" / good_package.name
+    planted.write_bytes(b"native code of someone else")
+    unsafe = root if folder == "root" else root / "aot-steps"
+    make_unsafe(unsafe)
+    monkeypatch.setenv("RLOPS_CACHE_DIR", str(root))
+
+    with caplog.at_level(logging.WARNING, logger=aot_step.__name__):
+        agent = _agent()
+        stats = agent.update(_batch())
+
+    assert torch.isfinite(stats.critic_loss)
+    private = agent._step.path.parent
+    assert built == [agent._step.path]
+    assert not private.is_relative_to(root)
+    assert (private.stat().st_uid, oct(private.stat().st_mode & 0o777)) == (os.geteuid(), "0o700")
+    assert planted.read_bytes() == b"native code of someone else"
+    assert f"the compiled-step cache {unsafe} is not safe to load native code from" in caplog.text
+    assert reason in caplog.text
+
+
+def test_a_private_cache_of_ours_is_created_0700_and_loaded_from(
+    monkeypatch, tmp_path, built
+) -> None:
+    root = tmp_path / "new" / "cache"
+    monkeypatch.setenv("RLOPS_CACHE_DIR", str(root))
+    previous = os.umask(0o022)  # what mkdir -p would create 0755 with
+    try:
+        first = _agent()
+        first.update(_batch())
+    finally:
+        os.umask(previous)
+    folders = (tmp_path / "new", root, root / "aot-steps")
+    assert [oct(folder.stat().st_mode & 0o777) for folder in folders] == ["0o700"] * 3
+    assert built == [root / "aot-steps" / built[0].name]
+    second = _agent()
+    second.update(_batch())
+    assert second._step.path == built[0]  # loaded from our cache, not built again
+    assert len(built) == 1

@@ -74,3 +74,14 @@ def test_malformed_override() -> None:
 def test_config_hash_is_stable_and_sensitive() -> None:
     assert SACConfig().config_hash() == SACConfig().config_hash()
     assert SACConfig(seed=1).config_hash() != SACConfig().config_hash()
+
+
+def test_a_module_or_file_kwarg_a_conf_may_not_ask_is_refused_at_the_door() -> None:
+    """`rlops train --set` and config files go through `build_config`: the run stops before
+    the env (rl_core/envs.py refuses them too) or anything else is built."""
+    with pytest.raises(ConfigError, match=r"env_packages\[0\]: module 'subprocess' is not allowed"):
+        load_config(overrides=["env_packages=[subprocess]"])
+    with pytest.raises(ConfigError, match=r"env_id: module 'os' is not allowed"):
+        load_config(overrides=["env_id=os:Foo-v0"])
+    with pytest.raises(ConfigError, match=r"env_kwargs.model_path: a keyword argument naming"):
+        load_config(overrides=['env_kwargs={"model_path": "/root/.ssh/id_rsa"}'])

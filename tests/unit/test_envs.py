@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from rl_core.env_guard import ALLOW_FILE_KWARGS_ENV, ALLOWED_MODULES_ENV
 from rl_core.envs import (
     EnvError,
     EnvSpec,
@@ -45,6 +46,7 @@ def env_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(ALLOWED_MODULES_ENV, "my_envs")  # no entry point offers it
     yield "my_envs"
     for env_id in ("Tilted-v0", "Picture-v0"):
         gym.registry.pop(env_id, None)
@@ -58,7 +60,8 @@ def test_unknown_env_id_names_the_closest_registered_ones() -> None:
         make_env("Pendulam-v1")
 
 
-def test_a_package_that_is_not_installed_is_named() -> None:
+def test_a_package_that_is_not_installed_is_named(monkeypatch) -> None:
+    monkeypatch.setenv(ALLOWED_MODULES_ENV, "no_such_envs_pkg, nowhere_mod")
     spec = EnvSpec("Pendulum-v1", packages=("no_such_envs_pkg",))
     with pytest.raises(EnvError, match=r"env_packages: cannot import 'no_such_envs_pkg'"):
         make_env(spec)
@@ -85,6 +88,110 @@ def test_kwargs_reach_the_env_and_bad_ones_quote_its_own_error() -> None:
         r"TypeError: .*unexpected keyword argument 'gravity'",
     ):
         make_env(EnvSpec("Pendulum-v1", kwargs={"gravity": 1}))
+
+
+ALLOWED_TEXT = (
+    "allowed: rlops_example_envs (rlops.envs entry points); RLOPS_ALLOWED_ENV_MODULES "
+    "(comma-separated, on the workers) adds others"
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "module"),
+    [
+        (EnvSpec("Pendulum-v1", packages=("os",)), "env_packages[0]", "os"),
+        (
+            EnvSpec("Pendulum-v1", packages=("rlops_example_envs", "subprocess")),
+            "env_packages[1]",
+            "subprocess",
+        ),
+        (EnvSpec("Pendulum-v1", packages=("builtins",)), "env_packages[0]", "builtins"),
+        (
+            EnvSpec("Pendulum-v1", packages=("no_such_envs_pkg",)),
+            "env_packages[0]",
+            "no_such_envs_pkg",
+        ),
+        (EnvSpec("os:Foo-v0"), "env_id", "os"),
+        (EnvSpec("os.path:Foo-v0"), "env_id", "os.path"),
+        # a prefix of an allowed name is another module; __main__ would run it as a program
+        (
+            EnvSpec("Pendulum-v1", packages=("rlops_example_envs_evil",)),
+            "env_packages[0]",
+            "rlops_example_envs_evil",
+        ),
+        (
+            EnvSpec("Pendulum-v1", packages=("rlops_example_envs.__main__",)),
+            "env_packages[0]",
+            "rlops_example_envs.__main__",
+        ),
+    ],
+)
+def test_a_module_outside_the_allowlist_is_refused_naming_the_field(
+    spec: EnvSpec, field: str, module: str
+) -> None:
+    with pytest.raises(EnvError) as refused:
+        make_env(spec)
+    assert str(refused.value) == (
+        f"env {spec.id!r}: {field}: module {module!r} is not allowed to be imported by a run's "
+        f"conf; {ALLOWED_TEXT}"
+    )
+
+
+def test_a_refused_module_is_never_imported(env_module: str, monkeypatch) -> None:
+    """Refused before the import: the module's code (which registers envs) never runs."""
+    monkeypatch.delenv(ALLOWED_MODULES_ENV)
+    for spec in (EnvSpec("Tilted-v0", packages=(env_module,)), EnvSpec(f"{env_module}:Tilted-v0")):
+        with pytest.raises(EnvError, match=f"module '{env_module}' is not allowed"):
+            make_env(spec)
+    assert env_module not in sys.modules
+    assert "Tilted-v0" not in gym.registry
+
+
+def test_the_env_var_extends_the_allowlist_with_sub_modules(env_module: str, monkeypatch) -> None:
+    monkeypatch.setenv(ALLOWED_MODULES_ENV, f" other_pkg ,{env_module}")
+    make_env(EnvSpec("Tilted-v0", packages=(env_module,))).close()
+    with pytest.raises(EnvError) as refused:  # a sub-module is allowed: the import is tried
+        make_env(EnvSpec("Tilted-v0", packages=(f"{env_module}.missing",)))
+    assert f"cannot import '{env_module}.missing'" in str(refused.value)
+    with pytest.raises(EnvError) as refused:
+        make_env(EnvSpec("Pendulum-v1", packages=("os",)))
+    assert (
+        f"allowed: rlops_example_envs (rlops.envs entry points); {env_module}, other_pkg "
+        f"(RLOPS_ALLOWED_ENV_MODULES)" in str(refused.value)
+    )
+
+
+def test_a_malformed_env_var_is_refused_naming_it(monkeypatch) -> None:
+    monkeypatch.setenv(ALLOWED_MODULES_ENV, "good_pkg,*")
+    with pytest.raises(ValueError, match=r"RLOPS_ALLOWED_ENV_MODULES: '\*' is not a dotted"):
+        make_env("Pendulum-v1")
+
+
+def test_the_example_package_and_its_modules_are_allowed() -> None:
+    """Its entry point allows the package: named in env_packages, a sub-module, or before ':'."""
+    for spec in (
+        EnvSpec("PointReach-v0", packages=("rlops_example_envs",)),
+        EnvSpec("PointReach-v0", packages=("rlops_example_envs.point_reach",)),
+        EnvSpec("rlops_example_envs:PointReach-v0"),
+        EnvSpec("Pendulum-v1"),  # gymnasium's own ids need no module
+    ):
+        make_env(spec).close()
+
+
+@pytest.mark.parametrize("name", ["xml_file", "model_path", "log_dir", "path", "asset_filename"])
+def test_a_kwarg_naming_a_file_is_refused_unless_the_workers_allow_it(
+    monkeypatch, name: str
+) -> None:
+    spec = EnvSpec("Pendulum-v1", kwargs={"g": 9.0, name: "/etc/shadow"})
+    with pytest.raises(EnvError) as refused:
+        make_env(spec)
+    assert str(refused.value).startswith(
+        f"env 'Pendulum-v1': env_kwargs.{name}: a keyword argument naming a file"
+    )
+    assert f"set {ALLOW_FILE_KWARGS_ENV}=1 on the workers" in str(refused.value)
+    monkeypatch.setenv(ALLOW_FILE_KWARGS_ENV, "1")
+    with pytest.raises(EnvError, match=f"unexpected keyword argument '{name}'"):
+        make_env(spec)  # let through: Pendulum's own constructor is what refuses it now
 
 
 def test_discrete_action_space_is_refused_with_what_was_found() -> None:
