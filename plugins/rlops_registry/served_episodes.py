@@ -52,8 +52,8 @@ class EpisodeLog:
 
     `add` is called on the server's event loop, `flush` in a worker thread; a lock keeps the
     queue whole between them. A flush that fails (MLflow down) puts its reports back, so
-    nothing accepted is lost while the queue has room; beyond `capacity` the oldest waiting
-    reports are dropped and counted.
+    nothing accepted is lost; a full queue (`capacity`) takes no more, and the server sheds the
+    new load (429) instead of dropping what it accepted.
     """
 
     def __init__(
@@ -67,18 +67,18 @@ class EpisodeLog:
         self.instance = instance
         self.capacity = capacity
         self.client = client or MlflowClient()
-        self.dropped = 0
         self._queue: deque[EpisodeReport] = deque()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time keeps steps in order
         self._runs: dict[str, tuple[str, int]] = {}  # version -> (run id, next step)
 
-    def add(self, report: EpisodeReport) -> None:
+    def add(self, report: EpisodeReport) -> bool:
+        """Queue `report`; False (nothing queued) when the queue is full."""
         with self._lock:
             if len(self._queue) >= self.capacity:
-                self._queue.popleft()
-                self.dropped += 1
+                return False
             self._queue.append(report)
+            return True
 
     def pending(self) -> int:
         with self._lock:

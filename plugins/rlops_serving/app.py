@@ -7,9 +7,16 @@ request costs about 40 µs here, against 75-110 µs for the same handler as a Fa
 with a pydantic body parameter. A batch is one forward pass. Bad input is a 422 naming the
 field, never a 500.
 
-Which version acts is canary.py's choice; episode reports are episodes.py's. The lifespan
-loads every followed alias at start (the server is ready once the champion is), then keeps
-following them and flushing the episode reports in background tasks.
+Every route but `/health` needs an API key with the route's scope (auth.py), checked before
+the body is read. Which version acts is canary.py's choice; episode tickets are tickets.py's,
+episode reports episodes.py's. The lifespan loads every followed alias at start (the server is
+ready once the champion is), then keeps following them and flushing the episode reports in
+background tasks.
+
+Limits, each refusing before the work it would cost: a body of undeclared or excessive size is
+refused unread (411/413), an act body larger than `max_batch` observations of the served size
+can be is refused unread (413), a body slower than `body_timeout_seconds` gets a 408, slow
+headers and too many connections are the HTTP server's (server.py).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -34,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rlops_registry.registry import ModelRegistry
 from rlops_registry.served_episodes import EpisodeLog
+from rlops_serving.auth import KEY_SCOPE_KEY, ApiKey, KeyScope, RequireKey
 from rlops_serving.canary import CanaryRouter
 from rlops_serving.champion import ChampionWatcher
 from rlops_serving.episodes import EpisodeIntake
@@ -42,14 +51,21 @@ from rlops_serving.schemas import (
     ActRequest,
     EpisodeReportRequest,
     batch_errors,
+    field_error,
     non_finite_action_errors,
 )
 from rlops_serving.settings import ServingSettings
+from rlops_serving.tickets import TicketError, TicketSigner, new_episode
 
 log = logging.getLogger(__name__)
 Body = TypeVar("Body", bound=BaseModel)
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+OPEN_KEY = ApiKey(id="anyone", sha256="0" * 64, scopes=frozenset(KeyScope))
+"""Who a request is when `require_api_keys` is off."""
+BYTES_PER_VALUE = 40
+"""Most bytes one observation value takes in a JSON body (a float32 printed in full, a comma,
+spaces), used to refuse an oversized act body before reading it."""
 
 
 class BodyLimit:
@@ -83,13 +99,18 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-async def _parsed(request: Request, model: type[Body]) -> Body | JSONResponse:
-    """The request's JSON body as `model`, or the 415/422 that refuses it."""
+async def _parsed(request: Request, model: type[Body], timeout: float) -> Body | JSONResponse:
+    """The request's JSON body as `model`, or the 408/415/422 that refuses it."""
     if not _is_json(request.headers.get("content-type", "")):
         detail = "the body must be JSON: send Content-Type: application/json"
         return JSONResponse({"detail": detail}, status_code=415)
     try:
-        return model.model_validate_json(await request.body())
+        body = await asyncio.wait_for(request.body(), timeout)
+    except TimeoutError:
+        detail = f"the body did not arrive within {timeout:g} s"
+        return JSONResponse({"detail": detail}, status_code=408, headers={"Connection": "close"})
+    try:
+        return model.model_validate_json(body)
     except ValidationError as exc:
         return _invalid(exc)
 
@@ -113,7 +134,10 @@ def _instance() -> str:
 
 def create_app(settings: ServingSettings) -> Starlette:
     """The server for `settings.model_name@settings.model_alias` (MLflow from the environment),
-    with a canary of `settings.canary_alias` when `settings.canary_fraction` > 0."""
+    with a canary of `settings.canary_alias` when `settings.canary_fraction` > 0.
+
+    Raises `ApiKeyError` when keys are required and none (or a bad one) is configured."""
+    keys = settings.key_ring()
     metrics = ServingMetrics()
     registry = ModelRegistry(settings.model_name)
     champion = ChampionWatcher(registry, settings.model_alias, metrics)
@@ -122,23 +146,64 @@ def create_app(settings: ServingSettings) -> Starlette:
         if settings.canary_fraction > 0
         else None
     )
-    router = CanaryRouter(champion, canary, settings.canary_fraction, settings.max_open_episodes)
+    router = CanaryRouter(champion, canary, settings.canary_fraction)
+    signer = TicketSigner(settings.ticket_key(), settings.ticket_ttl_seconds)
     episode_log = EpisodeLog(settings.model_name, _instance(), settings.max_pending_episodes)
     metrics.episode_log(episode_log)
-    episodes = EpisodeIntake(episode_log, router, metrics)
+    episodes = EpisodeIntake(episode_log, router, signer, metrics, settings)
     loading = f"no version of {settings.model_name}@{settings.model_alias} loaded yet"
+    body_timeout = settings.body_timeout_seconds
 
     def not_loaded() -> str:
         return champion.unset or loading
 
+    def caller(request: Request) -> ApiKey:
+        return request.scope.get(KEY_SCOPE_KEY, OPEN_KEY)
+
+    def oversized_batch(request: Request, obs_dim: int) -> JSONResponse | None:
+        """A 413 for a body longer than `max_batch` observations of `obs_dim` can be, unread."""
+        most = 256 + settings.max_batch * (obs_dim * BYTES_PER_VALUE + 8)
+        length = int(request.headers.get("content-length", "0"))
+        if length <= most:
+            return None
+        detail = (
+            f"body of {length} bytes; {settings.max_batch} observations (max_batch) of "
+            f"{obs_dim} values take at most {most}"
+        )
+        return JSONResponse({"detail": detail}, status_code=413)
+
     async def act(request: Request) -> JSONResponse:
-        """Deterministic actions for one observation or a batch, and the version that acted."""
-        body = await _parsed(request, ActRequest)
+        """Deterministic actions for one observation or a batch, and the version that acted;
+        an episode's step also gets its next ticket."""
+        champion_now = router.route()
+        if champion_now is None:
+            return JSONResponse({"detail": not_loaded()}, status_code=503)
+        refusal = oversized_batch(request, champion_now.policy.obs_dim)
+        if refusal is not None:
+            return refusal
+        body = await _parsed(request, ActRequest, body_timeout)
         if isinstance(body, JSONResponse):
             return body
-        served = router.route(body.episode_id)  # the whole request is served by this version
-        if served is None:
-            return JSONResponse({"detail": not_loaded()}, status_code=503)
+        key_id = caller(request).id
+        ticket = None
+        if body.ticket is not None:
+            try:
+                ticket = signer.advanced(signer.decode(body.ticket, key_id))
+            except TicketError as exc:
+                return _refused([field_error(("ticket",), f"ticket {exc}")])
+            served = router.resume(str(ticket.version))
+            if served is None:
+                message = (
+                    f"version {ticket.version}, which serves this episode, is no longer loaded "
+                    "here: start a new episode"
+                )
+                return _refused([field_error(("ticket",), message)], status_code=409)
+        elif body.start_episode:
+            episode = new_episode()
+            served = router.start(episode.hex()) or champion_now
+            ticket = signer.start(served.policy.version, key_id, episode)
+        else:
+            served = champion_now  # the whole request is served by this version
         policy = served.policy
         request.scope[VERSION_SCOPE_KEY] = policy.version
         errors = batch_errors(body, policy.obs_dim, settings.max_batch)
@@ -153,17 +218,28 @@ def create_app(settings: ServingSettings) -> Starlette:
         served.observations.inc(len(rows))
         answer = {"action": actions[0]} if body.observation is not None else {"actions": actions}
         answer |= {"model_name": policy.model_name, "model_version": policy.version}
-        return JSONResponse(answer | {"model_alias": served.alias})
+        answer["model_alias"] = served.alias
+        if ticket is not None:
+            answer["ticket"] = signer.encode(ticket)
+        return JSONResponse(answer)
 
     async def report_episode(request: Request) -> JSONResponse:
         """Take a client's finished episode (202), or refuse it naming the field."""
-        body = await _parsed(request, EpisodeReportRequest)
+        if not settings.require_api_keys:
+            detail = (
+                "episode reports need an API key to bind them to: this server runs with "
+                "require_api_keys off, so it takes none"
+            )
+            return JSONResponse({"detail": detail}, status_code=403)
+        body = await _parsed(request, EpisodeReportRequest, body_timeout)
         if isinstance(body, JSONResponse):
             return body
-        refusal = episodes.submit(body)
+        version, refusal = episodes.submit(body, caller(request).id)
         if refusal is not None:
-            return _refused(refusal.errors, refusal.status)
-        version = body.model_version
+            response = _refused(refusal.errors, refusal.status)
+            if refusal.retry_after is not None:
+                response.headers["Retry-After"] = str(max(1, math.ceil(refusal.retry_after)))
+            return response
         request.scope[VERSION_SCOPE_KEY] = version
         answer = {"accepted": True, "model_name": settings.model_name, "model_version": version}
         return JSONResponse(answer, status_code=202)
@@ -209,9 +285,18 @@ def create_app(settings: ServingSettings) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", prometheus_metrics, methods=["GET"]),
     ]
+    scopes = {
+        "/v1/act": KeyScope.ACT,
+        "/v1/episodes": KeyScope.REPORT,
+        "/ready": KeyScope.METRICS,
+        "/metrics": KeyScope.METRICS,
+    }
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     app.state.router = router
+    # Outermost last: every response is counted, keys are checked before any body is read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.require_api_keys:
+        app.add_middleware(RequireKey, keys=keys, scopes=scopes)
     app.add_middleware(RequestMetrics, metrics=metrics, paths={route.path for route in routes})
     return app

@@ -19,7 +19,7 @@ import time
 from collections.abc import Collection, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -122,13 +122,12 @@ class ServingMetrics:
         self.recorded_reward.labels(alias).set(_number(tags.get(tag_names.REWARD)))
 
     def episode_log(self, log: EpisodeLog) -> None:
-        """Export the report queue's size and losses, read from `log` at every scrape."""
+        """Export the report queue's size, read from `log` at every scrape."""
         self.registry.register(_EpisodeLogCollector(log))
 
 
 class _EpisodeLogCollector(Collector):
-    """Reads the EpisodeLog's own counts at each scrape; it keeps them in total, not per
-    version (it drops the oldest report whatever its version)."""
+    """Reads the EpisodeLog's queue length at each scrape (in total, not per version)."""
 
     def __init__(self, log: EpisodeLog) -> None:
         self.log = log
@@ -136,13 +135,9 @@ class _EpisodeLogCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "rlops_serving_episode_reports_pending",
-            "Accepted episode reports not yet written to MLflow.",
+            "Accepted episode reports not yet written to MLflow (when it reaches the server's "
+            "max_pending_episodes, new reports get a 429).",
             value=self.log.pending(),
-        )
-        yield CounterMetricFamily(
-            "rlops_serving_episode_reports_dropped",
-            "Accepted episode reports dropped unwritten: the queue was full (MLflow down).",
-            value=self.log.dropped,
         )
 
 

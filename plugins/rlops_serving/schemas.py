@@ -10,8 +10,10 @@ by `batch_errors`, in the same shape.
 
 The act response is `{"action": [...]}` for `observation`, `{"actions": [[...], ...]}` for
 `observations`, plus `model_name`, `model_version` (the version that computed them) and
-`model_alias` (the alias it was chosen through). An `episode_id` keeps every step of an
-episode on one version (see canary.py); without one, a request goes to the champion.
+`model_alias` (the alias it was chosen through). A request with `start_episode` opens an
+episode and its answer carries a `ticket`; each later step of that episode sends the latest
+ticket (and gets the next), which keeps every step on one version and is what a report of the
+episode must carry (tickets.py). Without either, a request goes to the champion.
 """
 
 from __future__ import annotations
@@ -19,19 +21,24 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictBool, model_validator
+
+from rlops_serving.tickets import TICKET_CHARS
 
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest finite float32: observations beyond it cannot reach the model as numbers."""
 Number = Annotated[float, Strict(), AllowInfNan(False), Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 Observation = Annotated[list[Number], Field(min_length=1)]
-EpisodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-"""A client's name for one episode: what keeps its steps on one version and its report unique."""
+TicketText = Annotated[
+    str, Field(min_length=TICKET_CHARS, max_length=TICKET_CHARS, pattern=r"^[A-Za-z0-9_-]+$")
+]
+"""An episode ticket as the server issued it (base64url)."""
 MAX_EPISODE_LENGTH = 10_000_000
 
 
 class ActRequest(BaseModel):
-    """Exactly one of `observation` (one) or `observations` (a batch)."""
+    """Exactly one of `observation` (one) or `observations` (a batch); an episode's step (one
+    observation) may start an episode or continue one with its ticket."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,14 +46,23 @@ class ActRequest(BaseModel):
     observations: Annotated[list[Observation], Field(min_length=1)] | None = Field(
         None, description="A batch of observations (up to the server's max_batch)."
     )
-    episode_id: EpisodeId | None = Field(
-        None, description="The episode this step belongs to: every step of it gets one version."
+    start_episode: StrictBool = Field(
+        False, description="Open an episode: the answer carries its first ticket."
+    )
+    ticket: TicketText | None = Field(
+        None, description="The latest ticket of the episode this step belongs to."
     )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ActRequest:
         if (self.observation is None) == (self.observations is None):
             raise ValueError("give exactly one of `observation` or `observations`")
+        if self.start_episode and self.ticket is not None:
+            raise ValueError(
+                "give `start_episode` to open an episode or `ticket` to go on, not both"
+            )
+        if self.observations is not None and (self.start_episode or self.ticket is not None):
+            raise ValueError("an episode's step is one `observation`, not a batch")
         return self
 
     def rows(self) -> list[list[float]]:
@@ -55,14 +71,13 @@ class ActRequest(BaseModel):
 
 
 class EpisodeReportRequest(BaseModel):
-    """A finished episode: its return under `model_version`, and how many steps it took."""
+    """A finished episode: its ticket (the latest), its return, how many steps it took."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_version: Annotated[str, Strict(), Field(pattern=r"^[1-9][0-9]{0,8}$")]
+    ticket: TicketText
     episode_return: Number = Field(alias="return")
     length: Annotated[int, Strict(), Field(ge=1, le=MAX_EPISODE_LENGTH)]
-    episode_id: EpisodeId | None = None
 
 
 def batch_errors(request: ActRequest, obs_dim: int, max_batch: int) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from rl_core.training import CHECKPOINT_ARTIFACT_DIR
 from rlops_airflow.mlflow_run import download
 from rlops_airflow.tasks import CHECKPOINT_FILE
 from tests.conftest import airflow_dags_test
-from tests.serving.conftest import running_server, settings
+from tests.serving.conftest import AUTH, running_server, settings
 
 DAG_ID = "rlops_sac_pipeline"
 MODEL = "rlops-e2e"
@@ -61,7 +61,10 @@ def _served_matches_trained(run_id: str, tmp_path: Path) -> None:
         expected = trained_actor.actor.deterministic_action(observations)
     with running_server(settings(model_name=MODEL, max_batch=64, max_body_bytes=1 << 20)) as srv:
         response = httpx.post(
-            f"{srv.url}/v1/act", json={"observations": observations.tolist()}, timeout=30
+            f"{srv.url}/v1/act",
+            json={"observations": observations.tolist()},
+            headers=AUTH,
+            timeout=30,
         )
     assert response.status_code == 200, response.text
     served = torch.tensor(response.json()["actions"])

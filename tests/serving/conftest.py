@@ -2,11 +2,16 @@
 
 The server runs in a thread of the test process (uvicorn, configured exactly as
 `python -m rlops_serving` configures it) on a socket bound here, so there is no port race and
-it sees the test's MLflow environment. Clients talk real HTTP to it.
+it sees the test's MLflow environment. Clients talk real HTTP to it, with the API keys below
+(`AUTH`: every scope; `KEYS` by name for the tests of who may do what).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import secrets
 import socket
 import threading
 import time
@@ -19,12 +24,35 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rlops_registry.registry import ModelRegistry
+from rlops_serving.auth import KeyScope, token_digest
 from rlops_serving.server import build_server
 from rlops_serving.settings import ServingSettings
 from tests.serving.policies import register_policy
 
 MODEL = "rlops-serving-test"
 START_TIMEOUT = 60.0
+KEY_SCOPES = {
+    "tester": sorted(KeyScope),
+    "actor": [KeyScope.ACT],
+    "reporter": [KeyScope.ACT, KeyScope.REPORT],
+    "operator": [KeyScope.METRICS],
+}
+# pytest loads this file as its `conftest` and test modules import it again as
+# `tests.serving.conftest`: both copies derive the same tokens from one seed per session.
+_SEED = os.environ.setdefault("RLOPS_TEST_KEY_SEED", secrets.token_hex(16))
+TOKENS = {
+    key_id: f"rlops_{key_id}_{hashlib.sha256(f'{_SEED}:{key_id}'.encode()).hexdigest()}"
+    for key_id in KEY_SCOPES
+}
+KEYS = {key_id: {"Authorization": f"Bearer {token}"} for key_id, token in TOKENS.items()}
+AUTH = KEYS["tester"]
+"""Headers of a key with every scope."""
+KEY_RING = json.dumps(
+    [
+        {"id": key_id, "sha256": token_digest(TOKENS[key_id]), "scopes": scopes}
+        for key_id, scopes in KEY_SCOPES.items()
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +61,7 @@ class RunningServer:
 
     def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         """`/metrics` as {(sample name, labels): value}."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        text = httpx.get(f"{self.url}/metrics", headers=AUTH, timeout=10).text
         return {
             (sample.name, frozenset(sample.labels.items())): sample.value
             for family in text_string_to_metric_families(text)
@@ -64,8 +92,15 @@ def running_server(settings: ServingSettings) -> Iterator[RunningServer]:
 
 
 def settings(**overrides: object) -> ServingSettings:
-    """Test settings: small limits, and a fast poll so hot reload shows within a second."""
-    defaults = {"model_name": MODEL, "poll_seconds": 0.2, "max_batch": 8, "max_body_bytes": 4096}
+    """Test settings: small limits, a fast poll so hot reload shows within a second, the
+    test keys."""
+    defaults = {
+        "model_name": MODEL,
+        "poll_seconds": 0.2,
+        "max_batch": 8,
+        "max_body_bytes": 4096,
+        "api_keys": KEY_RING,
+    }
     return ServingSettings(**(defaults | overrides))
 
 

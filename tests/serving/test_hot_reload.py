@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from rlops_registry.registry import ModelRegistry
-from tests.serving.conftest import MODEL
+from tests.serving.conftest import AUTH, MODEL
 from tests.serving.policies import register_policy
 
 CLIENTS = 8
@@ -32,7 +32,7 @@ class Answer:
 
 async def _client(url: str, answers: list[Answer], stop: asyncio.Event) -> None:
     """Requests back to back (one in flight) until `stop`; transport errors propagate."""
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client:
         while not stop.is_set() and len(answers) < MAX_REQUESTS_PER_CLIENT:
             response = await client.post("/v1/act", json={"observation": OBS})
             body = response.json()

@@ -12,14 +12,17 @@ from rlops_registry import tags
 from rlops_registry.registry import ModelRegistry
 from rlops_serving.app import create_app
 from rlops_serving.schemas import ActRequest, non_finite_action_errors
-from tests.serving.conftest import MODEL, running_server, settings, wait_for
+from tests.serving.conftest import AUTH, MODEL, running_server, settings, wait_for
 from tests.serving.policies import register_broken_version, register_policy
 
 OBS = [0.5, -0.3, 0.8]
 
 
+JSON = {"content-type": "application/json"}
+
+
 def act(url: str, body: object) -> httpx.Response:
-    return httpx.post(f"{url}/v1/act", json=body, timeout=10)
+    return httpx.post(f"{url}/v1/act", json=body, headers=AUTH, timeout=10)
 
 
 def test_acts_on_one_observation_and_on_a_batch(server, champion) -> None:
@@ -84,10 +87,7 @@ def test_bad_input_is_a_422_naming_the_field(server, subtests) -> None:
         content = body if isinstance(body, str) else json.dumps(body)
         with subtests.test(body=content[:60]):
             response = httpx.post(
-                f"{server.url}/v1/act",
-                content=content,
-                headers={"content-type": "application/json"},
-                timeout=10,
+                f"{server.url}/v1/act", content=content, headers=AUTH | JSON, timeout=10
             )
             assert response.status_code == 422, response.text
             (error,) = response.json()["detail"]
@@ -115,7 +115,7 @@ def test_only_a_body_declared_as_json_is_read(server, content_type, status) -> N
     response = httpx.post(
         f"{server.url}/v1/act",
         content=json.dumps({"observation": OBS}),
-        headers={"content-type": content_type},
+        headers=AUTH | {"content-type": content_type},
         timeout=10,
     )
     assert response.status_code == status, response.text
@@ -147,16 +147,29 @@ def test_oversized_or_unsized_bodies_are_refused_unread(server) -> None:
     chunked = httpx.post(
         f"{server.url}/v1/act",
         content=iter([json.dumps({"observation": OBS}).encode()]),  # no Content-Length
-        headers={"content-type": "application/json"},
+        headers=AUTH | JSON,
         timeout=10,
     )
     assert chunked.status_code == 411
     assert act(server.url, {"observation": OBS}).status_code == 200  # still serving
 
 
+def test_an_act_body_longer_than_max_batch_rows_can_be_is_refused_unread(server) -> None:
+    """Under max_body_bytes, but more bytes than 8 rows (max_batch) of 3 values can take: the
+    413 says so before the body is parsed; a long but possible batch is parsed (422 names it)."""
+    long_rows = {"observations": [[0.123456789012345] * 3] * 40}
+    assert len(json.dumps(long_rows)) < 4096  # max_body_bytes would let it through
+    refused = act(server.url, long_rows)
+    assert refused.status_code == 413
+    assert "8 observations (max_batch) of 3 values" in refused.json()["detail"]
+    parsed = act(server.url, {"observations": [[0.1, 0.2, 0.3]] * 9})
+    assert parsed.status_code == 422
+    assert parsed.json()["detail"][0]["loc"] == ["body", "observations"]
+
+
 def test_probes_and_metrics(server, champion) -> None:
     assert httpx.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
-    ready = httpx.get(f"{server.url}/ready", timeout=10)
+    ready = httpx.get(f"{server.url}/ready", headers=AUTH, timeout=10)
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "model_name": MODEL, "model_version": champion}
     act(server.url, {"observation": OBS})
@@ -195,7 +208,7 @@ def test_starts_unready_without_a_champion_then_loads_it(mlflow_store) -> None:
     ModelRegistry(other).crown(register_policy(other, reward=-1000.0))
     with running_server(settings()) as server:
         assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
-        unready = httpx.get(f"{server.url}/ready", timeout=10)
+        unready = httpx.get(f"{server.url}/ready", headers=AUTH, timeout=10)
         assert unready.status_code == 503
         refused = act(server.url, {"observation": OBS})
         assert refused.status_code == 503
@@ -210,7 +223,7 @@ def test_starts_unready_without_a_champion_then_loads_it(mlflow_store) -> None:
 
         ModelRegistry(MODEL).crown(version)
         wait_for(
-            lambda: httpx.get(f"{server.url}/ready", timeout=10).status_code == 200,
+            lambda: httpx.get(f"{server.url}/ready", headers=AUTH, timeout=10).status_code == 200,
             "ready after the alias was set",
         )
         assert act(server.url, {"observation": OBS}).json()["model_version"] == version
