@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rl_core.actor_audit import check_archive, check_graphs
 from rl_core.envs import EnvSpec, make_env
 from rl_core.evaluation import Policy
 from rl_core.networks import SDE_MEAN_CLIP, Actor
@@ -66,9 +67,14 @@ def script_actor(actor: Actor) -> torch.jit.ScriptModule:
 
 
 def load_exported(path: str | Path) -> torch.jit.ScriptModule:
-    """Load a TorchScript actor saved by `export_actor`."""
+    """Load a TorchScript actor saved by `export_actor`, refusing one that does more than
+    tensor maths (`rl_core.actor_audit`) before any of its code runs."""
+    path = Path(path)
+    check_archive(path)
     with quiet_torchscript():
-        return torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(str(path), map_location="cpu")
+    check_graphs(module, path.name)
+    return module
 
 
 def exported_policy(exported: torch.jit.ScriptModule) -> Policy:

@@ -13,7 +13,13 @@ only here:
     requirements.txt    pinned torch, numpy and mlflow (no dependency inference)
 
 So `mlflow.pyfunc.load_model(...)` and `mlflow models serve -m ...` work on any registered
-version, and act exactly like the trained actor. mlflow is imported inside the functions:
+version, and act exactly like the trained actor.
+
+A downloaded folder is untrusted input: `log_policy_model` records the sha256 of every file
+on the LoggedModel (`rl_core.policy_integrity`), and `load_registered_policy` refuses a folder
+whose files differ from the digests the registry holds; the metadata is validated
+(`PolicyMeta`), artifact paths must stay inside the folder, and the actor is audited
+(`rl_core.actor_audit`) before any of its code runs. mlflow is imported inside the functions:
 rl_core stays usable without it.
 """
 
@@ -22,17 +28,27 @@ from __future__ import annotations
 import importlib.metadata
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from rl_core.config import MODULE_NAME
 from rl_core.envs import EnvSpec
 from rl_core.export import export_actor, load_exported, real_observations
 from rl_core.networks import Actor
+from rl_core.policy_integrity import (
+    DIGESTS_TAG,
+    encode_digests,
+    folder_digests,
+    recorded_digests,
+    verify_folder,
+)
 
 ACTOR_ARTIFACT = "actor"
 """Key of the TorchScript file among the pyfunc model's artifacts."""
@@ -47,19 +63,31 @@ class PolicyFolderError(ValueError):
     """A folder that is not an rlops policy model; the message names what is missing."""
 
 
-@dataclass(frozen=True)
-class PolicyMeta:
-    """What a policy folder says about its actor (MLmodel metadata["rlops"])."""
+ENV_ID_PATTERN = r"^(?:[\w:-]+/)?[\w:.-]+$"
+"""gymnasium's env id grammar (`[namespace/]name[-vN]`, the name may carry a `module:`
+prefix): no spaces, no path separators beyond the one namespace slash."""
+MAX_DIM = 65_536
+"""Largest observation or action size a policy folder may declare."""
 
-    env_id: str
-    obs_dim: int
-    act_dim: int
-    max_abs_diff_vs_eager: float
-    observations_checked: int
-    torch_version: str
-    format: int = POLICY_FORMAT
-    env_packages: tuple[str, ...] = ()
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+class PolicyMeta(BaseModel):
+    """What a policy folder says about its actor (MLmodel metadata["rlops"]).
+
+    Read from a downloaded folder, so validated like any untrusted input: the env it names is
+    built by the monitor and its sizes drive the server's warm-up.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env_id: str = Field(min_length=1, max_length=200, pattern=ENV_ID_PATTERN)
+    obs_dim: int = Field(ge=1, le=MAX_DIM)
+    act_dim: int = Field(ge=1, le=MAX_DIM)
+    max_abs_diff_vs_eager: float = Field(ge=0.0, allow_inf_nan=False)
+    observations_checked: int = Field(ge=0, le=2**31 - 1)
+    torch_version: str = Field(min_length=1, max_length=64)
+    format: int = Field(POLICY_FORMAT, ge=1, le=POLICY_FORMAT)
+    env_packages: tuple[Annotated[str, Field(pattern=MODULE_NAME)], ...] = Field((), max_length=32)
+    env_kwargs: dict[str, JsonValue] = Field(default_factory=dict)
     """Folders of format 1 name the env id alone: these default to nothing."""
 
     @property
@@ -74,6 +102,8 @@ class LoggedPolicy:
 
     model_id: str
     model_uri: str
+    digests: dict[str, str]
+    """sha256 of each file of the folder, also the LoggedModel's `DIGESTS_TAG`."""
 
 
 MLFLOW_IMPORT_NOISE = r".*Any type hint is inferred as AnyType"
@@ -131,35 +161,92 @@ def save_policy_model(actor: Actor, env: EnvSpec | str, path: str | Path) -> Pol
             model_config={"actor_artifact": ACTOR_ARTIFACT},
             signature=signature,
             input_example=example,
-            metadata={METADATA_KEY: asdict(meta)},
+            metadata={METADATA_KEY: meta.model_dump(mode="json")},
             pip_requirements=_requirements(),
         )
     return meta
 
 
 def read_policy_meta(path: str | Path) -> tuple[PolicyMeta, Path]:
-    """The folder's `PolicyMeta` and the path of its TorchScript actor."""
+    """The folder's `PolicyMeta` and the path of its TorchScript actor; metadata that breaks
+    `PolicyMeta` and an artifact path leading out of the folder are refused, naming the field."""
     from mlflow.models import Model
 
     path = Path(path)
     if not (path / "MLmodel").is_file():
         raise PolicyFolderError(f"{path} is not an MLflow model folder (no MLmodel file)")
     model = Model.load(str(path / "MLmodel"))
-    raw: dict[str, Any] | None = (model.metadata or {}).get(METADATA_KEY)
-    pyfunc = model.flavors.get("python_function", {})
-    actor = pyfunc.get("artifacts", {}).get(ACTOR_ARTIFACT, {}).get("path")
-    if raw is None or actor is None:
+    raw: Any = (model.metadata or {}).get(METADATA_KEY)
+    artifacts = model.flavors.get("python_function", {}).get("artifacts") or {}
+    if raw is None or ACTOR_ARTIFACT not in artifacts:
         raise PolicyFolderError(
             f"{path} is an MLflow model but not an rlops policy (no metadata[{METADATA_KEY!r}] "
             f"or no {ACTOR_ARTIFACT!r} artifact); export one with `rlops export`"
         )
-    return PolicyMeta(**raw), path / actor
+    try:
+        meta = PolicyMeta.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyFolderError(
+            f"{path}/MLmodel: invalid metadata.{METADATA_KEY}: {_field_errors(exc)}"
+        ) from None
+    files = {
+        name: _inside(path, entry, f"flavors.python_function.artifacts.{name}.path")
+        for name, entry in artifacts.items()
+    }
+    return meta, files[ACTOR_ARTIFACT]
+
+
+def _field_errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']} (got "
+        f"{str(error['input'])[:100]!r})"
+        for error in exc.errors()
+    )
+
+
+def _inside(folder: Path, entry: Any, field: str) -> Path:
+    """`entry["path"]` as a file inside `folder`: relative, no `..`, no symlink out."""
+    relative = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(relative, str) or not relative:
+        raise PolicyFolderError(f"{folder}/MLmodel: {field} must be a path, got {relative!r}")
+    parts = PurePosixPath(relative).parts
+    if PurePosixPath(relative).is_absolute() or ".." in parts or "\\" in relative:
+        raise PolicyFolderError(
+            f"{folder}/MLmodel: {field} is {relative!r}; it must be a relative path inside "
+            "the model folder (no absolute path, no '..')"
+        )
+    resolved = (folder / relative).resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise PolicyFolderError(
+            f"{folder}/MLmodel: {field} {relative!r} leads out of the model folder (to "
+            f"{resolved}) through a symlink"
+        )
+    return resolved
 
 
 def load_policy_folder(path: str | Path) -> tuple[torch.jit.ScriptModule, PolicyMeta]:
-    """The folder's TorchScript actor, loaded, and its `PolicyMeta`."""
+    """The folder's TorchScript actor, loaded (`load_exported` audits it before any of its
+    code runs), and its `PolicyMeta`. A registered version goes through
+    `load_registered_policy`, which first checks the folder's files."""
     meta, actor_file = read_policy_meta(path)
     return load_exported(actor_file), meta
+
+
+def load_registered_policy(
+    model_uri: str, registry_tags: Mapping[str, str], scratch: str | Path, what: str
+) -> tuple[torch.jit.ScriptModule, PolicyMeta]:
+    """Download `model_uri` into `scratch`, refuse it unless its files are the ones whose
+    digests `registry_tags` record (the tags of the registered version or LoggedModel, read
+    from the registry by the caller, never from the folder), then load it.
+
+    `what` names the model in errors (e.g. "rlops-sac-pendulum v3").
+    """
+    from mlflow.artifacts import download_artifacts
+
+    expected = recorded_digests(registry_tags, what)
+    folder = Path(download_artifacts(model_uri, dst_path=str(scratch)))
+    verify_folder(folder, expected, what)
+    return load_policy_folder(folder)
 
 
 def log_policy_model(
@@ -168,7 +255,9 @@ def log_policy_model(
     """Save the policy folder and log it as a LoggedModel of MLflow run `run_id`.
 
     The model is created, uploaded and only then marked READY, so a crash in between leaves
-    a model that is never READY (callers looking for a finished one skip it).
+    a model that is never READY (callers looking for a finished one skip it). It is created
+    with the sha256 of each file as its `DIGESTS_TAG`, which registering copies onto the
+    version and every load checks.
     """
     from mlflow import MlflowClient
     from mlflow.entities import LoggedModelStatus
@@ -178,9 +267,13 @@ def log_policy_model(
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "policy"
         save_policy_model(actor, env, folder)
+        digests = folder_digests(folder)
         model = client.create_logged_model(
-            experiment_id, name=LOGGED_MODEL_NAME, source_run_id=run_id, tags=tags
+            experiment_id,
+            name=LOGGED_MODEL_NAME,
+            source_run_id=run_id,
+            tags={**(tags or {}), DIGESTS_TAG: encode_digests(digests)},
         )
         client.log_model_artifacts(model.model_id, str(folder))
     client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    return LoggedPolicy(model.model_id, f"models:/{model.model_id}")
+    return LoggedPolicy(model.model_id, f"models:/{model.model_id}", digests)

@@ -34,7 +34,7 @@ from rl_core.evaluation import (
 )
 from rl_core.export import exported_policy
 from rl_core.networks import Actor
-from rl_core.policy_model import load_policy_folder, log_policy_model
+from rl_core.policy_model import load_registered_policy, log_policy_model
 from rl_core.tracking import MlflowTracker
 from rl_core.training import (
     ACTOR_ARTIFACT_DIR,
@@ -262,11 +262,15 @@ def export_candidate(run_id: str, actor_artifact: str) -> dict[str, Any]:
 def benchmark_candidate(
     run_id: str, actor_artifact: str, exported: dict[str, Any]
 ) -> dict[str, Any]:
-    """Latency of the eager actor vs the exported file, as the artifact store holds it."""
+    """Latency of the eager actor vs the exported file, as the artifact store holds it (and
+    as the export recorded it: its files are checked against the LoggedModel's digests)."""
     eager, _ = _trained_actor(run_id, actor_artifact)
+    model_id = exported["model_id"]
+    logged = MlflowClient().get_logged_model(model_id)  # its digests: the export's own files
     with tempfile.TemporaryDirectory() as scratch:
-        folder = mlflow.artifacts.download_artifacts(exported["model_uri"], dst_path=scratch)
-        scripted, meta = load_policy_folder(folder)
+        scripted, meta = load_registered_policy(
+            exported["model_uri"], logged.tags, scratch, f"LoggedModel {model_id}"
+        )
         rows = benchmark_latency(eager, scripted, meta.obs_dim)
     metrics = {}
     for row in rows:
@@ -419,9 +423,10 @@ def _champion_score(registry: ModelRegistry, settings: PipelineSettings) -> Cham
         recorded = mlflow.artifacts.load_dict(f"runs:/{source_run}/{EVALUATION_ARTIFACT}")
         if recorded["seeds"] == seeds:
             return ChampionScore(str(champion.version), recorded["returns"])
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch:  # checked against its version's digests
         uri = f"models:/{registry.name}/{champion.version}"
-        actor, meta = load_policy_folder(mlflow.artifacts.download_artifacts(uri, dst_path=scratch))
+        what = f"{registry.name} v{champion.version} (champion)"
+        actor, meta = load_registered_policy(uri, champion.tags, scratch, what)
     result = evaluate(exported_policy(actor), meta.env, seeds)
     log.info("champion v%s re-evaluated on seeds %s: %.1f", champion.version, seeds, result.mean)
     return ChampionScore(str(champion.version), result.returns)

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from rl_core.policy_integrity import encode_digests, recorded_digests
 from rlops_registry import tags
 
 CHAMPION = "champion"
@@ -57,8 +58,17 @@ class ModelRegistry:
         version_tags: dict[str, Any],
     ) -> ModelVersion:
         """A version of the model at `model_uri` (a LoggedModel's `models:/<model_id>`), made
-        by MLflow run `run_id`; the existing version on a retry of the same Airflow run."""
+        by MLflow run `run_id`; the existing version on a retry of the same Airflow run.
+
+        The LoggedModel's file digests are copied onto the version (`tags.ARTIFACT_SHA256`,
+        on a retry too): what every loader checks the version's files against. A LoggedModel
+        that records none is refused.
+        """
         self.ensure_model()
+        if model_id is not None:
+            logged = self.client.get_logged_model(model_id)
+            digests = recorded_digests(logged.tags, f"LoggedModel {model_id}")
+            version_tags = {**version_tags, tags.ARTIFACT_SHA256: encode_digests(digests)}
         existing = self.version_for_run_key(run_key)
         if existing is not None:
             self.set_tags(existing.version, version_tags)

@@ -4,6 +4,8 @@ Model-version tags are read by the policy server and the drift monitor as well a
 pipeline; run tags tie an MLflow run to its Airflow run and record the pipeline's outcome.
 """
 
+from rl_core.policy_integrity import DIGESTS_TAG
+
 # --- on a registered model version -----------------------------------------------------------
 REWARD = "reward"
 """Mean deterministic return on the eval seeds: what the gate and the drift guard compare."""
@@ -20,6 +22,11 @@ ENV_ID = "env_id"
 ENV_KWARGS = "rlops.env_kwargs"
 """JSON object of the keyword arguments the env was made with (`{}`: none). With ENV_ID, the
 env a version acts in; all versions of one registered model act in the same env."""
+ARTIFACT_SHA256 = DIGESTS_TAG
+""""rlops.sha256": JSON object {file path: sha256} of every file of the version's policy
+folder, copied at register from its LoggedModel (which the export task created with it). The
+server, the monitor and promotion refuse a downloaded folder that differs
+(rl_core/policy_integrity.py); a version without it is refused as predating digest checks."""
 CONFIG_HASH = "config_hash"
 GIT_SHA = "git_sha"
 SOURCE_RUN_ID = "source_run_id"

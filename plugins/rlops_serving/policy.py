@@ -3,8 +3,10 @@
 The version's MLflow model folder (`rl_core.policy_model`: a pyfunc around the TorchScript
 file) is fetched by version number, never by alias, so the alias moving during a download
 cannot mix two versions; the server then calls the TorchScript actor directly, its fast path.
-A version is only served after a warm-up forward pass proves it maps observations of its
-declared size to finite actions of its declared size.
+Before anything of it runs, its files are checked against the sha256 digests its version tags
+record (`rl_core.policy_integrity`) and its actor against the allowed ops
+(`rl_core.actor_audit`). A version is only served after a warm-up forward pass proves it maps
+observations of its declared size to finite actions of its declared size.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-import mlflow
 import torch
+from mlflow import MlflowClient
 
 from rl_core.envs import EnvSpec
-from rl_core.policy_model import load_policy_folder
+from rl_core.policy_integrity import PolicyIntegrityError
+from rl_core.policy_model import load_registered_policy
 
 WARM_UP_BATCHES = (1, 2, 1)
 """TorchScript profiles the first calls; running them here keeps them off live requests."""
@@ -46,13 +48,14 @@ class ServedPolicy:
 
 
 def load_policy(model_name: str, version: str) -> ServedPolicy:
-    """Download version `version` of `model_name`, load its actor and check it."""
+    """Download version `version` of `model_name`, verify its files against the digests its
+    version tags record, load its actor and check it."""
+    what = f"{model_name} v{version}"
+    registered = MlflowClient().get_model_version(model_name, str(version))
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(
-            mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=scratch)
-        )
         try:
-            module, meta = load_policy_folder(folder)
+            uri = f"models:/{model_name}/{version}"
+            module, meta = load_registered_policy(uri, registered.tags, scratch, what)
             policy = ServedPolicy(
                 model_name=model_name,
                 version=str(version),
@@ -61,8 +64,10 @@ def load_policy(model_name: str, version: str) -> ServedPolicy:
                 act_dim=meta.act_dim,
                 module=module,
             )
+        except PolicyIntegrityError as exc:  # its message names the version already
+            raise PolicyLoadError(str(exc)) from exc
         except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise PolicyLoadError(f"{model_name} v{version}: unusable model folder: {exc}") from exc
+            raise PolicyLoadError(f"{what}: unusable model folder: {exc}") from exc
     _check(policy)
     return policy
 

@@ -1,12 +1,16 @@
 """Registered model versions for the serving and monitoring tests.
 
 Real policy models in a real MLflow registry, made as the pipeline makes them (a LoggedModel
-written by `rl_core.policy_model`; version tags `reward`, `env_id`), but untrained: a server
-does not care about the weights, and an untrained policy's return is known.
+written by `rl_core.policy_model`, which records its files' digests; registered through
+`ModelRegistry.register`, which copies them onto the version; version tags `reward`,
+`env_id`), but untrained: a server does not care about the weights, and an untrained policy's
+return is known.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -55,6 +59,20 @@ def register_broken_version(model_name: str, scratch: Path) -> str:
         f"runs:/{run_id}/model", None, run_id, f"tests/broken/{run_id}", {tags.REWARD: "-1"}
     )
     return str(version.version)
+
+
+def logged_model_id(model_name: str, version: str) -> str:
+    """The LoggedModel a version was registered from (its source is `models:/<id>`)."""
+    return MlflowClient().get_model_version(model_name, version).source.removeprefix("models:/")
+
+
+def overwrite_actor(model_id: str, actor_file: Path) -> None:
+    """Replace LoggedModel `model_id`'s `artifacts/actor.pt` in the artifact store, through
+    MLflow's client: what anyone who can write there could do after registration."""
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "artifacts").mkdir()
+        shutil.copyfile(actor_file, Path(scratch) / "artifacts" / "actor.pt")
+        MlflowClient().log_model_artifacts(model_id, scratch)
 
 
 def _experiment(client: MlflowClient) -> str:
