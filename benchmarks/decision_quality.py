@@ -20,7 +20,7 @@ replays decisions by drawing seeds from the pool, with the product's own rule fu
   replacement from its pool). The old rule (before 0.2): online mean below the return
   recorded at registration on a block of eval seeds minus `--tolerance` of its magnitude, one
   check. The new one (`rlops_airflow.drift`): the interval of (online - reference) entirely
-  below minus the tolerance, the reference being the first check's `--reference-episodes`,
+  below minus the tolerance, the reference being `--reference-episodes` simulator episodes,
   `--breaches` consecutive breaches to roll back. Healthy: the share of checks that roll it
   back. Degraded by Gaussian action noise to lose 10% and 25% of its return's magnitude: the
   share rolled back within 3 checks and the mean checks to the rollback.
@@ -165,7 +165,7 @@ def drift_rates(
     followed = []
     for _ in range(max(1, args.trials // 2)):
         if new_rule:
-            reference = _draw(healthy, args.reference_episodes, rng)  # the first check
+            reference = _draw(healthy, args.reference_episodes, rng)  # simulator reference
             streak: tuple[str, ...] = ()
             found = []
             for hour in range(HORIZON):
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="the gate's episodes")
     parser.add_argument("--check-episodes", type=int, default=200, help="per monitor check")
     parser.add_argument("--tolerance", type=float, default=0.05, help="drift_tolerance")
-    parser.add_argument("--reference-episodes", type=int, default=1_000, help="first check")
+    parser.add_argument("--reference-episodes", type=int, default=1_000, help="simulator reference")
     parser.add_argument("--breaches", type=int, default=2, help="breaches_to_rollback")
     parser.add_argument("--trials", type=int, default=480, help="decisions per figure")
     parser.add_argument(

@@ -18,23 +18,38 @@ points to: the episodes clients reported to the policy server in the last
 deterministic episodes on fresh env seeds (derived from the run's date), played by the policy
 server's own loader. It logs them as a run in the `rlops-monitoring` experiment (which
 evidence it used, the returns, their mean) and tags the version (`rlops.online_return`). The
-first check of a version on each kind of evidence is its **reference** (`reference_episodes`
-simulator episodes). No champion: skipped.
+version's **reference** is always a simulator sample (`reference_episodes` episodes): its
+first simulator check, or a run made just before its first served check. Never served traffic,
+whose first hour a client could forge to make every later honest hour look like a drift. No
+champion: skipped.
 
 `drift_guard` compares the check with the reference: a **breach** when the whole
 `confidence` interval of the difference of means (online - reference) is below
-`-drift_tolerance * |reference mean|`. Each check logs the difference and its interval. After
-`breaches_to_rollback` consecutive breaches `champion` moves back to `previous_champion`,
-both versions are tagged with the reason and time (`rlops.drift.*`, `rlops.rollback.*`), and
-the task fails without retrying; the failure alert goes to the webhook in the Airflow Variable
-`rlops_alert_webhook_url` (else to the task log). With no previous champion no alias moves:
-alert only.
+`-drift_tolerance * |reference mean|`. Each check logs the difference and its interval. With
+`confirm_with_simulator` (the default), a breach on served traffic is re-checked on `episodes`
+fresh simulator episodes (logged on the check's run) and counts only if the simulator breaches
+too; an unconfirmed one is tagged (`rlops.drift` = `unconfirmed` on the check's run,
+`rlops.drift.last_check` in words on the run and the version), logged as a warning, and moves
+nothing. After
+`breaches_to_rollback` consecutive counted breaches `champion` moves back to
+`previous_champion`, both versions are tagged with the reason and time (`rlops.drift.*`,
+`rlops.rollback.*`), and the task fails without retrying; the failure alert goes to the webhook
+in the Airflow Variable `rlops_alert_webhook_url` (else to the task log). With no previous
+champion no alias moves: alert only.
 
 `judge_canary` compares `challenger` with `champion` on the returns the server's canary
 split sent each of them (same `confidence`, `noninferiority_margin` as the pipeline's
 gate), logs the verdict in MLflow and on the challenger (`rlops.canary.verdict`), and crowns
-the challenger on a passing verdict only if `promote_on_canary` is set. Skipped without a
-distinct challenger.
+the challenger on a passing verdict only if `promote_on_canary` is set, its gates passed and,
+with `confirm_with_simulator`, the simulator agrees: both versions on the same `episodes`
+fresh simulator seeds, the pipeline's paired promotion rule. The verdict says which evidence
+disagreed. Skipped without a distinct challenger.
+
+**Risk of turning `confirm_with_simulator` off** (for a real world the simulator does not
+model): served evidence then rolls back and crowns alone. The policy server only counts
+authenticated reports bound to an episode it served (a signed ticket) and within the env's
+bounds, but a client holding a report key can still lie within those bounds: enough such
+reports roll back a healthy champion or crown a worse challenger.
 """
 
 from __future__ import annotations
@@ -130,6 +145,14 @@ PARAMS = {
         title="Canary non-inferiority margin",
         description="The challenger passes when the low end of the interval of (challenger - "
         "champion) is at least minus this fraction of the champion's magnitude.",
+    ),
+    "confirm_with_simulator": Param(
+        True,
+        type="boolean",
+        title="Confirm served evidence in the simulator",
+        description="A served-traffic breach counts towards a rollback, and a canary verdict "
+        "crowns, only if fresh simulator episodes agree. Off: served reports act alone, and a "
+        "client holding a report key can roll back or crown by lying within the bounds.",
     ),
     "promote_on_canary": Param(
         False,

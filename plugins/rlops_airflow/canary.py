@@ -10,10 +10,18 @@ interval of the difference of means (challenger - champion) is at least
 unpaired one (`rl_core.confidence.unpaired_difference`). The verdict is logged as a run in the
 monitoring experiment and tagged on the challenger. Promotion on a passing verdict is opt-in
 (`promote_on_canary`), and only for a challenger whose reward and speedup gates passed.
+
+Served returns are what clients claim, so by default (`confirm_with_simulator`) a crowning
+also needs the simulator to agree: challenger and champion play the same fresh simulator
+seeds and the pipeline's promotion rule (`rlops_airflow.promotion.decide`: paired interval,
+same confidence and margin) must pass too; the verdict says which of the two disagreed.
+Without it, served evidence crowns alone: the policy server only counts authenticated,
+ticketed reports, but a client holding a report key can still lie within the bounds.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -23,12 +31,14 @@ from mlflow.entities import Metric
 
 from rl_core.confidence import Interval, unpaired_difference
 from rlops_airflow.mlflow_run import AirflowRun
-from rlops_airflow.monitoring import millis, monitoring_run
+from rlops_airflow.monitoring import CANARY_SEEDS, fresh_seeds, millis, monitoring_run, simulate
+from rlops_airflow.promotion import Candidate, ChampionScore, Decision, Thresholds, decide
 from rlops_registry import tags
 from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
 from rlops_registry.served_episodes import served_returns
 
 PASSED = "passed"
+SIMULATOR_ARTIFACT = "monitoring/canary_simulator.json"
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,10 @@ class CanaryRule:
     window: timedelta = timedelta(hours=1)
     promote: bool = False
     """Crown a challenger whose verdict passes (and whose gates passed)."""
+    confirm_with_simulator: bool = True
+    """A crowning also needs the simulator comparison to pass (False: served evidence alone)."""
+    episodes: int = 200
+    """Fresh simulator seeds both versions play for that comparison."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,38 @@ def compare(
     return CanaryVerdict(mine, theirs, difference, passes, reason)
 
 
+def simulator_comparison(
+    challenger: list[float], champion: list[float], rule: CanaryRule, versions: tuple[str, str]
+) -> Decision:
+    """The promotion rule's champion comparison on returns of both versions on the same
+    simulator seeds, in seed order (pure: no I/O). Only that comparison: the reward and speedup
+    gates were decided at registration and are checked on their tags."""
+    comparison_only = Thresholds(
+        min_reward=-math.inf,
+        min_speedup=0.0,
+        confidence=rule.confidence,
+        noninferiority_margin=rule.noninferiority_margin,
+    )
+    mine, theirs = versions
+    return decide(
+        Candidate(mine, challenger, speedup=1.0), comparison_only, ChampionScore(theirs, champion)
+    )
+
+
+def agree(served: CanaryVerdict, simulator: Decision, episodes: int) -> CanaryVerdict:
+    """The verdict on a served pass once the simulator comparison is in: it passes only if
+    the simulator agrees, and the reason says so either way (pure: no I/O)."""
+    if not served.passes:
+        raise ValueError("only a passing served verdict needs the simulator to agree")
+    said = (
+        f"the simulator agrees on {episodes} fresh paired episodes"
+        if simulator.promote
+        else f"the simulator disagrees on {episodes} fresh paired episodes: "
+        + "; ".join(simulator.reasons)
+    )
+    return replace(served, passes=simulator.promote, reason=f"served: {served.reason}; {said}")
+
+
 def judge_canary(
     model_name: str, rule: CanaryRule, moment: datetime, airflow: AirflowRun
 ) -> CanaryVerdict | None:
@@ -106,7 +152,7 @@ def judge_canary(
             ],
         )
     if verdict.passes and rule.promote:
-        verdict = _promoted(registry, challenger.tags, verdict)
+        verdict = _promoted(registry, challenger.tags, verdict, rule, moment, run_id)
     client.set_tag(run_id, tags.CANARY_VERDICT, f"{verdict.reason}; {verdict.action}")
     registry.set_tags(
         verdict.challenger,
@@ -116,14 +162,47 @@ def judge_canary(
 
 
 def _promoted(
-    registry: ModelRegistry, challenger_tags: dict[str, str], verdict: CanaryVerdict
+    registry: ModelRegistry,
+    challenger_tags: dict[str, str],
+    verdict: CanaryVerdict,
+    rule: CanaryRule,
+    moment: datetime,
+    run_id: str,
 ) -> CanaryVerdict:
+    """Crown the challenger of a passing served verdict if its gates passed and, when asked,
+    the simulator agrees (checked after the gates: they cost nothing)."""
     gates = {name: challenger_tags.get(name) for name in (tags.REWARD_GATE, tags.SPEEDUP_GATE)}
     failed = [name for name, result in gates.items() if result != PASSED]
     if failed:
-        action = f"not promoted: gate {', '.join(failed)} did not pass"
-    else:
-        registry.crown(verdict.challenger)
-        registry.set_tags(verdict.challenger, {tags.PROMOTION: "promoted by canary"})
-        action = f"promoted: v{verdict.challenger} is champion, v{verdict.champion} previous"
+        return replace(verdict, action=f"not promoted: gate {', '.join(failed)} did not pass")
+    if rule.confirm_with_simulator:
+        decision = _simulated(registry.name, verdict, rule, moment, run_id)
+        verdict = agree(verdict, decision, rule.episodes)
+        if not verdict.passes:
+            return replace(verdict, action="not promoted: the simulator disagrees")
+    registry.crown(verdict.challenger)
+    registry.set_tags(verdict.challenger, {tags.PROMOTION: "promoted by canary"})
+    action = f"promoted: v{verdict.challenger} is champion, v{verdict.champion} previous"
     return replace(verdict, action=action)
+
+
+def _simulated(
+    model_name: str, verdict: CanaryVerdict, rule: CanaryRule, moment: datetime, run_id: str
+) -> Decision:
+    """Both versions on the same fresh simulator seeds (from `moment`: a retry replays them),
+    logged on the canary run, and the promotion rule's comparison of them."""
+    seeds = fresh_seeds(moment, rule.episodes, CANARY_SEEDS)
+    versions = (verdict.challenger, verdict.champion)
+    challenger, champion = (simulate(model_name, version, seeds) for version in versions)
+    client = MlflowClient()
+    now = millis(datetime.now(UTC))
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric("canary_simulator_challenger_mean", float(np.mean(challenger)), now, 0),
+            Metric("canary_simulator_champion_mean", float(np.mean(champion)), now, 0),
+        ],
+    )
+    returns = {"seeds": seeds, "challenger": challenger, "champion": champion}
+    client.log_dict(run_id, returns, SIMULATOR_ARTIFACT)
+    return simulator_comparison(challenger, champion, rule, versions)

@@ -4,19 +4,21 @@ Pure logic, no I/O, so it is tested exhaustively and `benchmarks/decision_qualit
 it on thousands of simulated checks.
 
 A check compares two samples of episode returns, not two points: the online sample of this
-check and the champion's *reference* sample (its first check after it became champion, on
-the same kind of evidence, much larger than the 10 registration episodes, whose own error
-every later check would share). A check is a **breach** when the whole confidence interval of
-the difference of means (online - reference) lies below `-tolerance * |reference mean|`: the
-champion is then shown worse than itself by more than the tolerance. One breach is a warning;
-`breaches_to_rollback` consecutive breaches roll it back (hysteresis), so one unlucky hour
-does not.
+check (served traffic or simulator episodes) and the champion's *reference* sample (simulator
+episodes of its first check, much larger than the 10 registration episodes, whose own error
+every later check would share; never served traffic, which whoever reports it could forge).
+A check is a **breach** when the whole confidence interval of the difference of means
+(online - reference) lies below `-tolerance * |reference mean|`: the champion is then shown
+worse than itself by more than the tolerance. A breach on served traffic counts only once the
+simulator re-check confirms it (`confirm`), unless the monitor is told to trust served
+evidence alone. One breach is a warning; `breaches_to_rollback` consecutive breaches roll it
+back (hysteresis), so one unlucky hour does not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,6 +65,18 @@ def judge(online: Sequence[float], reference: Sequence[float], rule: DriftRule) 
         f"({rule.tolerance:.0%} of the reference's magnitude)"
     )
     return DriftVerdict(breach, difference, allowed, reason)
+
+
+def confirm(served: DriftVerdict, simulator: DriftVerdict) -> DriftVerdict:
+    """A served-traffic breach after the simulator re-check: still a breach only if the
+    version's fresh simulator episodes, judged by the same rule against the same reference,
+    breach too. Served returns are what clients claim; forged ones can raise an alarm but not
+    move an alias by themselves. The interval stays the served one; the reason quotes both."""
+    if not served.breach:
+        raise ValueError("only a served breach is confirmed: this served check is no breach")
+    word = "confirms" if simulator.breach else "does not confirm"
+    reason = f"served: {served.reason}; the simulator re-check {word} it: {simulator.reason}"
+    return replace(served, breach=simulator.breach, reason=reason)
 
 
 def extend_streak(streak: Sequence[str], breach: bool, check_key: str) -> tuple[str, ...]:

@@ -13,10 +13,22 @@ which it used:
 A check is one MLflow run in the monitoring experiment (found again on a retry, never made
 twice), holding the returns (`monitoring/returns.json`), the mean, and then the guard's
 statistic and interval; the version gets `rlops.online_return` (which the policy server
-exports to Prometheus). The first check of a version on a kind of evidence records the
-*reference* the later ones are compared with (`rlops.drift.reference.<evidence>`), with
-`reference_episodes` simulator episodes. The rule itself is `rlops_airflow.drift`. After
-`breaches_to_rollback` consecutive breaches the guard moves `champion` back to
+exports to Prometheus).
+
+Every check is compared with the version's *simulator reference*
+(`rlops.drift.reference.simulator`): `reference_episodes` simulator episodes, recorded by its
+first simulator check, or, when its first check is on served traffic, by a run of its own made
+just before it (found again on a retry). Never served traffic: a client that reports the first
+served hour would otherwise choose what "healthy" means, and every later honest hour would be
+a breach.
+
+The rule itself is `rlops_airflow.drift`. A breach on served traffic is re-checked in the
+simulator (`SimulatorRecheck`: `episodes` fresh episodes, logged on the check's run) and counts
+only if the simulator confirms it; an unconfirmed one is tagged and logged, and moves nothing.
+Without the re-check (`confirm_with_simulator` off, for a real world the simulator does not
+model) served evidence acts alone: the policy server only counts authenticated, ticketed
+reports, but a client holding a report key can still lie within the bounds. After
+`breaches_to_rollback` consecutive (confirmed) breaches the guard moves `champion` back to
 `previous_champion` and tags both versions with the reason and time; with no previous champion
 it changes no alias and only alerts.
 """
@@ -35,7 +47,7 @@ from mlflow.entities import Metric
 from rl_core.evaluation import evaluate
 from rl_core.export import exported_policy
 from rl_core.tracking import get_or_create_experiment
-from rlops_airflow.drift import DriftRule, DriftVerdict, extend_streak, judge
+from rlops_airflow.drift import DriftRule, DriftVerdict, confirm, extend_streak, judge
 from rlops_airflow.mlflow_run import AirflowRun
 from rlops_airflow.settings import artifact_location
 from rlops_registry import tags
@@ -46,7 +58,16 @@ from rlops_serving.policy import load_policy
 MONITORING_EXPERIMENT_ENV = "RLOPS_MONITORING_EXPERIMENT"
 DEFAULT_MONITORING_EXPERIMENT = "rlops-monitoring"
 RETURNS_ARTIFACT = "monitoring/returns.json"
+RECHECK_ARTIFACT = "monitoring/simulator_recheck.json"
 SERVED, SIMULATOR = "served", "simulator"
+REFERENCE_TAG = tags.DRIFT_REFERENCE_PREFIX + SIMULATOR
+"""The version's one reference: a simulator sample, whatever evidence its checks use."""
+UNCONFIRMED = "unconfirmed"
+"""A check run's `rlops.drift` when the simulator did not confirm its served breach."""
+CHECK_SEEDS, REFERENCE_SEEDS, CANARY_SEEDS = 0, 1, 2
+"""Streams of `fresh_seeds`: samples drawn in the same hour never share episodes (a served
+check's reference and its re-check are compared with each other). A check and a re-check
+are never both simulated in one hour, so they share a stream."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +77,20 @@ class Evidence:
     episodes: int = 200
     """Simulator episodes per check."""
     reference_episodes: int = 1000
-    """Simulator episodes of the first check of a version, which becomes its reference."""
+    """Simulator episodes of a version's reference."""
     min_served_episodes: int = 100
     """Served episodes in the window needed to judge on served traffic instead."""
     window: timedelta = timedelta(hours=1)
     """How far back from the check served episodes count."""
+
+
+@dataclass(frozen=True)
+class SimulatorRecheck:
+    """How the guard re-checks a served breach in the simulator before it counts it."""
+
+    episodes: int
+    moment: datetime
+    """When the check was due: the re-check's seeds come from it (a retry replays them)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +105,7 @@ class OnlineCheck:
     episodes: int
     mlflow_run_id: str
     reference_run_id: str | None
-    """The check this one is compared with; None when this check is the reference."""
+    """The simulator reference this check is compared with; None when this check is it."""
     check_key: str
     """The Airflow run that made the check: a retried check counts once towards a rollback."""
 
@@ -83,7 +113,10 @@ class OnlineCheck:
 @dataclass(frozen=True)
 class GuardOutcome:
     verdict: DriftVerdict | None
-    """None when the check recorded the reference instead of being judged."""
+    """None when the check recorded the reference instead of being judged; after a simulator
+    re-check, the confirmed verdict (`drift.confirm`)."""
+    unconfirmed: bool
+    """A served breach the simulator re-check did not confirm: alerted, not counted."""
     breaches: int
     """Consecutive breaches, this check included."""
     drifted: bool
@@ -104,10 +137,18 @@ class GuardOutcome:
         return f"{self.reason}; {self.action}"
 
 
-def fresh_seeds(moment: datetime, n: int) -> list[int]:
-    """`n` env seeds derived from `moment`: the same for a retry, new for every other check."""
-    state = np.random.SeedSequence(int(moment.timestamp())).generate_state(n)
-    return [int(seed) for seed in state]
+def fresh_seeds(moment: datetime, n: int, stream: int = CHECK_SEEDS) -> list[int]:
+    """`n` env seeds derived from `moment` and `stream`: the same for a retry, new for every
+    other check and for every other stream."""
+    sequence = np.random.SeedSequence(int(moment.timestamp()), spawn_key=(stream,))
+    return [int(seed) for seed in sequence.generate_state(n)]
+
+
+def simulate(model_name: str, version: str, seeds: list[int]) -> list[float]:
+    """Deterministic returns of the version on `seeds`, one episode each, played by the policy
+    server's own loader (so what the simulator judges is what is served)."""
+    policy = load_policy(model_name, version)
+    return evaluate(exported_policy(policy.module), policy.env, seeds).returns
 
 
 def check_champion(
@@ -121,6 +162,9 @@ def check_champion(
     version = str(champion.version)
     client = MlflowClient()
     run_id = monitoring_run(client, model_name, version, "drift", airflow)
+    reference = champion.tags.get(REFERENCE_TAG)
+    if reference == run_id:  # a retry of the check that recorded it
+        reference = None
     served = served_returns(model_name, version, millis(moment - evidence.window), millis(moment))
     if len(served) >= evidence.min_served_episodes:
         kind, returns, seeds = SERVED, served, None
@@ -128,17 +172,64 @@ def check_champion(
             f"served: {len(served)} episodes reported to the policy server in the "
             f"{evidence.window} before {moment.isoformat(timespec='minutes')}"
         )
+        if reference is None:
+            reference = _simulator_reference(client, registry, version, evidence, moment, airflow)
     else:
         kind = SIMULATOR
-        first = champion.tags.get(tags.DRIFT_REFERENCE_PREFIX + kind) in (None, run_id)
-        episodes = evidence.reference_episodes if first else evidence.episodes
-        policy = load_policy(model_name, version)
+        episodes = evidence.reference_episodes if reference is None else evidence.episodes
         seeds = fresh_seeds(moment, episodes)
-        returns = evaluate(exported_policy(policy.module), policy.env, seeds).returns
+        returns = simulate(model_name, version, seeds)
         detail = (
             f"simulator: {episodes} fresh episodes; {len(served)} served episodes reported, "
             f"fewer than {evidence.min_served_episodes}"
         )
+    online = _log_returns(client, run_id, kind, seeds, returns, detail)
+    if reference is None:
+        registry.set_tags(version, {REFERENCE_TAG: run_id})
+    registry.set_tags(
+        version,
+        {
+            tags.ONLINE_RETURN: f"{online:.4f}",
+            tags.ONLINE_CHECKED_AT: _now(),
+            tags.ONLINE_RUN: run_id,
+        },
+    )
+    return OnlineCheck(
+        model_name, version, kind, online, len(returns), run_id, reference, airflow.key
+    )
+
+
+def _simulator_reference(
+    client: MlflowClient,
+    registry: ModelRegistry,
+    version: str,
+    evidence: Evidence,
+    moment: datetime,
+    airflow: AirflowRun,
+) -> str:
+    """Record the version's simulator reference for a served check that finds none, as a run
+    of its own (a retry finds it again and replays the same seeds): served traffic is compared
+    with what the version does in the simulator, never with earlier served traffic."""
+    run_id = monitoring_run(client, registry.name, version, "reference", airflow)
+    seeds = fresh_seeds(moment, evidence.reference_episodes, REFERENCE_SEEDS)
+    returns = simulate(registry.name, version, seeds)
+    detail = f"simulator: {len(seeds)} fresh episodes, the reference of v{version}'s checks"
+    _log_returns(client, run_id, SIMULATOR, seeds, returns, detail)
+    client.set_tag(run_id, tags.DRIFT_VERDICT, "reference")
+    registry.set_tags(version, {REFERENCE_TAG: run_id})
+    return run_id
+
+
+def _log_returns(
+    client: MlflowClient,
+    run_id: str,
+    kind: str,
+    seeds: list[int] | None,
+    returns: list[float],
+    detail: str,
+) -> float:
+    """Log a sample of returns on its monitoring run (overwritten alike on a retry); returns
+    its mean."""
     online = float(np.mean(returns))
     now = millis(datetime.now(UTC))
     client.log_batch(
@@ -153,45 +244,30 @@ def check_champion(
     client.log_dict(
         run_id, {"evidence": kind, "seeds": seeds, "returns": list(returns)}, RETURNS_ARTIFACT
     )
-    reference_tag = tags.DRIFT_REFERENCE_PREFIX + kind
-    reference = champion.tags.get(reference_tag)
-    if reference in (None, run_id):
-        registry.set_tags(version, {reference_tag: run_id})
-        reference = None
-    registry.set_tags(
-        version,
-        {
-            tags.ONLINE_RETURN: f"{online:.4f}",
-            tags.ONLINE_CHECKED_AT: _now(),
-            tags.ONLINE_RUN: run_id,
-        },
-    )
-    return OnlineCheck(
-        model_name, version, kind, online, len(returns), run_id, reference, airflow.key
-    )
+    return online
 
 
-def guard(check: OnlineCheck, rule: DriftRule) -> GuardOutcome:
-    """Judge the check against the reference; after enough consecutive breaches roll
-    `champion` back, if it still is the checked version."""
+def guard(check: OnlineCheck, rule: DriftRule, recheck: SimulatorRecheck | None) -> GuardOutcome:
+    """Judge the check against the reference; re-check a served breach in the simulator
+    (`recheck`; None: served evidence acts alone); after enough consecutive (confirmed)
+    breaches roll `champion` back, if it still is the checked version."""
     client = MlflowClient()
     registry = ModelRegistry(check.model_name)
     if check.reference_run_id is None:
         client.set_tag(check.mlflow_run_id, tags.DRIFT_VERDICT, "reference")
-        action = f"none: this check is v{check.version}'s {check.evidence} reference"
-        return GuardOutcome(None, 0, False, action)
-    verdict = judge(_returns(check.mlflow_run_id), _returns(check.reference_run_id), rule)
-    now = millis(datetime.now(UTC))
-    client.log_batch(
-        check.mlflow_run_id,
-        metrics=[
-            Metric("drift_difference", verdict.difference.mean, now, 0),
-            Metric("drift_difference_low", verdict.difference.low, now, 0),
-            Metric("drift_difference_high", verdict.difference.high, now, 0),
-            Metric("drift_allowed_difference", verdict.allowed, now, 0),
-        ],
-    )
-    client.set_tag(check.mlflow_run_id, tags.DRIFT_VERDICT, "breach" if verdict.breach else "none")
+        action = f"none: this check is v{check.version}'s simulator reference"
+        return GuardOutcome(None, False, 0, False, action)
+    reference = _returns(check.reference_run_id)
+    verdict = judge(_returns(check.mlflow_run_id), reference, rule)
+    _log_verdict(client, check.mlflow_run_id, "drift", verdict)
+    unconfirmed = False
+    if verdict.breach and check.evidence == SERVED and recheck is not None:
+        simulated = judge(_recheck(client, check, recheck), reference, rule)
+        _log_verdict(client, check.mlflow_run_id, "recheck", simulated)
+        verdict = confirm(verdict, simulated)
+        unconfirmed = not verdict.breach
+    outcome = UNCONFIRMED if unconfirmed else "breach" if verdict.breach else "none"
+    client.set_tag(check.mlflow_run_id, tags.DRIFT_VERDICT, outcome)
     client.set_tag(check.mlflow_run_id, tags.DRIFT_CHECK, verdict.reason)
     before = registry.version(check.version).tags.get(tags.DRIFT_BREACHES, "")
     streak = extend_streak(before.split(), verdict.breach, check.check_key)
@@ -200,9 +276,12 @@ def guard(check: OnlineCheck, rule: DriftRule) -> GuardOutcome:
     )
     needed = rule.breaches_to_rollback
     if len(streak) < needed:
-        action = "none" if not streak else f"breach {len(streak)} of {needed}: no rollback yet"
-        return GuardOutcome(verdict, len(streak), False, action)
-    drifted = GuardOutcome(verdict, len(streak), True, "")
+        if unconfirmed:
+            action = "none: the simulator did not confirm the served breach"
+        else:
+            action = "none" if not streak else f"breach {len(streak)} of {needed}: no rollback yet"
+        return GuardOutcome(verdict, unconfirmed, len(streak), False, action)
+    drifted = GuardOutcome(verdict, False, len(streak), True, "")
     action = _roll_back(registry, check, drifted.reason)
     client.set_tag(check.mlflow_run_id, tags.DRIFT_ACTION, action)
     return replace(drifted, action=action)
@@ -238,6 +317,40 @@ def _roll_back(registry: ModelRegistry, check: OnlineCheck, reason: str) -> str:
     return action
 
 
+def _recheck(client: MlflowClient, check: OnlineCheck, recheck: SimulatorRecheck) -> list[float]:
+    """The champion's returns on the re-check's fresh simulator episodes, logged on the
+    check's run (a retry replays the same seeds and overwrites them alike)."""
+    seeds = fresh_seeds(recheck.moment, recheck.episodes)
+    returns = simulate(check.model_name, check.version, seeds)
+    now = millis(datetime.now(UTC))
+    client.log_batch(
+        check.mlflow_run_id,
+        metrics=[
+            Metric("recheck_mean_return", float(np.mean(returns)), now, 0),
+            Metric("recheck_episodes", float(len(returns)), now, 0),
+        ],
+    )
+    client.log_dict(
+        check.mlflow_run_id,
+        {"evidence": SIMULATOR, "seeds": seeds, "returns": list(returns)},
+        RECHECK_ARTIFACT,
+    )
+    return returns
+
+
+def _log_verdict(client: MlflowClient, run_id: str, prefix: str, verdict: DriftVerdict) -> None:
+    now = millis(datetime.now(UTC))
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(f"{prefix}_difference", verdict.difference.mean, now, 0),
+            Metric(f"{prefix}_difference_low", verdict.difference.low, now, 0),
+            Metric(f"{prefix}_difference_high", verdict.difference.high, now, 0),
+            Metric(f"{prefix}_allowed_difference", verdict.allowed, now, 0),
+        ],
+    )
+
+
 def _returns(run_id: str) -> list[float]:
     return mlflow.artifacts.load_dict(f"runs:/{run_id}/{RETURNS_ARTIFACT}")["returns"]
 
@@ -245,9 +358,9 @@ def _returns(run_id: str) -> list[float]:
 def monitoring_run(
     client: MlflowClient, model_name: str, version: str, purpose: str, airflow: AirflowRun
 ) -> str:
-    """This Airflow run's monitoring run for `purpose` ("drift", "canary") about the
-    model's version, created on the first attempt only: a retry logs to the same run (one
-    Airflow run checks several models, whose version numbers may be the same)."""
+    """This Airflow run's monitoring run for `purpose` ("drift", "reference", "canary")
+    about the model's version, created on the first attempt only: a retry logs to the same
+    run (one Airflow run checks several models, whose version numbers may be the same)."""
     experiment_id = _experiment_id(client)
     for value in (airflow.key, model_name, version, purpose):
         if "'" in value:

@@ -99,9 +99,12 @@ def evaluate_champion(
 
 
 @task(retries=2, retry_delay=timedelta(seconds=30), map_index_template=MODEL_LABEL)
-def drift_guard(check: dict[str, Any], params: dict | None = None) -> dict[str, Any]:
-    """Compare the check with the champion's reference; after `breaches_to_rollback`
-    consecutive breaches roll `champion` back and fail loudly."""
+def drift_guard(
+    check: dict[str, Any], params: dict | None = None, dag_run: Any = None
+) -> dict[str, Any]:
+    """Compare the check with the champion's simulator reference, re-checking a served breach
+    in the simulator unless `confirm_with_simulator` is off; after `breaches_to_rollback`
+    consecutive (confirmed) breaches roll `champion` back and fail loudly."""
     _label(check["model_name"])
     _prepare()
     from rlops_airflow import monitoring
@@ -112,13 +115,31 @@ def drift_guard(check: dict[str, Any], params: dict | None = None) -> dict[str, 
         confidence=params["confidence"],
         breaches_to_rollback=params["breaches_to_rollback"],
     )
-    outcome = monitoring.guard(monitoring.OnlineCheck(**check), rule)
+    recheck = (
+        monitoring.SimulatorRecheck(params["episodes"], _moment(dag_run))
+        if params["confirm_with_simulator"]
+        else None
+    )
+    outcome = monitoring.guard(monitoring.OnlineCheck(**check), rule, recheck)
     if outcome.drifted:
         raise AirflowFailException(
             f"drift of {check['model_name']} v{check['version']}: {outcome.message}"
         )
-    log.log(logging.WARNING if outcome.breaches else logging.INFO, "%s", outcome.message)
-    return {"breaches": outcome.breaches, "action": outcome.action}
+    if outcome.unconfirmed:
+        log.warning(
+            "%s v%s: served traffic breaches, the simulator does not confirm it: nothing "
+            "moves (forged reports, or a world the simulator does not model?): %s",
+            check["model_name"],
+            check["version"],
+            outcome.message,
+        )
+    else:
+        log.log(logging.WARNING if outcome.breaches else logging.INFO, "%s", outcome.message)
+    return {
+        "breaches": outcome.breaches,
+        "unconfirmed": outcome.unconfirmed,
+        "action": outcome.action,
+    }
 
 
 @task(retries=2, retry_delay=timedelta(seconds=30), map_index_template=MODEL_LABEL)
@@ -126,7 +147,8 @@ def judge_canary(
     model_name: str, params: dict | None = None, dag_run: Any = None
 ) -> dict[str, Any]:
     """Challenger against champion on their served returns; promotes on a passing verdict
-    only when `promote_on_canary` is set."""
+    only when `promote_on_canary` is set and (unless `confirm_with_simulator` is off) the
+    simulator comparison of the two passes too."""
     _label(model_name)
     _prepare()
     from rlops_airflow import canary
@@ -137,6 +159,8 @@ def judge_canary(
         min_episodes=params["min_served_episodes"],
         window=timedelta(minutes=params["served_window_minutes"]),
         promote=params["promote_on_canary"],
+        confirm_with_simulator=params["confirm_with_simulator"],
+        episodes=params["episodes"],
     )
     verdict = canary.judge_canary(model_name, rule, _moment(dag_run), airflow_run(dag_run))
     if verdict is None:

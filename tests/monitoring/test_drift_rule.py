@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlops_airflow.drift import DriftRule, extend_streak, judge
+from rlops_airflow.drift import DriftRule, confirm, extend_streak, judge
 
 SPREAD = np.random.default_rng(0).normal(0.0, 10.0, 400)
 REFERENCE = -150.0 + SPREAD
@@ -64,3 +64,18 @@ def test_breaches_add_up_and_a_healthy_check_resets_them() -> None:
     assert streak == ("run-1", "run-2")
     assert extend_streak(streak, True, "run-2") == streak  # a retry counts once
     assert extend_streak(streak, False, "run-3") == ()
+
+
+def test_a_served_breach_counts_only_if_the_simulator_confirms_it() -> None:
+    rule = DriftRule(tolerance=0.05)
+    served = judge(_online(-30.0), REFERENCE, rule)
+    assert served.breach
+    confirmed = confirm(served, judge(_online(-30.0), REFERENCE, rule))
+    assert confirmed.breach
+    assert "the simulator re-check confirms it: online mean return" in confirmed.reason
+    refuted = confirm(served, judge(_online(0.0), REFERENCE, rule))
+    assert not refuted.breach
+    assert refuted.reason.startswith(f"served: {served.reason}; the simulator re-check does not")
+    assert refuted.difference == served.difference  # the served interval is still reported
+    with pytest.raises(ValueError, match="only a served breach is confirmed"):
+        confirm(judge(_online(0.0), REFERENCE, rule), served)

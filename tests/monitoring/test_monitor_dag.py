@@ -1,5 +1,6 @@
 """The champion monitor DAG: it loads, is wired and scheduled as designed, refuses bad params,
-alerts on failure, and (run by Airflow itself) rolls a dropped champion back."""
+alerts on failure, and (run by Airflow itself) rolls a dropped champion back when told to
+trust served evidence, and moves no alias on forged served evidence by default."""
 
 from __future__ import annotations
 
@@ -16,21 +17,23 @@ from types import SimpleNamespace
 import pytest
 from mlflow import MlflowClient
 
+from rlops_airflow.monitoring import REFERENCE_TAG
 from rlops_airflow.monitoring_tasks import (
     ALERT_WEBHOOK_VARIABLE,
     alert_on_failure,
     unknown_conf_keys,
 )
-from rlops_registry.registry import CHAMPION, ModelRegistry
+from rlops_registry import tags
+from rlops_registry.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test, validate_trigger
-from tests.monitoring.served import report_episodes
+from tests.monitoring.served import honest_returns, report_episodes, report_returns
 from tests.serving.policies import register_broken_version, register_policy
 
 DAG_ID = "rlops_champion_monitor"
 TAKES = (
-    "breaches_to_rollback, confidence, drift_tolerance, episodes, min_served_episodes, "
-    "noninferiority_margin, promote_on_canary, reference_episodes, registered_model_name, "
-    "served_window_minutes"
+    "breaches_to_rollback, confidence, confirm_with_simulator, drift_tolerance, episodes, "
+    "min_served_episodes, noninferiority_margin, promote_on_canary, reference_episodes, "
+    "registered_model_name, served_window_minutes"
 )
 EVALUATE, GUARD, CANARY = PER_MODEL = (
     "monitor_model.evaluate_champion",
@@ -68,6 +71,7 @@ def test_wiring_schedule_and_failure_policy(dag) -> None:
         assert task.retries >= 2, task.task_id
         assert task.retry_delay >= timedelta(seconds=30), task.task_id
     assert "-drift_tolerance * |reference mean|" in dag.doc_md
+    assert "**Risk of turning `confirm_with_simulator` off**" in dag.doc_md
 
 
 def test_default_params_are_valid_and_documented(dag) -> None:
@@ -76,6 +80,7 @@ def test_default_params_are_valid_and_documented(dag) -> None:
     assert dag.params["episodes"] == 200
     assert dag.params["breaches_to_rollback"] == 2
     assert dag.params["promote_on_canary"] is False
+    assert dag.params["confirm_with_simulator"] is True  # served evidence never acts alone
     for name in dag.params:
         param = dag.params.get_param(name)
         assert param.schema.get("title"), name
@@ -89,6 +94,7 @@ def test_default_params_are_valid_and_documented(dag) -> None:
         ({"breaches_to_rollback": 0}, "breaches_to_rollback"),
         ({"confidence": 1.0}, "confidence"),
         ({"promote_on_canary": "yes"}, "promote_on_canary"),
+        ({"confirm_with_simulator": "no"}, "confirm_with_simulator"),
         ({"min_served_episodes": 1}, "min_served_episodes"),
         ({"episodes": "many"}, "episodes"),
         ({"drift_tolerance": -0.01}, "drift_tolerance"),
@@ -205,6 +211,8 @@ def _hour(hour: int) -> datetime:
 def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     airflow_db, mlflow_store, webhook
 ):
+    """With `confirm_with_simulator` off (served evidence acts alone): served traffic far
+    below what the champion does in the simulator, two hours in a row."""
     model = "rlops-monitor-e2e"
     registry = ModelRegistry(model)
     good = register_policy(model, reward=-5000.0, seed=1)
@@ -219,24 +227,29 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     conf = {
         "registered_model_name": model,
         "episodes": 3,
-        "reference_episodes": 3,
+        "reference_episodes": 10,
         "min_served_episodes": 50,
+        "confirm_with_simulator": False,
     }
 
     def check(hour: int, served_mean: float | None) -> subprocess.CompletedProcess:
-        """Clients report `degraded`'s episodes half an hour before the hourly check."""
-        if served_mean is not None:
-            report_episodes(model, degraded, _hour(hour) - timedelta(minutes=30), served_mean)
+        """Clients report `degraded`'s episodes half an hour before the hourly check: what
+        it does in the simulator (None), or around `served_mean`."""
+        received = _hour(hour) - timedelta(minutes=30)
+        if served_mean is None:
+            report_returns(model, degraded, received, honest_returns(model, degraded, 80))
+        else:
+            report_episodes(model, degraded, received, served_mean)
         return airflow_dags_test(DAG_ID, env, conf, _hour(hour).isoformat())
 
-    for hour, served_mean in enumerate([-150.0, -250.0]):  # the reference, then one breach
+    for hour, served_mean in enumerate([None, -3000.0]):  # an honest hour, then one breach
         done = check(hour, served_mean)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
         assert str(registry.alias(CHAMPION).version) == degraded
     assert len(registry.version(degraded).tags["rlops.drift.breaches"].split()) == 1
     assert webhook.received == []
 
-    failed = check(2, -250.0)  # the second breach in a row
+    failed = check(2, -3000.0)  # the second breach in a row
     assert failed.returncode == 1, failed.stdout[-4000:] + failed.stderr[-4000:]
     # Failed on its first try, with retries configured: a retry would have judged the
     # rolled-back champion and turned the run green.
@@ -249,10 +262,10 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     drift = f"drift of {model} v{degraded}: 2 consecutive breaches, the last: online mean return"
     assert drift in alert["text"]
 
-    restored = check(3, None)  # no traffic for it yet: its simulator reference is recorded
+    restored = airflow_dags_test(DAG_ID, env, conf, _hour(3).isoformat())
     assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-4000:]
-    checked = registry.version(good).tags
-    assert "rlops.drift.reference.simulator" in checked
+    checked = registry.version(good).tags  # no traffic for it yet: its first simulator check
+    assert checked[REFERENCE_TAG] == checked["rlops.online_run_id"]
     assert len(webhook.received) == 1
 
     typo = airflow_dags_test(DAG_ID, env, {"registered_model_name": model, "episdoes": 3})
@@ -285,3 +298,68 @@ def test_by_default_every_rlops_champion_is_checked_by_tasks_of_its_own(
         assert MlflowClient().get_run(check).data.tags["rlops.model_name"] == model
         checks[model] = check
     assert len(set(checks.values())) == 2
+
+
+@pytest.mark.slow
+def test_forged_served_evidence_moves_no_alias_through_airflow(airflow_db, mlflow_store):
+    """The two attacks on served evidence, run by Airflow with the monitor's defaults
+    (`confirm_with_simulator` on), each on a model of its own, checked by the same runs:
+    rollback poisoning (150 reports of -10 in a champion's first served hour, then an honest
+    hour, one breach enough to roll back) and canary forging (151 reports of -100 for a
+    challenger worse in the simulator than the champion, with `promote_on_canary`)."""
+    poisoned, forged = "rlops-attack-rollback", "rlops-attack-canary"
+    target = ModelRegistry(poisoned)
+    target.crown(register_policy(poisoned, reward=-1400.0, seed=1))
+    attacked = register_policy(poisoned, reward=-1400.0, seed=2)
+    target.crown(attacked)
+    canary = ModelRegistry(forged)
+    champion = register_policy(forged, reward=-1400.0, seed=2)
+    canary.crown(champion)
+    challenger = register_policy(forged, reward=-1400.0, seed=0)  # worse in the simulator
+    canary.set_alias(CHALLENGER, challenger)
+    canary.set_tags(challenger, {tags.REWARD_GATE: "passed", tags.SPEEDUP_GATE: "passed"})
+    aliases = {
+        (poisoned, CHAMPION): attacked,
+        (poisoned, PREVIOUS_CHAMPION): str(target.alias(PREVIOUS_CHAMPION).version),
+        (forged, CHAMPION): champion,
+        (forged, CHALLENGER): challenger,
+    }
+    env = {**os.environ, **airflow_db}
+    conf = {
+        "episodes": 20,
+        "reference_episodes": 10,
+        "min_served_episodes": 100,
+        "breaches_to_rollback": 1,
+        "promote_on_canary": True,
+    }
+
+    def unmoved() -> None:
+        for (name, alias), version in aliases.items():
+            assert str(ModelRegistry(name).alias(alias).version) == version, (name, alias)
+
+    received = _hour(0) - timedelta(minutes=30)
+    report_returns(poisoned, attacked, received, [-10.0] * 150)
+    report_returns(forged, champion, received, honest_returns(forged, champion, 120))
+    report_returns(forged, challenger, received, [-100.0] * 151)
+    done = airflow_dags_test(DAG_ID, env, conf, _hour(0).isoformat())
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    unmoved()
+    verdict = canary.version(challenger).tags[tags.CANARY_VERDICT]
+    assert f"served: challenger v{challenger} -100.00 over 151 served episodes" in verdict
+    assert "the simulator disagrees on 20 fresh paired episodes" in verdict
+    assert verdict.endswith("; not promoted: the simulator disagrees")
+
+    honest = honest_returns(poisoned, attacked, 120)
+    report_returns(poisoned, attacked, _hour(1) - timedelta(minutes=30), honest)
+    done = airflow_dags_test(DAG_ID, env, conf, _hour(1).isoformat())
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    unmoved()
+    checked = target.version(attacked).tags
+    assert checked["rlops.drift.breaches"] == ""
+    reference = MlflowClient().get_run(checked[REFERENCE_TAG]).data.tags
+    assert (reference["rlops.monitor.purpose"], reference["rlops.drift"]) == (
+        "reference",
+        "reference",
+    )
+    assert "rlops.drift.reference.served" not in checked
+    assert [state for state, _, _ in _newest_run(airflow_db, GUARD)] == ["success", "success"]
