@@ -122,7 +122,7 @@ def main() -> int:
     began = time.monotonic()
     say(f"starting a Celery stack with {args.workers} workers")
     with temporary_stack("rlops-tune-", executor="CeleryExecutor", workers=args.workers) as stack:
-        os.environ["MLFLOW_TRACKING_URI"] = stack.mlflow_uri
+        os.environ.update(stack.mlflow_client_env("viewer"))  # it only reads the results
         with AirflowApi(stack) as pipeline, AirflowApi(stack, dag_id=TUNE_DAG) as tune:
             pipeline.open_for_manual_runs()
             tune.open_for_manual_runs()

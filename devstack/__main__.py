@@ -54,9 +54,14 @@ def _status(state_dir: Path) -> int:
 
 def _describe(stack: Stack) -> None:
     print(f"MLflow     {stack.mlflow_uri}   (export MLFLOW_TRACKING_URI={stack.mlflow_uri})")
+    for user in ("admin", *stack.mlflow_passwords):
+        password = stack.mlflow_client_env(user)["MLFLOW_TRACKING_PASSWORD"]
+        print(f"           user {user:<14} password {password}")
     if stack.airflow_port is not None:
         print(f"Airflow    {stack.airflow_url}   user {stack.airflow_username}")
         print(f"           password {stack.airflow_password}")
+        for user, password in stack.airflow_passwords.items():
+            print(f"           user {user:<14} password {password}")
     print(f"S3 (moto)  {stack.s3_endpoint}   bucket {stack.bucket}")
     if stack.workers:
         print(f"Redis      127.0.0.1:{stack.redis_port}   (password in state.json)")

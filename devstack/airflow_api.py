@@ -25,11 +25,17 @@ FINISHED = ("success", "failed")
 
 
 class AirflowApi:
-    """One DAG on a stack's Airflow, logged in as the stack's admin with a `/auth/token` token."""
+    """One DAG on a stack's Airflow, logged in (the admin by default) with a `/auth/token` token."""
 
     def __init__(
-        self, stack: Stack, dag_id: str = "rlops_sac_pipeline", *, dag_file: str | None = None
+        self,
+        stack: Stack,
+        dag_id: str = "rlops_sac_pipeline",
+        *,
+        dag_file: str | None = None,
+        user: str | None = None,
     ) -> None:
+        """Logged in as the stack's admin, or as `user` (one of its `airflow_passwords`)."""
         self.dag_id = dag_id
         # Import errors name the file relative to the dags-folder bundle; ours are named as the DAG.
         self.dag_file = dag_file or f"{dag_id}.py"
@@ -37,6 +43,8 @@ class AirflowApi:
         # trust_env=False: a proxy from the environment must not see loopback calls.
         self.http = httpx.Client(base_url=stack.airflow_url, trust_env=False, timeout=30)
         login = {"username": stack.airflow_username, "password": stack.airflow_password}
+        if user is not None:
+            login = {"username": user, "password": stack.airflow_passwords[user]}
         try:
             token = self._call("POST", "/auth/token", json=login).json()["access_token"]
         except BaseException:

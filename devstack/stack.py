@@ -1,5 +1,5 @@
-"""The stack: one Postgres (Airflow's, MLflow's and Optuna's databases), S3 (moto), an MLflow
-server, Airflow's services.
+"""The stack: one Postgres (Airflow's, MLflow's and Optuna's databases, and MLflow's users), S3
+(moto), an MLflow server with its basic-auth app, Airflow's services.
 
 The same topology as docker-compose.yaml, as plain processes on 127.0.0.1 with free ports;
 with the CeleryExecutor, also its `celery` profile: Redis and Celery workers (devstack.celery).
@@ -10,6 +10,7 @@ Postgres cluster is recreated by every `up` to keep MLflow's rows and artifacts 
 from __future__ import annotations
 
 import base64
+import configparser
 import json
 import os
 import secrets
@@ -46,6 +47,7 @@ from devstack.processes import (
     stop_groups,
     wait_until,
 )
+from rlops_registry.access import AIRFLOW, USERS, client_env, password_env
 
 STATE_FILE = "state.json"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
@@ -53,7 +55,12 @@ Database = Literal["postgres", "airflow", "mlflow", "optuna"]
 Executor = Literal["LocalExecutor", "CeleryExecutor"]
 OPTUNA_STORAGE_ENV = "RLOPS_OPTUNA_STORAGE"
 """Where the tuning DAG's tasks find the Optuna database (rlops_airflow.tuning reads it)."""
+AIRFLOW_ROLES = {"operator": "op", "viewer": "viewer"}
+"""Airflow users beside the admin, and their SimpleAuthManager role (as in compose)."""
 CELERY_PARALLELISM = 16  # Airflow's default [core] max_active_tasks_per_dag
+MLFLOW_AUTH_CONFIG = REPO / "docker" / "mlflow" / "basic_auth.ini"
+"""compose's basic-auth settings; devstack only points `database_uri` at its own Postgres."""
+MLFLOW_ADMIN = "admin"
 
 
 def _secret() -> str:
@@ -75,9 +82,19 @@ class Stack(BaseModel):
     s3_secret_key: str = Field(default_factory=_secret)
     bucket: str = "rlops-mlflow"
     mlflow_port: int = Field(default_factory=free_port)
+    # MLflow's basic-auth app: its admin, the flask secret, and one password per rlops user.
+    mlflow_admin_password: str = Field(default_factory=_secret)
+    mlflow_secret_key: str = Field(default_factory=_secret)
+    mlflow_passwords: dict[str, str] = Field(
+        default_factory=lambda: {user.name: _secret() for user in USERS}
+    )
     airflow_port: int | None = None
     airflow_username: str = "admin"
     airflow_password: str = Field(default_factory=_secret)
+    # SimpleAuthManager's roles beyond the admin: an operator may trigger, a viewer may not.
+    airflow_passwords: dict[str, str] = Field(
+        default_factory=lambda: {user: _secret() for user in AIRFLOW_ROLES}
+    )
     # Shared by every Airflow process: the scheduler signs task tokens the API server checks.
     airflow_jwt_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(64))
     airflow_api_secret_key: str = Field(default_factory=_secret)
@@ -164,7 +181,52 @@ class Stack(BaseModel):
             "AWS_DEFAULT_REGION": "us-east-1",
             # The GenAI job runner costs ~2 GB and 10 s of start-up; the pipeline does not use it.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.state_dir / "mlflow" / "basic_auth.ini"),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.mlflow_admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.mlflow_secret_key,
         }
+
+    def _write_mlflow_auth_config(self) -> None:
+        """compose's basic_auth.ini, with the users kept in this stack's `mlflow_auth` database
+        (no password in it: psycopg2 reads PGPASSWORD, as for the tracking store)."""
+        config = configparser.ConfigParser()
+        config.read(MLFLOW_AUTH_CONFIG)
+        port = self.postgres_port
+        config["mlflow"]["database_uri"] = (
+            f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow_auth"
+        )
+        folder = self.state_dir / "mlflow"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "basic_auth.ini").open("w") as file:
+            config.write(file)
+
+    def _set_up_mlflow_users(self) -> None:
+        """The shared setup (rlops_registry.access), run as MLflow's admin, as compose runs it."""
+        env = self._base_env() | self.mlflow_client_env(MLFLOW_ADMIN)
+        env |= {password_env(user): self.mlflow_passwords[user.name] for user in USERS}
+        log = self.log("mlflow-users")
+        with log.open("ab") as out:
+            done = subprocess.run(
+                [sys.executable, "-m", "rlops_registry.access", "setup"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+            )
+        if done.returncode != 0:
+            raise StackError(f"MLflow users setup failed ({done.returncode})\n{log_tail(log)}")
+
+    def mlflow_client_env(self, user: str = AIRFLOW.name) -> dict[str, str]:
+        """MLFLOW_TRACKING_URI/USERNAME/PASSWORD of one MLflow user (`admin` or an rlops user)."""
+        if user == MLFLOW_ADMIN:
+            password = self.mlflow_admin_password
+        elif user in self.mlflow_passwords:
+            password = self.mlflow_passwords[user]
+        else:
+            known = [MLFLOW_ADMIN, *self.mlflow_passwords]
+            raise StackError(f"no MLflow user {user!r}: one of {', '.join(known)}")
+        return client_env(self.mlflow_uri, user, password)
 
     def airflow_env(self) -> dict[str, str]:
         """Environment of every Airflow process; also right for `airflow` CLI calls on the stack."""
@@ -185,7 +247,9 @@ class Stack(BaseModel):
             # LocalExecutor forks `parallelism` workers at start: 32 by default, 2 suit 2 cores.
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__CORE__FERNET_KEY": self.airflow_fernet_key,
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.airflow_username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                [f"{self.airflow_username}:admin", *(f"{u}:{r}" for u, r in AIRFLOW_ROLES.items())]
+            ),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             # An edited DAG file is re-serialized at once, and new files show up within 10 s.
             "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
@@ -213,10 +277,13 @@ class Stack(BaseModel):
     def task_env(self) -> dict[str, str]:
         """Where tasks run (the scheduler under the LocalExecutor): they also need MLflow and
         the Optuna database."""
-        return self.airflow_env() | {
-            "MLFLOW_TRACKING_URI": self.mlflow_uri,
-            OPTUNA_STORAGE_ENV: self.postgres_dsn("optuna", "postgresql+psycopg2"),
-        }
+        return (
+            self.airflow_env()
+            | self.mlflow_client_env(AIRFLOW.name)
+            | {
+                OPTUNA_STORAGE_ENV: self.postgres_dsn("optuna", "postgresql+psycopg2"),
+            }
+        )
 
     def worker_envs(self) -> dict[str, dict[str, str]]:
         """Each Celery worker's environment, by service name."""
@@ -255,7 +322,7 @@ class Stack(BaseModel):
                 raise StackError(f"a stack is already running from {state_dir}: stop it first")
         except FileNotFoundError:
             pass
-        for leftover in ("postgres", "airflow", "logs", "redis", "workers"):
+        for leftover in ("postgres", "mlflow", "airflow", "logs", "redis", "workers"):
             shutil.rmtree(state_dir / leftover, ignore_errors=True)
         stack = cls(
             state_dir=state_dir,
@@ -306,10 +373,11 @@ class Stack(BaseModel):
             self._base_env(),
         )
         backend = f"postgresql+psycopg2://mlflow@127.0.0.1:{self.postgres_port}/mlflow"
+        self._write_mlflow_auth_config()
         self._spawn(
             "mlflow",
             [
-                *(python, "-m", "mlflow", "server"),
+                *(python, "-m", "mlflow", "server", "--app-name", "basic-auth"),
                 *("--host", "127.0.0.1", "--port", str(self.mlflow_port)),
                 *("--backend-store-uri", backend),
                 *("--artifacts-destination", f"s3://{self.bucket}/", "--serve-artifacts"),
@@ -333,6 +401,7 @@ class Stack(BaseModel):
         self._wait("S3", lambda: http_ok(f"{self.s3_endpoint}/moto-api/"), "s3")
         self.s3_client().create_bucket(Bucket=self.bucket)  # moto starts empty every time
         self._wait("MLflow", lambda: http_ok(f"{self.mlflow_uri}/health"), "mlflow")
+        self._set_up_mlflow_users()
         if self.airflow_port is not None:
             self._wait("Airflow", self._airflow_healthy, *AIRFLOW_SERVICES)
         if self.workers:
@@ -380,7 +449,8 @@ class Stack(BaseModel):
         home.mkdir(parents=True)
         passwords = home / "passwords.json"
         passwords.touch(mode=0o600)
-        passwords.write_text(json.dumps({self.airflow_username: self.airflow_password}))
+        users = {self.airflow_username: self.airflow_password} | self.airflow_passwords
+        passwords.write_text(json.dumps(users))
         log = self.log("airflow-migrate")
         with log.open("ab") as out:
             done = subprocess.run(

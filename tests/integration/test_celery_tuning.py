@@ -56,7 +56,8 @@ def test_trials_spread_over_the_workers_and_the_best_is_registered_with_its_tria
     tune_api: AirflowApi,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", celery_stack.mlflow_uri)
+    for name, value in celery_stack.mlflow_client_env().items():
+        monkeypatch.setenv(name, value)
     storage = celery_stack.postgres_dsn("optuna", "postgresql+psycopg2")
 
     run = tune_api.run_to_end(TUNE)

@@ -64,7 +64,8 @@ def _train_instance(api: AirflowApi, run_id: str) -> dict[str, Any]:
 def test_a_training_whose_worker_is_killed_resumes_on_the_other_from_its_checkpoint(
     celery_stack: Stack, celery_pipeline_api: AirflowApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", celery_stack.mlflow_uri)
+    for name, value in celery_stack.mlflow_client_env().items():
+        monkeypatch.setenv(name, value)
     client = MlflowClient()
     api = celery_pipeline_api
     total = MID_TRAINING_KILL["total_timesteps"]

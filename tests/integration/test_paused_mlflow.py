@@ -31,7 +31,7 @@ def paused(stack: Stack) -> Iterator[None]:
 
 
 def _train(stack: Stack, tmp_path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": stack.mlflow_uri, WAIT_SECONDS_ENV: "6"}
+    env = {**os.environ, **stack.mlflow_client_env(), WAIT_SECONDS_ENV: "6"}
     command = [sys.executable, "-m", "rl_core", "train", "--no-progress", "--out", str(tmp_path)]
     return subprocess.run(
         [*command, "--set", *TINY], env=env, capture_output=True, text=True, timeout=300

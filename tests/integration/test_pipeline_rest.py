@@ -28,6 +28,7 @@ from devstack.processes import free_port, http_ok, ref_of, spawn, stop_groups, w
 from devstack.stack import Database
 from rl_core.checkpoint import load_agent
 from rl_core.export import random_observations
+from rlops_registry.access import VIEWER
 from tests.dag.test_conf_validation import TRIGGER_REFUSALS
 from tests.integration.conftest import DAG_ID, DAG_PATH, TINY_CONF, AirflowApi
 
@@ -259,7 +260,8 @@ def test_mlflow_itself_loads_and_serves_the_champion(
 ) -> None:
     """The registered version is a real MLflow model: `mlflow.pyfunc.load_model` and
     `mlflow models serve` take it by alias, and act like the trained actor."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_uri)
+    for name, value in stack.mlflow_client_env(VIEWER.name).items():
+        monkeypatch.setenv(name, value)
     registered = Registered.of(stack, promoted["dag_run_id"])
     observations = random_observations("Pendulum-v1", 32, seed=77)
     expected = _trained_actions(registered.run_uuid, observations, tmp_path)
@@ -274,7 +276,7 @@ def test_mlflow_itself_loads_and_serves_the_champion(
     venv_bin = str(Path(sys.executable).parent)  # `mlflow models serve` runs `uvicorn` from PATH
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        **stack.mlflow_client_env(VIEWER.name),
         "PATH": os.pathsep.join([venv_bin, os.environ["PATH"]]),
     }
     server = spawn(serve, env, tmp_path / "mlflow-models-serve.log")

@@ -49,8 +49,13 @@ def test_each_role_only_reaches_its_own_database(stack: Stack) -> None:
         psycopg2.connect(intruder)
 
 
-def test_mlflow_artifacts_are_objects_in_the_bucket(stack: Stack) -> None:
-    # The client has no S3 credentials: the server proxies artifacts (--serve-artifacts).
+def test_mlflow_artifacts_are_objects_in_the_bucket(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client has no S3 credentials: the server proxies artifacts (--serve-artifacts). It
+    # logs in as the pipeline's MLflow user.
+    for name, value in stack.mlflow_client_env().items():
+        monkeypatch.setenv(name, value)
     client = MlflowClient(tracking_uri=stack.mlflow_uri)
     experiment_id = client.create_experiment("smoke")
     run_id = client.create_run(experiment_id).info.run_id

@@ -38,7 +38,8 @@ def storage(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
     """The stack's Optuna database and MLflow server, as a worker's environment gives them."""
     url = stack.postgres_dsn("optuna", "postgresql+psycopg2")
     monkeypatch.setenv(tuning.STORAGE_ENV, url)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_uri)
+    for name, value in stack.mlflow_client_env().items():
+        monkeypatch.setenv(name, value)
     return url
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import subprocess
 import sys
 import tomllib
@@ -20,7 +21,8 @@ import pytest
 
 from devstack.celery import VISIBILITY_TIMEOUT, WORKER_CELERY_CONFIG, WORKER_CONCURRENCY
 from devstack.postgres import APP_DATABASES
-from devstack.stack import OPTUNA_STORAGE_ENV
+from devstack.stack import MLFLOW_AUTH_CONFIG, OPTUNA_STORAGE_ENV
+from rlops_registry.access import AIRFLOW, POLICY_SERVER, USERS, password_env
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -28,6 +30,7 @@ BINARY = Path(str(files("compose") / "docker-compose"))
 # Environment keys that hold a secret (a *_FILE key holds a path to one).
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|FERNET|ACCESS_KEY)(?!.*_FILE$)")
 AIRFLOW_IMAGE = "rlops-airflow"
+GEN_ENV = REPO / "docker" / "gen_env.py"
 ONE_SHOT = "service_completed_successfully"
 
 
@@ -56,8 +59,7 @@ def example_secrets() -> list[str]:
 @pytest.fixture(scope="module")
 def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("compose") / ".env"
-    script = [sys.executable, str(REPO / "docker" / "gen_env.py")]
-    path.write_text(subprocess.run(script, capture_output=True, text=True, check=True).stdout)
+    subprocess.run([sys.executable, str(GEN_ENV), str(path)], check=True)
     return path
 
 
@@ -85,7 +87,13 @@ def services(env_file: Path) -> dict[str, dict[str, Any]]:
 
 
 def airflow_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {n: s for n, s in services.items() if s.get("image", "").startswith(AIRFLOW_IMAGE)}
+    """The services that run Airflow (mlflow-init only borrows the image for rlops_registry)."""
+    return {
+        n: s
+        for n, s in services.items()
+        if s.get("image", "").startswith(AIRFLOW_IMAGE)
+        and "AIRFLOW__CORE__EXECUTOR" in (s.get("environment") or {})
+    }
 
 
 # -- the CLI accepts the file -------------------------------------------------------------------
@@ -118,6 +126,14 @@ def test_a_missing_secret_is_refused_by_name(env_file: Path, secret: str) -> Non
     assert f"required variable {secret} is missing a value" in done.stderr
 
 
+def test_env_file_is_written_for_its_owner_only_and_never_overwritten(env_file: Path) -> None:
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    before = env_file.read_text()
+    again = subprocess.run([sys.executable, str(GEN_ENV), str(env_file)], capture_output=True)
+    assert again.returncode == 1 and b"not overwritten" in again.stderr
+    assert env_file.read_text() == before
+
+
 def test_generated_secrets_have_the_shapes_airflow_needs(dotenv: dict[str, str]) -> None:
     assert len(dotenv["AIRFLOW_JWT_SECRET"]) >= 64  # shorter: InsecureKeyLengthWarning
     assert len(dotenv["AIRFLOW_FERNET_KEY"]) == 44  # 32 bytes, url-safe base64
@@ -148,8 +164,10 @@ def test_init_script_creates_each_database_with_its_own_role() -> None:
     # What the script does is exercised for real by tests/integration (devstack runs it).
     script = (REPO / "docker/postgres/initdb/10-create-databases.sh").read_text()
     owners = dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+);", script))
-    assert owners == {db: db for db in APP_DATABASES}
-    assert set(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD :'\w+';", script)) == set(owners)
+    # MLflow's users live in a database of their own, owned by MLflow's role.
+    assert owners == {db: db for db in APP_DATABASES} | {"mlflow_auth": "mlflow"}
+    roles = set(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD :'\w+';", script))
+    assert roles == set(APP_DATABASES)
     assert set(re.findall(r"REVOKE ALL ON DATABASE (\w+) FROM PUBLIC;", script)) == set(owners)
 
 
@@ -160,7 +178,7 @@ def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[s
         for dep, how in s.get("depends_on", {}).items()
         if how["condition"] == ONE_SHOT
     }
-    assert one_shot == {"airflow-init", "minio-init"}
+    assert one_shot == {"airflow-init", "minio-init", "mlflow-init"}
     for name, service in services.items():
         if name not in one_shot:
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
@@ -312,7 +330,8 @@ def test_celery_profile_adds_redis_and_a_worker(env_file: Path, dotenv: dict[str
     for name, service in airflow_services(services).items():
         env = service["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
-        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0", name
+        broker = f"redis://:{dotenv['REDIS_PASSWORD']}@redis:6379/0"
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == broker, name
         backend = env["AIRFLOW__CELERY__RESULT_BACKEND"]
         assert backend.startswith("db+postgresql+psycopg2://airflow:"), name  # as devstack runs
         assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == str(WORKER_CONCURRENCY), name
@@ -331,3 +350,78 @@ def test_monitoring_profile_adds_prometheus_and_grafana(env_file: Path) -> None:
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
     scrape = (REPO / "docker" / "prometheus" / "prometheus.yml").read_text()
     assert "policy-server:8000" in scrape
+
+
+def test_redis_asks_for_the_password_and_its_healthcheck_gives_it(
+    services: dict[str, dict[str, Any]], dotenv: dict[str, str]
+) -> None:
+    redis = services["redis"]
+    assert redis["command"] == ["redis-server", "--requirepass", dotenv["REDIS_PASSWORD"]]
+    assert redis["environment"]["REDISCLI_AUTH"] == dotenv["REDIS_PASSWORD"]
+    # An unauthenticated PING answers NOAUTH with exit code 0: only PONG may count.
+    assert "grep -qx PONG" in redis["healthcheck"]["test"][-1]
+
+
+# -- MLflow's users ------------------------------------------------------------------------------
+
+
+def test_mlflow_runs_basic_auth_with_a_generated_admin_password(
+    services: dict[str, dict[str, Any]], dotenv: dict[str, str]
+) -> None:
+    mlflow = services["mlflow"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    env = mlflow["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == dotenv["MLFLOW_ADMIN_PASSWORD"]
+    assert len(dotenv["MLFLOW_ADMIN_PASSWORD"]) >= 12  # MLflow's minimum
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == dotenv["MLFLOW_FLASK_SECRET_KEY"]
+    mounts = {v["target"]: v["source"] for v in mlflow["volumes"]}
+    assert mounts[env["MLFLOW_AUTH_CONFIG_PATH"]] == str(MLFLOW_AUTH_CONFIG)
+    config = MLFLOW_AUTH_CONFIG.read_text()
+    assert "database_uri = postgresql+psycopg2://mlflow@postgres:5432/mlflow_auth" in config
+    assert "default_permission = READ" in config
+    assert not re.search(r"^admin_password", config, re.M)  # from .env only
+
+
+def test_mlflow_init_sets_up_every_user_before_anything_uses_mlflow(
+    services: dict[str, dict[str, Any]], dotenv: dict[str, str]
+) -> None:
+    init = services["mlflow-init"]
+    assert init["command"] == ["python", "-m", "rlops_registry.access", "setup"]
+    assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    env = init["environment"]
+    assert env["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == dotenv["MLFLOW_ADMIN_PASSWORD"]
+    for user in USERS:
+        setting = f"MLFLOW_{user.name.upper().replace('-', '_')}_PASSWORD"
+        assert env[password_env(user)] == dotenv[setting], user.name
+    for name in ("airflow-scheduler", "airflow-worker", "policy-server"):
+        assert services[name]["depends_on"]["mlflow-init"]["condition"] == ONE_SHOT, name
+
+
+@pytest.mark.parametrize(
+    ("service", "user"),
+    [
+        ("airflow-scheduler", AIRFLOW),
+        ("airflow-worker", AIRFLOW),
+        ("policy-server", POLICY_SERVER),
+    ],
+)
+def test_each_mlflow_client_logs_in_as_its_own_user(
+    services: dict[str, dict[str, Any]], dotenv: dict[str, str], service: str, user: Any
+) -> None:
+    env = services[service]["environment"]
+    setting = f"MLFLOW_{user.name.upper().replace('-', '_')}_PASSWORD"
+    assert env["MLFLOW_TRACKING_USERNAME"] == user.name
+    assert env["MLFLOW_TRACKING_PASSWORD"] == dotenv[setting]
+    assert dotenv[setting] != dotenv["MLFLOW_ADMIN_PASSWORD"]
+
+
+def test_airflow_has_an_operator_who_may_trigger_and_a_viewer_who_may_not(
+    services: dict[str, dict[str, Any]], dotenv: dict[str, str]
+) -> None:
+    users = "admin:admin,operator:op,viewer:viewer"  # SimpleAuthManager roles, as in devstack
+    for name, service in airflow_services(services).items():
+        assert service["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == users, name
+    init = services["airflow-init"]["environment"]
+    for user in ("OPERATOR", "VIEWER"):
+        assert init[f"AIRFLOW_{user}_PASSWORD"] == dotenv[f"AIRFLOW_{user}_PASSWORD"]

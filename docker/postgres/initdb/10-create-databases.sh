@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One PostgreSQL instance, three databases: Airflow's, MLflow's and the tuning DAG's Optuna
-# studies. All three keep an `alembic_version` table, so they must never share a database; each
-# database is owned by its own login role and only that role (and the superuser) may connect.
+# One PostgreSQL instance, four databases: Airflow's, MLflow's, MLflow's users (its basic-auth
+# app) and the tuning DAG's Optuna studies. Each keeps an `alembic_version` table, so they must
+# never share a database; each is owned by one login role (mlflow owns both of MLflow's) and only
+# that role (and the superuser) may connect.
 # The postgres image runs this once, on an empty data volume (/docker-entrypoint-initdb.d);
 # devstack runs the same file against its local cluster (PGHOST/PGPORT/PGPASSWORD set).
 set -euo pipefail
@@ -22,6 +23,8 @@ REVOKE ALL ON DATABASE airflow FROM PUBLIC;
 CREATE ROLE mlflow LOGIN PASSWORD :'mlflow_password';
 CREATE DATABASE mlflow OWNER mlflow;
 REVOKE ALL ON DATABASE mlflow FROM PUBLIC;
+CREATE DATABASE mlflow_auth OWNER mlflow;
+REVOKE ALL ON DATABASE mlflow_auth FROM PUBLIC;
 
 CREATE ROLE optuna LOGIN PASSWORD :'optuna_password';
 CREATE DATABASE optuna OWNER optuna;
