@@ -11,10 +11,16 @@ the TorchScript actor) into a temporary MLflow store (SQLite), registered and cr
 local -w 1` (the pyfunc). Both get OMP_NUM_THREADS=1 (a second torch thread only competes with
 wrk on 2 cores).
 
+The rlops server runs twice, side by side: with an API key required (the default; the load
+sends it as a bearer token) and with `RLOPS_SERVING_REQUIRE_API_KEYS=false`, so the cost of
+authentication is measured in the same run; the keyed server is also loaded with episode steps
+(a signed ticket checked and a new one signed per request).
+
 Load: wrk on loopback, 1 thread, 8 connections, one observation per request (batch 1), the
-servers measured in alternation for `--rounds` rounds of `--seconds` each after a warm-up.
-Prints RPS and p50/p95/p99 per round, the medians, and the ratios; the issue's target is at
-least 5x mlflow's RPS with a lower p95 and p99. Every process started here is stopped here.
+loads measured in alternation for `--rounds` rounds of `--seconds` each after a warm-up.
+Prints RPS and p50/p95/p99 per round, the medians, and the ratios: rlops against mlflow
+(target: at least 5x the RPS with a lower p95 and p99) and auth on against off (target: within
+10% of the RPS). Every process started here is stopped here.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -43,6 +49,7 @@ from rl_core.config import SACConfig
 from rl_core.policy_model import log_policy_model
 from rl_core.training import train
 from rlops_registry.registry import CHAMPION, ModelRegistry
+from rlops_serving.auth import new_token, token_digest
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "benchmarks" / "results" / "pendulum-seed0.pt"
@@ -65,14 +72,23 @@ end
 
 @dataclass(frozen=True)
 class Server:
-    """How to start one server, know it is up, and load it."""
+    """How to start one server process and know it is up."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
     probe: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Load:
+    """One kind of request sent to one server."""
+
+    name: str
     url: str
     body: dict
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,7 +127,7 @@ def started(server: Server, log: Path) -> Iterator[None]:
                     f"{server.name}: {server.probe} silent for {START_TIMEOUT:.0f} s"
                 )
             try:
-                if httpx.get(server.probe, timeout=2).status_code == 200:
+                if httpx.get(server.probe, headers=server.headers, timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -151,18 +167,20 @@ def register_champion(checkpoint: Path) -> str:
     return f"models:/{MODEL_NAME}@{CHAMPION}"
 
 
-def wrk(server: Server, seconds: float, script_dir: Path) -> Figures:
-    script = script_dir / f"{server.name.replace(' ', '_')}.lua"
+def wrk(load: Load, seconds: float, script_dir: Path) -> Figures:
+    script = script_dir / f"{load.name.replace(' ', '_')}.lua"
+    headers = {"Content-Type": "application/json", **load.headers}
     script.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = '{json.dumps(server.body)}'\n"
-        'wrk.headers["Content-Type"] = "application/json"\n' + WRK_SUMMARY
+        f"wrk.body = '{json.dumps(load.body)}'\n"
+        + "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in headers.items())
+        + WRK_SUMMARY
     )
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), server.url]
+    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), load.url]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result["non_2xx"] or result["socket_errors"]:
-        raise RuntimeError(f"{server.name}: failed requests under load: {result}")
+        raise RuntimeError(f"{load.name}: failed requests under load: {result}")
     return Figures(
         result["requests"] / result["seconds"],
         result["p50_ms"],
@@ -179,57 +197,82 @@ def median(figures: list[Figures]) -> Figures:
 
 def row(label: str, f: Figures) -> str:
     return (
-        f"{label:28s} {f.rps:9,.0f} {f.p50_ms:8.2f} {f.p95_ms:8.2f} {f.p99_ms:8.2f}"
+        f"{label:30s} {f.rps:9,.0f} {f.p50_ms:8.2f} {f.p95_ms:8.2f} {f.p99_ms:8.2f}"
         f" {f.requests:10,.0f}"
     )
 
 
-def servers(model_uri: str, env: dict[str, str]) -> tuple[Server, Server]:
-    """Ours and mlflow's, on free loopback ports, one worker each."""
-    ours, theirs = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
-    serving_env = {
-        "RLOPS_SERVING_MODEL_NAME": MODEL_NAME,
-        "RLOPS_SERVING_PORT": ours.rsplit(":")[-1],
-    }
+def servers(model_uri: str, env: dict[str, str], token: str) -> tuple[list[Server], list[Load]]:
+    """Ours with a key required and without, and mlflow's, on free loopback ports, one worker
+    each; and the loads sent to them."""
+    keyed, open_, theirs = (f"http://127.0.0.1:{free_port()}" for _ in range(3))
+    auth = {"Authorization": f"Bearer {token}"}
+    keys = [{"id": "bench", "sha256": token_digest(token), "scopes": ["act", "metrics"]}]
+    serving = {"RLOPS_SERVING_MODEL_NAME": MODEL_NAME}
+    rlops = [sys.executable, "-m", "rlops_serving"]
     mlflow = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-w", "1"]
-    return (
+    port = {url: url.rsplit(":")[-1] for url in (keyed, open_, theirs)}
+    processes = [
         Server(
-            "rlops_serving",
-            [sys.executable, "-m", "rlops_serving"],
-            env | serving_env,
-            f"{ours}/ready",
-            f"{ours}/v1/act",
-            {"observation": OBSERVATION},
+            "rlops_serving (key required)",
+            rlops,
+            env
+            | serving
+            | {"RLOPS_SERVING_PORT": port[keyed]}
+            | {"RLOPS_SERVING_API_KEYS": json.dumps(keys)},
+            f"{keyed}/ready",
+            auth,
+        ),
+        Server(
+            "rlops_serving (no keys)",
+            rlops,
+            env
+            | serving
+            | {"RLOPS_SERVING_PORT": port[open_]}
+            | {"RLOPS_SERVING_REQUIRE_API_KEYS": "false"},
+            f"{open_}/ready",
         ),
         Server(
             "mlflow models serve",
-            [sys.executable, "-m", *mlflow, "-h", "127.0.0.1", "-p", theirs.rsplit(":")[-1]],
+            [sys.executable, "-m", *mlflow, "-h", "127.0.0.1", "-p", port[theirs]],
             env,
             f"{theirs}/ping",
-            f"{theirs}/invocations",
-            {"inputs": [OBSERVATION]},
         ),
-    )
+    ]
+    act = {"observation": OBSERVATION}
+    loads = [
+        Load("rlops, key", f"{keyed}/v1/act", act, auth),
+        Load("rlops, no keys", f"{open_}/v1/act", act),
+        Load("rlops, key + ticket", f"{keyed}/v1/act", act | {"ticket": "filled at warm-up"}, auth),
+        Load("mlflow models serve", f"{theirs}/invocations", {"inputs": [OBSERVATION]}),
+    ]
+    return processes, loads
 
 
-def measure(
-    pair: tuple[Server, Server], args: argparse.Namespace, scratch: Path
-) -> list[list[Figures]]:
-    """Warm both up, then alternate them for `rounds` rounds; each server's figures."""
-    for server in pair:
-        answer = httpx.post(server.url, json=server.body, timeout=10)
+def with_ticket(load: Load) -> Load:
+    """The episode-step load with a real ticket, from starting an episode on its server."""
+    if "ticket" not in load.body:
+        return load
+    body = {"observation": OBSERVATION, "start_episode": True}
+    started = httpx.post(load.url, json=body, headers=load.headers, timeout=10)
+    started.raise_for_status()
+    return Load(load.name, load.url, load.body | {"ticket": started.json()["ticket"]}, load.headers)
+
+
+def measure(loads: list[Load], args: argparse.Namespace, scratch: Path) -> list[list[Figures]]:
+    """Warm every load up, then alternate them for `rounds` rounds; each load's figures."""
+    for load in loads:
+        answer = httpx.post(load.url, json=load.body, headers=load.headers, timeout=10)
         answer.raise_for_status()
-        print(f"{server.name}: {answer.text.strip()}")
-        wrk(server, args.warmup, scratch)
+        print(f"{load.name}: {answer.text.strip()[:160]}")
+        wrk(load, args.warmup, scratch)
     print(f"\nwrk -t1 -c{CONNECTIONS} -d{args.seconds:g}s, batch 1, loopback; latencies in ms")
-    print(
-        f"{'server (round)':28s} {'RPS':>9s} {'p50':>8s} {'p95':>8s} {'p99':>8s} {'requests':>10s}"
-    )
-    figures: list[list[Figures]] = [[], []]
+    print(f"{'load (round)':30s} {'RPS':>9s} {'p50':>8s} {'p95':>8s} {'p99':>8s} {'requests':>10s}")
+    figures: list[list[Figures]] = [[] for _ in loads]
     for round_ in range(1, args.rounds + 1):
-        for server, runs in zip(pair, figures, strict=True):
-            runs.append(wrk(server, args.seconds, scratch))
-            print(row(f"{server.name} ({round_})", runs[-1]))
+        for load, runs in zip(loads, figures, strict=True):
+            runs.append(wrk(load, args.seconds, scratch))
+            print(row(f"{load.name} ({round_})", runs[-1]))
     return figures
 
 
@@ -259,22 +302,29 @@ def main() -> None:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
             "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")]),
         }
-        pair = servers(model_uri, env)
-        with (
-            started(pair[0], scratch / "rlops_serving.log"),
-            started(pair[1], scratch / "mlflow.log"),
-        ):
-            ours, theirs = (median(runs) for runs in measure(pair, args, scratch))
+        processes, loads = servers(model_uri, env, new_token("bench"))
+        with ExitStack() as running:
+            for number, server in enumerate(processes):
+                running.enter_context(started(server, scratch / f"server{number}.log"))
+            loads = [with_ticket(load) for load in loads]
+            figures = [median(runs) for runs in measure(loads, args, scratch)]
 
     print()
-    print(row("rlops_serving (median)", ours))
-    print(row("mlflow models serve (median)", theirs))
-    ratio = ours.rps / theirs.rps
-    lower = ours.p95_ms < theirs.p95_ms and ours.p99_ms < theirs.p99_ms
+    for load, median_figures in zip(loads, figures, strict=True):
+        print(row(f"{load.name} (median)", median_figures))
+    keyed, open_, ticketed, theirs = figures
+    ratio = keyed.rps / theirs.rps
+    lower = keyed.p95_ms < theirs.p95_ms and keyed.p99_ms < theirs.p99_ms
     print(
-        f"\nRPS ratio x{ratio:.1f} (target >= 5: {'met' if ratio >= 5 else 'NOT met'}); "
-        f"p95 {ours.p95_ms:.2f} vs {theirs.p95_ms:.2f} ms, p99 {ours.p99_ms:.2f} vs "
-        f"{theirs.p99_ms:.2f} ms ({'lower' if lower else 'NOT lower'})"
+        f"\nrlops (key) over mlflow: RPS x{ratio:.1f} (target >= 5: "
+        f"{'met' if ratio >= 5 else 'NOT met'}); p95 {keyed.p95_ms:.2f} vs {theirs.p95_ms:.2f} ms, "
+        f"p99 {keyed.p99_ms:.2f} vs {theirs.p99_ms:.2f} ms ({'lower' if lower else 'NOT lower'})"
+    )
+    cost = 1 - keyed.rps / open_.rps
+    print(
+        f"auth on vs off: RPS {keyed.rps:,.0f} vs {open_.rps:,.0f} ({cost:+.1%} lost; target: "
+        f"at most 10%: {'met' if cost <= 0.10 else 'NOT met'}); episode steps with a ticket: "
+        f"{ticketed.rps:,.0f} ({1 - ticketed.rps / open_.rps:.1%} fewer than without keys)"
     )
 
 

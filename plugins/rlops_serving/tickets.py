@@ -24,8 +24,9 @@ import secrets
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _LAYOUT = struct.Struct(">III12s8s")
 """version, steps, start (epoch seconds), episode id, key fingerprint."""
@@ -57,6 +58,7 @@ def new_episode() -> bytes:
     return secrets.token_bytes(12)
 
 
+@lru_cache(maxsize=1024)
 def key_fingerprint(key_id: str) -> bytes:
     return hashlib.sha256(key_id.encode()).digest()[:8]
 
@@ -80,7 +82,8 @@ class TicketSigner:
     @staticmethod
     def advanced(ticket: Ticket) -> Ticket:
         """The ticket after one more step served under it."""
-        return replace(ticket, steps=min(ticket.steps + 1, MAX_STEPS))
+        steps = min(ticket.steps + 1, MAX_STEPS)
+        return Ticket(ticket.version, steps, ticket.started, ticket.episode, ticket.key)
 
     def encode(self, ticket: Ticket) -> str:
         payload = _LAYOUT.pack(
