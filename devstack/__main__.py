@@ -10,6 +10,7 @@ from pathlib import Path
 from devstack.celery import MAX_WORKERS
 from devstack.postgres import APP_DATABASES, REPO
 from devstack.processes import StackError
+from devstack.serving import CLIENT_KEY, KEY_SCOPES, METRICS_KEY, MODEL_NAME
 from devstack.stack import Executor, Stack
 
 EXECUTORS: dict[str, Executor] = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
@@ -57,6 +58,7 @@ def _describe(stack: Stack) -> None:
     for user in ("admin", *stack.mlflow_passwords):
         password = stack.mlflow_client_env(user)["MLFLOW_TRACKING_PASSWORD"]
         print(f"           user {user:<14} password {password}")
+    _describe_serving(stack)
     if stack.airflow_port is not None:
         print(f"Airflow    {stack.airflow_url}   user {stack.airflow_username}")
         print(f"           password {stack.airflow_password}")
@@ -73,6 +75,22 @@ def _describe(stack: Stack) -> None:
     for db in APP_DATABASES:
         print(f"Postgres   {stack.postgres_dsn(db)}")
     print(f"logs       {stack.state_dir / 'logs'}")
+
+
+def _describe_serving(stack: Stack) -> None:
+    """Where the policy server is, its tokens, and a first request with the client's."""
+    keys = stack.serving_keys
+    url = stack.serving_url
+    print(f"Serving    {url}   {MODEL_NAME}@champion, as MLflow user policy-server")
+    for key_id, token in ((CLIENT_KEY, keys.client_token), (METRICS_KEY, keys.metrics_token)):
+        scopes = ", ".join(KEY_SCOPES[key_id])
+        print(f"           token ({scopes}) {token}")
+    print(
+        f"           e.g. curl -H 'Authorization: Bearer {keys.client_token}' "
+        f"""-H 'Content-Type: application/json' -d '{{"observation": [1, 0, 0], """
+        f""""start_episode": true}}' {url}/v1/act"""
+    )
+    print("           (503 until a version is champion; report episodes with its ticket)")
 
 
 def _workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -94,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         help="PIDs, ports, credentials, logs and data (default: %(default)s)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start Postgres, S3, MLflow and Airflow; wait until ready")
-    up.add_argument("--no-airflow", action="store_true", help="only Postgres, S3 and MLflow")
+    up = commands.add_parser(
+        "up", help="start Postgres, S3, MLflow, the policy server, Airflow; wait until ready"
+    )
+    up.add_argument(
+        "--no-airflow", action="store_true", help="only Postgres, S3, MLflow and the policy server"
+    )
     up.add_argument(
         "--executor",
         choices=EXECUTORS,

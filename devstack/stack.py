@@ -1,5 +1,6 @@
 """The stack: one Postgres (Airflow's, MLflow's and Optuna's databases, and MLflow's users), S3
-(moto), an MLflow server with its basic-auth app, Airflow's services.
+(moto), an MLflow server with its basic-auth app, the policy server (devstack.serving),
+Airflow's services.
 
 The same topology as docker-compose.yaml, as plain processes on 127.0.0.1 with free ports;
 with the CeleryExecutor, also its `celery` profile: Redis and Celery workers (devstack.celery).
@@ -47,9 +48,11 @@ from devstack.processes import (
     stop_groups,
     wait_until,
 )
-from rlops_registry.access import AIRFLOW, USERS, client_env, password_env
+from devstack.serving import ServingKeys
+from rlops_registry.access import AIRFLOW, POLICY_SERVER, USERS, client_env, password_env
 
 STATE_FILE = "state.json"
+SERVING = "policy-server"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
 Database = Literal["postgres", "airflow", "mlflow", "optuna"]
 Executor = Literal["LocalExecutor", "CeleryExecutor"]
@@ -88,6 +91,9 @@ class Stack(BaseModel):
     mlflow_passwords: dict[str, str] = Field(
         default_factory=lambda: {user.name: _secret() for user in USERS}
     )
+    # The policy server (needs only MLflow, so it runs with or without Airflow): its tokens.
+    serving_port: int = Field(default_factory=free_port)
+    serving_keys: ServingKeys = Field(default_factory=ServingKeys)
     airflow_port: int | None = None
     airflow_username: str = "admin"
     airflow_password: str = Field(default_factory=_secret)
@@ -115,6 +121,10 @@ class Stack(BaseModel):
     @property
     def mlflow_uri(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://127.0.0.1:{self.serving_port}"
 
     @property
     def airflow_url(self) -> str:
@@ -227,6 +237,14 @@ class Stack(BaseModel):
             known = [MLFLOW_ADMIN, *self.mlflow_passwords]
             raise StackError(f"no MLflow user {user!r}: one of {', '.join(known)}")
         return client_env(self.mlflow_uri, user, password)
+
+    def serving_env(self) -> dict[str, str]:
+        """The policy server's: MLflow's `policy-server` login, the keys' hashes, no token."""
+        return (
+            self._base_env()
+            | self.mlflow_client_env(POLICY_SERVER.name)
+            | self.serving_keys.server_env(self.serving_port)
+        )
 
     def airflow_env(self) -> dict[str, str]:
         """Environment of every Airflow process; also right for `airflow` CLI calls on the stack."""
@@ -401,11 +419,15 @@ class Stack(BaseModel):
         self._wait("S3", lambda: http_ok(f"{self.s3_endpoint}/moto-api/"), "s3")
         self.s3_client().create_bucket(Bucket=self.bucket)  # moto starts empty every time
         self._wait("MLflow", lambda: http_ok(f"{self.mlflow_uri}/health"), "mlflow")
+        # It loads (a few seconds) while MLflow's users are set up: asking for the champion
+        # before its user exists is refused (logged once); it asks again every poll.
+        self._spawn(SERVING, [python, "-m", "rlops_serving"], self.serving_env())
         self._set_up_mlflow_users()
         if self.airflow_port is not None:
             self._wait("Airflow", self._airflow_healthy, *AIRFLOW_SERVICES)
         if self.workers:
             self._wait_for_workers()
+        self._wait("the policy server", lambda: http_ok(f"{self.serving_url}/health"), SERVING)
 
     def _start_workers(self) -> None:
         """Each Celery worker and its log server, once Redis answers (workers ask it at start).

@@ -17,6 +17,7 @@ import gc
 import logging
 from dataclasses import dataclass
 
+from mlflow.exceptions import MlflowException
 from prometheus_client import Counter
 
 from rlops_registry.registry import CHAMPION, ModelRegistry, models_with_champion
@@ -56,7 +57,18 @@ class ChampionWatcher:
 
         Blocking (registry calls, download, TorchScript load): run it in a worker thread.
         """
-        target = self.registry.alias(self.alias)
+        try:
+            target = self.registry.alias(self.alias)
+        except MlflowException as exc:
+            if exc.error_code != "PERMISSION_DENIED":
+                raise
+            # MLflow's basic-auth answers 403, not 404, for a model that does not exist yet.
+            self.unset = (
+                f"{self.registry.name}@{self.alias}: MLflow refuses to show it to this server's "
+                "user (the model is not registered yet, or the user may not READ it)"
+            )
+            log.warning("%s; nothing new to serve", self.unset)
+            return
         if target is None:
             self.unset = self._why_unset()
             log.warning("%s; nothing new to serve", self.unset)

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devstack.celery import VISIBILITY_TIMEOUT, WORKER_CELERY_CONFIG, WORKER_CONCURRENCY
 from devstack.postgres import APP_DATABASES
 from devstack.stack import MLFLOW_AUTH_CONFIG, OPTUNA_STORAGE_ENV
 from rlops_registry.access import AIRFLOW, POLICY_SERVER, USERS, password_env
+from rlops_serving.auth import KeyScope
+from rlops_serving.settings import ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -52,8 +55,18 @@ def parse_env(path: Path) -> dict[str, str]:
 
 
 def example_secrets() -> list[str]:
-    """The names .env.example leaves empty: each one a secret the user must provide."""
+    """The names .env.example leaves empty: each one a secret gen_env.py generates."""
     return [name for name, value in parse_env(REPO / ".env.example").items() if not value]
+
+
+CLIENT_TOKEN = "RLOPS_SERVING_CLIENT_TOKEN"
+METRICS_TOKEN = "RLOPS_SERVING_METRICS_TOKEN"
+SERVING_KEYS = "RLOPS_SERVING_API_KEYS"
+
+
+def service_secrets() -> list[str]:
+    """The generated secrets some service needs (the client token is for clients only)."""
+    return [name for name in example_secrets() if name != CLIENT_TOKEN]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +129,7 @@ def test_config_is_valid_with_an_env_generated_from_the_example(
     assert (done.returncode, done.stderr) == (0, "")
 
 
-@pytest.mark.parametrize("secret", example_secrets())
+@pytest.mark.parametrize("secret", service_secrets())
 def test_a_missing_secret_is_refused_by_name(env_file: Path, secret: str) -> None:
     incomplete = env_file.with_name(f"{secret}.env")
     lines = env_file.read_text().splitlines()
@@ -137,8 +150,10 @@ def test_env_file_is_written_for_its_owner_only_and_never_overwritten(env_file: 
 def test_generated_secrets_have_the_shapes_airflow_needs(dotenv: dict[str, str]) -> None:
     assert len(dotenv["AIRFLOW_JWT_SECRET"]) >= 64  # shorter: InsecureKeyLengthWarning
     assert len(dotenv["AIRFLOW_FERNET_KEY"]) == 44  # 32 bytes, url-safe base64
-    # Everything else may end up inside a connection URL.
-    url_safe = [name for name in example_secrets() if name != "AIRFLOW_FERNET_KEY"]
+    # Everything else may end up inside a connection URL (the key list is JSON of hashes).
+    url_safe = [
+        name for name in example_secrets() if name not in {"AIRFLOW_FERNET_KEY", SERVING_KEYS}
+    ]
     assert all(re.fullmatch(r"[\w-]+", dotenv[name]) for name in url_safe)
 
 
@@ -425,3 +440,74 @@ def test_airflow_has_an_operator_who_may_trigger_and_a_viewer_who_may_not(
     init = services["airflow-init"]["environment"]
     for user in ("OPERATOR", "VIEWER"):
         assert init[f"AIRFLOW_{user}_PASSWORD"] == dotenv[f"AIRFLOW_{user}_PASSWORD"]
+
+
+# -- the policy server's API keys ----------------------------------------------------------------
+
+
+def test_the_server_gets_only_the_hashes_of_the_generated_tokens(
+    services: dict[str, dict[str, Any]], dotenv: dict[str, str]
+) -> None:
+    env = services["policy-server"]["environment"]
+    assert env[SERVING_KEYS] == dotenv[SERVING_KEYS]
+    # As the server reads it: each token .env holds is a key with exactly its scopes.
+    settings = ServingSettings(
+        api_keys=env[SERVING_KEYS], ticket_secret=env["RLOPS_SERVING_TICKET_SECRET"]
+    )
+    ring = settings.key_ring()
+    assert len(ring) == 2
+    scopes = {name: ring.find(dotenv[name]) for name in (CLIENT_TOKEN, METRICS_TOKEN)}
+    assert scopes[CLIENT_TOKEN] is not None and scopes[METRICS_TOKEN] is not None
+    assert scopes[CLIENT_TOKEN].scopes == {KeyScope.ACT, KeyScope.REPORT}
+    assert scopes[METRICS_TOKEN].scopes == {KeyScope.METRICS}
+    assert all(dotenv[name].startswith(f"rlops_{scopes[name].id}_") for name in scopes)
+    assert settings.ticket_key() == dotenv["RLOPS_SERVING_TICKET_SECRET"].encode()
+    # No service is given a token itself: the server hashes, Prometheus reads a file.
+    rendered = json.dumps(services)
+    assert dotenv[CLIENT_TOKEN] not in rendered and dotenv[METRICS_TOKEN] not in rendered
+
+
+def test_step_reward_bounds_come_from_env_only_when_set(
+    env_file: Path, services: dict[str, dict[str, Any]]
+) -> None:
+    names = ("RLOPS_SERVING_STEP_REWARD_MIN", "RLOPS_SERVING_STEP_REWARD_MAX")
+    env = services["policy-server"]["environment"]
+    assert {name: env[name] for name in names} == dict.fromkeys(names)  # unset: server's own
+    bounded = env_file.with_name("bounds.env")
+    bounded.write_text(f"{env_file.read_text()}{names[0]}=-17\n{names[1]}=0\n")
+    env = render(bounded)["services"]["policy-server"]["environment"]
+    assert {name: env[name] for name in names} == {names[0]: "-17", names[1]: "0"}
+
+
+def test_prometheus_scrapes_with_the_metrics_token_from_a_file(
+    env_file: Path, services: dict[str, dict[str, Any]], dotenv: dict[str, str]
+) -> None:
+    scrape = yaml.safe_load((REPO / "docker" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["static_configs"] == [{"targets": ["policy-server:8000"]}]
+    assert job["authorization"]["type"] == "Bearer"
+    (mounted,) = services["prometheus"]["configs"]
+    assert mounted["target"] == job["authorization"]["credentials_file"]
+    assert (mounted["uid"], mounted["mode"]) == ("65534", "0400")  # the image's user, nobody
+    configs = render(env_file)["configs"]
+    assert configs[mounted["source"]]["content"] == dotenv[METRICS_TOKEN]
+    raw = render(env_file, interpolate=False)["configs"][mounted["source"]]["content"]
+    assert raw.startswith(f"${{{METRICS_TOKEN}:?")  # from .env, or compose refuses
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RLOPS_ALLOWED_ENV_MODULES", "ale_py,gymnasium_robotics"),
+        ("RLOPS_ALLOW_ENV_FILE_KWARGS", "1"),
+    ],
+)
+def test_env_guard_settings_reach_where_confs_are_checked(
+    env_file: Path, services: dict[str, dict[str, Any]], name: str, value: str
+) -> None:
+    runners = ("airflow-scheduler", "airflow-worker")  # where validate_conf and training run
+    assert {services[r]["environment"][name] for r in runners} == {""}  # the strict default
+    allowing = env_file.with_name(f"{name}.env")
+    allowing.write_text(f"{env_file.read_text()}{name}={value}\n")
+    changed = render(allowing)["services"]
+    assert {changed[r]["environment"][name] for r in runners} == {value}
