@@ -33,9 +33,9 @@ too; an unconfirmed one is tagged (`rlops.drift` = `unconfirmed` on the check's 
 nothing. After
 `breaches_to_rollback` consecutive counted breaches `champion` moves back to
 `previous_champion`, both versions are tagged with the reason and time (`rlops.drift.*`,
-`rlops.rollback.*`), and the task fails without retrying; the failure alert goes to the webhook
-in the Airflow Variable `rlops_alert_webhook_url` (else to the task log). With no previous
-champion no alias moves: alert only.
+`rlops.rollback.*`), and the task fails without retrying; the run's failure alert (one per
+failed run, naming the model's task) goes to the connections `rlops_alert_webhook` and
+`rlops_alert_smtp` (else to the log). With no previous champion no alias moves: alert only.
 
 `judge_canary` compares `challenger` with `champion` on the returns the server's canary
 split sent each of them (same `confidence`, `noninferiority_margin` as the pipeline's
@@ -60,12 +60,12 @@ import pendulum
 from airflow.sdk import Param, dag, task_group
 
 from rlops_airflow.monitoring_tasks import (
-    alert_on_failure,
     drift_guard,
     evaluate_champion,
     judge_canary,
     models_to_monitor,
 )
+from rlops_airflow.notify import failure_notifiers, record_failure
 
 PARAMS = {
     "registered_model_name": Param(
@@ -173,8 +173,9 @@ PARAMS = {
     default_args={
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
-        "on_failure_callback": alert_on_failure,
+        "on_failure_callback": record_failure,
     },
+    on_failure_callback=failure_notifiers(),  # one alert per failed run
     params=PARAMS,
     doc_md=__doc__,
     tags=["rlops", "monitoring", "mlflow"],

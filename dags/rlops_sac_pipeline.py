@@ -21,6 +21,11 @@ The candidate is registered as a new model version with alias `challenger`; it b
 per-episode differences on the same eval seeds must stay above -margin. Otherwise the version
 is tagged `rejected` with the reasons and `champion` does not move. A rejection is an outcome,
 not a failure: see the `promote` task's XCom and log, and the MLflow tags.
+
+A failed run sends one alert (webhook connection `rlops_alert_webhook`, e-mail connection
+`rlops_alert_smtp`) naming the failed task, its try, the reason and its log; so does a run
+still going 2 h after it was queued. `train` times out after `total_timesteps` / 30
+env-steps/s + 5 minutes (a try; a retry resumes from the last checkpoint).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from datetime import timedelta
 import pendulum
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import dag
+from airflow.sdk.definitions.callback import SyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from rlops_airflow.dag_tasks import (
     benchmark_latency,
@@ -43,7 +50,15 @@ from rlops_airflow.dag_tasks import (
     validate_conf,
     validate_env,
 )
+from rlops_airflow.notify import deadline_missed, failure_notifiers, record_failure
 from rlops_airflow.params import pipeline_params
+
+DEADLINE = timedelta(hours=2)
+"""How long after it is queued a run may go before a person hears of it. The nightly conf
+(20,000 steps) takes ~3 min at the measured 181-287 env-steps/s, and at most ~16 min a
+`train` try at the 30 env-steps/s floor: four tries (three retries) and the other tasks fit
+in 2 h, so past it something is stuck (a lost worker, a queue) or the run's conf is far
+bigger than the nightly one. An alert, not a kill: the run goes on."""
 
 
 @dag(
@@ -52,7 +67,17 @@ from rlops_airflow.params import pipeline_params
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # two runs never race on the champion alias
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "on_failure_callback": record_failure,
+    },
+    on_failure_callback=failure_notifiers(),
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=DEADLINE,
+        callback=SyncCallback(deadline_missed),
+    ),
     params=pipeline_params(),
     doc_md=__doc__,
     tags=["rlops", "sac", "mlflow"],

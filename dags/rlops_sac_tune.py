@@ -20,6 +20,9 @@ table of trials to its log; `train_best` triggers **rlops_sac_pipeline** (run id
 `tuned__<this run id>`) with this run's pipeline fields and the best config, so it goes
 through train → gate → export → benchmark → register → promote like any other, and its
 MLflow run and model version carry `rlops.tuned_by = <study>#<trial number>`.
+
+A failed run sends one alert through the connections `rlops_alert_webhook` and
+`rlops_alert_smtp` (the failed task, its try, the reason and a link to its log).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag
 
+from rlops_airflow.notify import failure_notifiers, record_failure
 from rlops_airflow.params import LINEAGE_FIELDS, settings_params
 from rlops_airflow.tuning_settings import TuneSettings
 from rlops_airflow.tuning_tasks import best_trial, open_study, trial, validate_tuning
@@ -40,6 +44,8 @@ PIPELINE_DAG_ID = "rlops_sac_pipeline"
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"on_failure_callback": record_failure},
+    on_failure_callback=failure_notifiers(),  # one alert per failed run
     params=settings_params(TuneSettings, omit=LINEAGE_FIELDS),
     doc_md=__doc__,
     tags=["rlops", "sac", "optuna", "mlflow"],

@@ -12,7 +12,7 @@ from typing import ClassVar
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from rlops_airflow import MLFLOW_RUN_URL_XCOM_KEY
+from rlops_airflow import MLFLOW_RUN_URL_XCOM_KEY, stored_xcom
 
 
 class MlflowRunLink(BaseOperatorLink):
@@ -21,19 +21,8 @@ class MlflowRunLink(BaseOperatorLink):
     name = "MLflow run"
 
     def get_link(self, operator, *, ti_key) -> str:
-        from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
-
-        query = XComModel.get_many(
-            key=MLFLOW_RUN_URL_XCOM_KEY,
-            run_id=ti_key.run_id,
-            dag_ids=ti_key.dag_id,
-            task_ids=ti_key.task_id,
-            map_indexes=ti_key.map_index,
-        ).with_only_columns(XComModel.value)
-        with create_session() as session:
-            row = session.execute(query).first()
-        return "" if row is None else XComModel.deserialize_value(row)
+        key = (ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index)
+        return stored_xcom(MLFLOW_RUN_URL_XCOM_KEY, *key) or ""
 
 
 class RlopsPlugin(AirflowPlugin):

@@ -25,6 +25,30 @@ log = logging.getLogger(__name__)
 
 TRAIN_RETRIES = 3
 """Training resumes from its last uploaded checkpoint, so retrying it is cheap."""
+TRAIN_STEPS_PER_SECOND_FLOOR = 30
+"""Env-steps/s below which a `train` try counts as hung: half the slowest rate measured, 63
+env-steps/s (a first pipeline run on 2 busy cores while the stack was starting, field notes J;
+warm runs train at 181-287, the Intel kind at 98-151)."""
+TRAIN_SETUP_ALLOWANCE = timedelta(minutes=5)
+"""On top: env build, the step's compile on a cold cache (~50 s measured), MLflow uploads."""
+MAX_TOTAL_TIMESTEPS = 2_000_000
+"""The `total_timesteps` Param's maximum (a test keeps the two equal)."""
+
+
+def train_timeout(total_timesteps: int) -> timedelta:
+    """How long one `train` try of `total_timesteps` steps may take."""
+    return TRAIN_SETUP_ALLOWANCE + timedelta(
+        seconds=-(-total_timesteps // TRAIN_STEPS_PER_SECOND_FLOOR)
+    )
+
+
+def time_box_train(context: Any) -> None:
+    """`pre_execute` of `train`: this run's `execution_timeout`, from its `total_timesteps`.
+
+    Airflow reads the task's `execution_timeout` right after this hook and enforces it the
+    usual way (AirflowTaskTimeout, then a retry from the checkpoint); the static value on the
+    task is only the bound for the Param's maximum, should the hook not run."""
+    context["task"].execution_timeout = train_timeout(context["params"]["total_timesteps"])
 
 
 def _settings(params: dict[str, Any]) -> PipelineSettings:
@@ -120,7 +144,12 @@ def sweep_seeds(settings: dict[str, Any]) -> list[int]:
     return _settings(settings).sweep_seeds
 
 
-@task(retries=TRAIN_RETRIES, retry_delay=timedelta(seconds=30))
+@task(
+    retries=TRAIN_RETRIES,
+    retry_delay=timedelta(seconds=30),
+    execution_timeout=train_timeout(MAX_TOTAL_TIMESTEPS),
+    pre_execute=time_box_train,
+)
 def train(seed: int, params: dict | None = None, dag_run: Any = None, ti: Any = None) -> dict:
     """Train SAC with `seed` (resuming from the last checkpoint on retry)."""
     tasks = task_code()

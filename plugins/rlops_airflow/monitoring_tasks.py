@@ -1,10 +1,10 @@
-"""The champion monitor's Airflow tasks and its failure alert: thin wrappers around
-`rlops_airflow.monitoring`.
+"""The champion monitor's Airflow tasks: thin wrappers around `rlops_airflow.monitoring`.
 
 Imported when the DAG file is parsed, so only Airflow is imported here; torch, gymnasium and
 mlflow load inside the task bodies, on the worker. A detected drift raises
 `AirflowFailException`: the task fails at once, without retries (a retry would judge the
-rolled-back champion and turn the run green), and the failure callback sends the alert.
+rolled-back champion and turn the run green), and the run's alert goes out
+(`rlops_airflow.notify`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,13 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Variable, get_current_context, task
+from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from rlops_airflow.dag_tasks import airflow_run
 
 log = logging.getLogger(__name__)
 
-ALERT_WEBHOOK_VARIABLE = "rlops_alert_webhook_url"
-"""Airflow Variable (or env AIRFLOW_VAR_RLOPS_ALERT_WEBHOOK_URL): where alerts are POSTed as
-`{"text": ...}`, which Slack, Mattermost and Teams incoming webhooks accept. Unset: log only."""
-ALERT_TIMEOUT_SECONDS = 10.0
 MODEL_LABEL = "{{ rlops_model_name }}"
 """What a per-model task instance is called in the UI and in alerts instead of its map index."""
 
@@ -184,27 +180,3 @@ def _prepare() -> None:
 def _moment(dag_run: Any) -> datetime:
     """When the check is due: a REST trigger may have no logical date."""
     return dag_run.logical_date or dag_run.run_after
-
-
-def alert_on_failure(context: Any) -> None:
-    """on_failure_callback: log the failure at ERROR and POST it to the alert webhook, if set.
-
-    Never raises: a broken webhook is logged, and must not hide the failure it reports.
-    """
-    ti = context["ti"]
-    label = getattr(ti, "rendered_map_index", None)
-    task_name = f"{ti.task_id}[{label}]" if label else ti.task_id
-    text = (
-        f"rlops alert: {ti.dag_id}.{task_name} failed in run {ti.run_id}: "
-        f"{context.get('exception')}"
-    )
-    log.error("%s", text)
-    url = Variable.get(ALERT_WEBHOOK_VARIABLE, default=None)
-    if not url:
-        return
-    import httpx
-
-    try:
-        httpx.post(url, json={"text": text}, timeout=ALERT_TIMEOUT_SECONDS).raise_for_status()
-    except httpx.HTTPError:
-        log.exception("could not deliver the alert to the webhook")

@@ -1,32 +1,25 @@
 """The champion monitor DAG: it loads, is wired and scheduled as designed, refuses bad params,
-alerts on failure, and (run by Airflow itself) rolls a dropped champion back when told to
+alerts once per failed run, and (run by Airflow itself) rolls a dropped champion back when told to
 trust served evidence, and moves no alias on forged served evidence by default."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 
 import pytest
 from mlflow import MlflowClient
 
 from rlops_airflow.monitoring import REFERENCE_TAG
-from rlops_airflow.monitoring_tasks import (
-    ALERT_WEBHOOK_VARIABLE,
-    alert_on_failure,
-    unknown_conf_keys,
-)
+from rlops_airflow.monitoring_tasks import unknown_conf_keys
+from rlops_airflow.notify import EmailNotifier, WebhookNotifier, record_failure
 from rlops_registry import tags
 from rlops_registry.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
 from tests.conftest import REPO, airflow_dags_test, validate_trigger
 from tests.monitoring.served import honest_returns, report_episodes, report_returns
+from tests.notify.receivers import alert_env, smtp_receiver, webhook_receiver  # noqa: F401
 from tests.serving.policies import register_broken_version, register_policy
 
 DAG_ID = "rlops_champion_monitor"
@@ -40,7 +33,6 @@ EVALUATE, GUARD, CANARY = PER_MODEL = (
     "monitor_model.drift_guard",
     "monitor_model.judge_canary",
 )
-WEBHOOK_ENV = f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}"
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +58,9 @@ def test_wiring_schedule_and_failure_policy(dag) -> None:
     assert dag.timetable.expression == "30 * * * *"  # hourly
     assert str(dag.timetable.timezone) == "UTC"
     assert (dag.catchup, dag.max_active_runs) == (False, 1)
+    assert [type(n) for n in dag.on_failure_callback] == [WebhookNotifier, EmailNotifier]
     for task in dag.tasks:
-        assert task.on_failure_callback == [alert_on_failure], task.task_id
+        assert task.on_failure_callback == [record_failure], task.task_id
         assert task.retries >= 2, task.task_id
         assert task.retry_delay >= timedelta(seconds=30), task.task_id
     assert "-drift_tolerance * |reference mean|" in dag.doc_md
@@ -130,59 +123,6 @@ def test_a_conf_key_no_param_declares_is_refused_by_name(dag, conf, message) -> 
     assert unknown_conf_keys(conf, dag.params.keys()) == message
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    """Records each POSTed JSON body; answers with the server's `status`."""
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.server.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(self.server.status)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        """Quiet."""
-
-
-@pytest.fixture
-def webhook() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
-    server.received, server.status = [], 200
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
-
-
-def _failure_context() -> dict:
-    ti = SimpleNamespace(dag_id=DAG_ID, task_id="drift_guard", run_id="scheduled__1")
-    return {"ti": ti, "exception": RuntimeError("drift: online -1200 < -105")}
-
-
-def test_the_alert_goes_to_the_webhook(webhook, monkeypatch, caplog) -> None:
-    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{webhook.server_port}/hook")
-    alert_on_failure(_failure_context())
-    (message,) = webhook.received
-    assert message["text"] == (
-        f"rlops alert: {DAG_ID}.drift_guard failed in run scheduled__1: drift: online -1200 < -105"
-    )
-    assert message["text"] in caplog.text
-
-
-def test_without_a_webhook_the_alert_is_logged(monkeypatch, caplog) -> None:
-    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
-    alert_on_failure(_failure_context())
-    assert "rlops alert: rlops_champion_monitor.drift_guard failed" in caplog.text
-
-
-def test_a_broken_webhook_never_hides_the_failure(webhook, monkeypatch, caplog) -> None:
-    webhook.status = 500
-    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{webhook.server_port}/hook")
-    alert_on_failure(_failure_context())  # does not raise
-    assert "could not deliver the alert" in caplog.text
-
-
 def _newest_run(airflow_env: dict[str, str], task_id: str) -> list[tuple[str, int, str]]:
     """State, try number and name (rendered map index) of each instance of the task in the
     newest monitor run, from Airflow's own DB."""
@@ -209,7 +149,7 @@ def _hour(hour: int) -> datetime:
 
 @pytest.mark.slow
 def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
-    airflow_db, mlflow_store, webhook
+    airflow_db, mlflow_store, webhook, smtp
 ):
     """With `confirm_with_simulator` off (served evidence acts alone): served traffic far
     below what the champion does in the simulator, two hours in a row."""
@@ -219,11 +159,7 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     registry.crown(good)
     degraded = register_policy(model, reward=-100.0, seed=2)
     registry.crown(degraded)
-    env = {
-        **os.environ,
-        **airflow_db,
-        WEBHOOK_ENV: f"http://127.0.0.1:{webhook.server_port}/hook",
-    }
+    env = {**os.environ, **airflow_db, **alert_env(webhook, smtp)}
     conf = {
         "registered_model_name": model,
         "episodes": 3,
@@ -257,10 +193,11 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     assert _last_try(airflow_db, EVALUATE) == ("success", 1)
     assert str(registry.alias(CHAMPION).version) == good
     assert registry.version(degraded).tags["rlops.drift.action"] == f"rolled back to v{good}"
-    (alert,) = webhook.received
-    assert alert["text"].startswith(f"rlops alert: {DAG_ID}.{GUARD}[{model}] failed in run ")
+    (alert,) = (post["body"] for post in webhook.received)
+    assert (alert["task"], alert["try_number"]) == (f"{GUARD}[{model}]", 1)
     drift = f"drift of {model} v{degraded}: 2 consecutive breaches, the last: online mean return"
-    assert drift in alert["text"]
+    assert alert["reason"].startswith(drift)
+    assert len(smtp.handler.received) == 1
 
     restored = airflow_dags_test(DAG_ID, env, conf, _hour(3).isoformat())
     assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-4000:]
@@ -272,7 +209,10 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     assert typo.returncode == 1, typo.stdout[-4000:] + typo.stderr[-4000:]
     assert _last_try(airflow_db, "models_to_monitor") == ("failed", 1)  # no retries
     assert _last_try(airflow_db, EVALUATE)[0] == "upstream_failed"
-    assert "conf: unknown key 'episdoes' (did you mean 'episodes'?)" in webhook.received[-1]["text"]
+    assert (
+        "conf: unknown key 'episdoes' (did you mean 'episodes'?)"
+        in (webhook.received[-1]["body"]["reason"])
+    )
     assert registry.version(good).tags["rlops.online_run_id"] == checked["rlops.online_run_id"]
     assert str(registry.alias(CHAMPION).version) == good
 
