@@ -214,18 +214,9 @@ class Stack(BaseModel):
         """The shared setup (rlops_registry.access), run as MLflow's admin, as compose runs it."""
         env = self._base_env() | self.mlflow_client_env(MLFLOW_ADMIN)
         env |= {password_env(user): self.mlflow_passwords[user.name] for user in USERS}
-        log = self.log("mlflow-users")
-        with log.open("ab") as out:
-            done = subprocess.run(
-                [sys.executable, "-m", "rlops_registry.access", "setup"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=120,
-            )
-        if done.returncode != 0:
-            raise StackError(f"MLflow users setup failed ({done.returncode})\n{log_tail(log)}")
+        self._run_once(
+            "mlflow-users", "MLflow users setup", ["rlops_registry.access", "setup"], env
+        )
 
     def mlflow_client_env(self, user: str = AIRFLOW.name) -> dict[str, str]:
         """MLFLOW_TRACKING_URI/USERNAME/PASSWORD of one MLflow user (`admin` or an rlops user)."""
@@ -473,18 +464,24 @@ class Stack(BaseModel):
         passwords.touch(mode=0o600)
         users = {self.airflow_username: self.airflow_password} | self.airflow_passwords
         passwords.write_text(json.dumps(users))
-        log = self.log("airflow-migrate")
+        migrate = ["airflow", "db", "migrate"]
+        self._run_once("airflow-migrate", "airflow db migrate", migrate, self.airflow_env())
+
+    def _run_once(self, name: str, what: str, module_argv: list[str], env: dict[str, str]) -> None:
+        """`python -m <module_argv>` to completion, logged as `name`; a failure stops `up`
+        with the log's tail."""
+        log = self.log(name)
         with log.open("ab") as out:
             done = subprocess.run(
-                [sys.executable, "-m", "airflow", "db", "migrate"],
-                env=self.airflow_env(),
+                [sys.executable, "-m", *module_argv],
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=300,
             )
         if done.returncode != 0:
-            raise StackError(f"airflow db migrate failed ({done.returncode})\n{log_tail(log)}")
+            raise StackError(f"{what} failed ({done.returncode})\n{log_tail(log)}")
 
     def _airflow_healthy(self) -> bool:
         """The API server answers, and reports the scheduler and DAG processor heartbeating."""
