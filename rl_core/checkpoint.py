@@ -10,6 +10,7 @@ can read it safely.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,31 @@ from rl_core.networks import Actor, ActorSpec
 CHECKPOINT_FORMAT = 1
 
 
+class CheckpointError(ValueError):
+    """A file that is no checkpoint or actor file of rlops: missing, foreign or truncated."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def _read(path: str | Path, what: str) -> dict[str, Any]:
+    """`torch.load` (tensors and plain values only) of `path`; every way a file can fail to
+    be one `what` is a `CheckpointError` naming it, never a bare unpickling error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(path, "no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(path, f"a folder, not {what}") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        detail = str(exc).strip().split(". ")[0] or f"{type(exc).__name__}: the file ends early"
+        raise CheckpointError(path, f"not {what} ({detail})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(path, f"not {what} (it holds a {type(state).__name__})")
+    return state
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomically write `state` (plus a format version) to `path`."""
     path = Path(path)
@@ -37,11 +63,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read(path, "an rlops training checkpoint")
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not an rlops checkpoint of format {CHECKPOINT_FORMAT} "
-            f"(found format {state.get('format')!r})"
+        raise CheckpointError(
+            path,
+            f"not an rlops checkpoint of format {CHECKPOINT_FORMAT} "
+            f"(found format {state.get('format')!r})",
         )
     return state
 
@@ -74,7 +101,7 @@ def load_actor(path: str | Path) -> tuple[Actor, EnvSpec]:
 
     Needs no env, critics or optimizers: the spec saved beside the weights builds it.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read(path, "an rlops actor file or training checkpoint")
     if state.get("actor_format") == ACTOR_FORMAT:
         spec, weights = state["spec"], state["actor"]
         # Actor files written before env specs existed name the env id alone.
@@ -86,7 +113,7 @@ def load_actor(path: str | Path) -> tuple[Actor, EnvSpec]:
         agent, config = load_agent(path)
         return agent.actor, config.env
     else:
-        raise ValueError(f"{path} is neither an rlops actor file nor a training checkpoint")
+        raise CheckpointError(path, "neither an rlops actor file nor a training checkpoint")
     actor = Actor.from_spec(ActorSpec(**spec))
     actor.load_state_dict(weights)
     return actor, env

@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich_argparse import RichHelpFormatter
 
+from rl_core.cli_errors import user_error
 from rl_core.config import ConfigError, SACConfig, load_config
-from rl_core.policy_source import ACCEPTED, PolicySourceError
-from rl_core.tracking import TrackingServerUnreachable
+from rl_core.policy_source import ACCEPTED
 from rl_core.video import DEFAULT_MAX_FRAMES, DEFAULT_MAX_SIDE
 
 console = Console(soft_wrap=True)  # never break paths and numbers across lines
+errors = Console(stderr=True, soft_wrap=True)
 DEFAULT_EVAL_SEEDS = tuple(range(1000, 1010))
 POLICY_HELP = f"the policy: {ACCEPTED}"
 TRAINED_HELP = (
@@ -57,6 +58,15 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
+def _new_folder(path: str, option: str) -> Path:
+    """The folder `option` names, made now: a path that cannot be one fails before training."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot make this folder ({exc.strerror})") from None
+    return Path(path)
+
+
 def _print_eval(result: object) -> None:
     console.print(
         f"mean return [bold]{result.mean:.1f}[/] ± {result.std:.1f} "
@@ -71,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rl_core.training import train
 
     config = load_config(args.config, args.set)
-    checkpoint = Path(args.out) / "checkpoint.pt"
+    checkpoint = _new_folder(args.out, "--out") / "checkpoint.pt"
     console.print(
         f"training SAC on [bold]{config.env_id}[/] for {config.total_timesteps} steps "
         f"(seed {config.seed}, config {config.config_hash()})"
@@ -152,23 +162,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_video(args: argparse.Namespace) -> int:
     from rl_core.policy_source import open_policy
-    from rl_core.video import RenderError, record_episode
+    from rl_core.video import record_episode
 
     with tempfile.TemporaryDirectory() as scratch:
         source = open_policy(args.policy, Path(scratch))
-        try:
-            path = record_episode(
-                source.policy(),
-                source.env,
-                args.seed,
-                Path(args.out),
-                max_frames=args.max_frames,
-                max_side=args.max_side,
-                fps=args.fps,
-            )
-        except RenderError as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}")
-            return 2
+        path = record_episode(
+            source.policy(),
+            source.env,
+            args.seed,
+            Path(args.out),
+            max_frames=args.max_frames,
+            max_side=args.max_side,
+            fps=args.fps,
+        )
     console.print(
         f"episode on env seed {args.seed} of {source.env} -> {path} "
         f"({path.stat().st_size / 1024:.0f} KiB)"
@@ -328,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, PolicySourceError, TrackingServerUnreachable) as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise  # a bug in rlops: its traceback must stay visible
+        errors.print(f"[red]error:[/] {escape(message)}", highlight=False)
         return 2
 
 

@@ -364,8 +364,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML or JSON config file (optional), apply `key=value` overrides, validate."""
     values: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text)  # YAML is a superset of JSON
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigError(f"config file {path}: {reason}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of field: value")
         values.update(loaded or {})

@@ -8,10 +8,11 @@ is accepted; the CLI prints that one line and exits 2.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from rl_core.cli_errors import one_line
 
 if TYPE_CHECKING:  # torch and the loaders load when a policy is opened, not on import
     import torch
@@ -67,6 +68,10 @@ def _local_copy(reference: str, scratch: Path) -> Path:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
+    from rl_core.tracking import bound_mlflow_requests, wait_for_tracking_server
+
+    bound_mlflow_requests()
+    wait_for_tracking_server()  # a bounded wait naming the server, not minutes of retries
     try:
         return Path(mlflow.artifacts.download_artifacts(reference, dst_path=str(scratch)))
     except (MlflowException, OSError) as exc:
@@ -74,18 +79,38 @@ def _local_copy(reference: str, scratch: Path) -> Path:
         raise PolicySourceError(f"{reference}: {reason}") from None
 
 
+def _check_mlmodel_is_yaml(reference: str, mlmodel: Path) -> None:
+    """MLflow's `Model.load` fails on a foreign or cut-off MLmodel with whatever error its
+    parser hits; this says so by name first."""
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(mlmodel.read_text(errors="replace"))
+    except yaml.YAMLError as exc:
+        problem = f"is not YAML ({one_line(str(exc))})"
+    else:
+        if isinstance(parsed, dict):
+            return
+        problem = f"holds a {type(parsed).__name__}, not an MLflow model's mapping"
+    raise PolicySourceError(f"{reference}: its MLmodel {problem}; give {ACCEPTED}")
+
+
 def open_policy(reference: str, scratch: Path) -> PolicySource:
     """Load the policy `reference` names (MLflow URIs are downloaded into `scratch`)."""
-    from rl_core.checkpoint import load_actor
+    from rl_core.actor_audit import ActorAuditError
+    from rl_core.checkpoint import CheckpointError, load_actor
     from rl_core.policy_model import PolicyFolderError, load_policy_folder
 
     path = _local_copy(reference, scratch)
     if path.is_dir():
         if (path / "MLmodel").is_file():
+            _check_mlmodel_is_yaml(reference, path / "MLmodel")
             try:
                 exported, meta = load_policy_folder(path)
-            except PolicyFolderError as exc:
+            except PolicyFolderError as exc:  # names the folder already
                 raise PolicySourceError(str(exc)) from None
+            except ActorAuditError as exc:  # names the file within the folder
+                raise PolicySourceError(f"{reference}: {exc}") from None
             return PolicySource(meta.env, None, exported)
         files = [path / name for name in (ACTOR_FILE, CHECKPOINT_FILE) if (path / name).is_file()]
         if not files:
@@ -96,7 +121,9 @@ def open_policy(reference: str, scratch: Path) -> PolicySource:
         path = files[0]
     try:
         actor, env = load_actor(path)
-    except (ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+    except CheckpointError as exc:  # missing, foreign or truncated: the reason says which
+        raise PolicySourceError(f"{reference}: {exc.reason}; give {ACCEPTED}") from None
+    except (ValueError, RuntimeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PolicySourceError(
             f"{reference}: not a policy rlops can load ({reason}); give {ACCEPTED}"

@@ -20,7 +20,12 @@ import yaml
 from rl_core import lineage
 from rl_core.config import SACConfig, stored_config
 from rl_core.evaluation import EVALUATION_ARTIFACT, evaluate, log_evaluation
-from rl_core.tracking import MlflowTracker, mlflow_configured
+from rl_core.tracking import (
+    MlflowTracker,
+    bound_mlflow_requests,
+    mlflow_configured,
+    wait_for_tracking_server,
+)
 from rl_core.training import CONFIG_ARTIFACT, train
 
 REPRODUCES_TAG = "rlops.reproduces"
@@ -42,6 +47,11 @@ COMPARED_LINEAGE = (
     "step_compiler",
     "torch_threads",
 )
+
+
+class ReproduceError(RuntimeError):
+    """The reference cannot be reproduced: MLflow is not configured, or the reference names
+    no run with a training record; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -129,12 +139,28 @@ def _original_record(run_id: str) -> tuple[SACConfig, dict, dict, str]:
     return config, then, evaluation, experiment
 
 
+def _read_reference(reference: str) -> tuple[str, tuple[SACConfig, dict, dict, str]]:
+    """The run id `reference` names and its record; a `ReproduceError` naming the reference
+    when MLflow is not configured or holds no such run, model, alias or training record."""
+    from mlflow.exceptions import MlflowException
+
+    if not mlflow_configured():
+        raise ReproduceError(
+            "reproduce reads the original run from MLflow: set MLFLOW_TRACKING_URI"
+        )
+    bound_mlflow_requests()
+    wait_for_tracking_server()  # a bounded wait naming the server, not minutes of retries
+    try:
+        run_id = resolve_run_id(reference)
+        return run_id, _original_record(run_id)
+    except (MlflowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReproduceError(f"{reference}: {reason}") from None
+
+
 def reproduce(reference: str, tolerance: float = 0.0, show_progress: bool = True) -> Reproduction:
     """Re-train and re-evaluate the referenced run; see the module docstring."""
-    if not mlflow_configured():
-        raise RuntimeError("reproduce reads the original run from MLflow: set MLFLOW_TRACKING_URI")
-    run_id = resolve_run_id(reference)
-    config, then, original_eval, experiment = _original_record(run_id)
+    run_id, (config, then, original_eval, experiment) = _read_reference(reference)
     torch.set_num_threads(config.torch_threads)  # so the lineage below is the run's setting
     differences = lineage_differences(then, lineage.collect(config))
     tags = {REPRODUCES_TAG: run_id}

@@ -188,3 +188,14 @@ def airflow_db() -> dict[str, str]:
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return dict(AIRFLOW_ENV)
+
+
+# Hypothesis in CI: the same examples every run (derandomized from each test's own source), so a
+# failure found once fails again on the next run instead of hiding behind a new random draw;
+# print_blob prints the `@reproduce_failure` line that replays it locally. No database: a CI
+# checkout would neither keep nor reuse it. Outside CI the default profile explores new examples.
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, database=None)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    hypothesis_settings.load_profile("ci")

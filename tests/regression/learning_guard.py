@@ -29,12 +29,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import pytest
 import torch
 
 from rl_core import cpu, sac_step
+from rl_core.agent import SAC
 from rl_core.buffer import Batch, ReplayBuffer
 from rl_core.config import SACConfig
 from rl_core.evaluation import evaluate
@@ -52,6 +54,7 @@ SEEDS = (0, 1, 2)
 BOUND = -400.0
 """The median must reach this. Healthy runs measured -168 to -186 (5 seeds x bf16/ieee, AMD
 EPYC); every injected defect stayed below -1,100 (see the closing note of issue 10)."""
+T = TypeVar("T")
 PROCESSES = 2
 """Seeds trained at once, one torch thread each: one per core of the CI box."""
 
@@ -110,11 +113,36 @@ def _pool() -> ProcessPoolExecutor:
 
 
 def _train(
-    pool: Executor, seeds: Sequence[int], defect: str | None, overrides: dict[str, object]
-) -> dict[int, float]:
-    """Guarded return per seed, each trained in one of the pool's processes."""
-    returns = pool.map(partial(_guarded_return_with, defect, overrides), seeds)
+    pool: Executor,
+    seeds: Sequence[int],
+    defect: str | None,
+    overrides: dict[str, object],
+    work: Callable[[str | None, dict[str, object], int], T] | None = None,
+) -> dict[int, T]:
+    """`work` (by default the guarded return) per seed, each in one of the pool's processes."""
+    returns = pool.map(partial(work or _guarded_return_with, defect, overrides), seeds)
     return dict(zip(seeds, returns, strict=True))
+
+
+Row = tuple[str | None, dict[str, object]]
+"""A defect to inject (None: healthy) and config overrides."""
+
+
+def run_rows(
+    rows: dict[str, Row],
+    seeds: Sequence[int],
+    work: Callable[[str | None, dict[str, object], int], T] | None = None,
+) -> Iterator[tuple[str, dict[int, T], float]]:
+    """Label, `work` per seed and seconds, row after row, each row in a pool of its own.
+
+    A process scripts SAC's step once and keeps it (rl_core/step_compiler.py): a process that
+    ran one defect would run it again under the next row's name. Fresh processes per row make
+    each row run its own defect."""
+    for label, (defect, overrides) in rows.items():
+        start = time.perf_counter()
+        with _pool() as pool:
+            results = _train(pool, seeds, defect, overrides, work)
+        yield label, results, time.perf_counter() - start
 
 
 def _guarded_return_with(defect: str | None, overrides: dict[str, object], seed: int) -> float:
@@ -186,6 +214,30 @@ DEFECTS = {
 }
 
 
+def one_update(defect: str | None, overrides: dict[str, object], seed: int) -> dict[str, float]:
+    """What one gradient step with `defect` injected does to a fixed agent and batch: the move
+    of log alpha and a sum over the networks. Cheap evidence of which defect a process ran."""
+    with (DEFECTS[defect] if defect else Defect()).injected() as defect_overrides:
+        config = SACConfig(**{**GUARD_CONFIG, "seed": seed, **overrides, **defect_overrides})
+        torch.manual_seed(seed)
+        agent = SAC(config, 3, 1, np.array([-2.0]), np.array([2.0]))
+        buffer = ReplayBuffer(256, 3, 1)
+        rows = np.random.default_rng(seed)
+        for _ in range(buffer.capacity):
+            buffer.add(
+                rows.normal(size=3),
+                rows.uniform(-1, 1, 1),
+                rows.normal(),
+                rows.normal(size=3),
+                False,
+            )
+        before = agent.log_alpha.item()
+        agent.update(buffer.sample(config.batch_size, np.random.default_rng(seed)))
+    networks = (agent.actor, agent.critic, agent.critic_target)
+    weights = sum(float(p.detach().double().sum()) for net in networks for p in net.parameters())
+    return {"log_alpha_move": agent.log_alpha.item() - before, "weights": weights}
+
+
 def _print_row(label: str, result: GuardResult, seconds: float) -> None:
     per_seed = "  ".join(f"s{seed} {value:8.1f}" for seed, value in result.returns.items())
     verdict = "passes" if result.passed else "FAILS"
@@ -201,15 +253,13 @@ def main() -> None:
     print(f"CPU {cpu.model()} flags {' '.join(cpu.kernel_flags())}; bound: median >= {BOUND}")
     print(f"guard config {GUARD_CONFIG}")
     rows: dict[str, tuple[str | None, dict[str, object]]]
+    rows: dict[str, Row]
     if args.defects:
         rows = {name: (name, {}) for name in DEFECTS}
     else:
         rows = {f"healthy, {p}": (None, {"matmul_precision": p}) for p in args.precisions}
-    with _pool() as pool:
-        for label, (defect, overrides) in rows.items():
-            start = time.perf_counter()
-            returns = _train(pool, args.seeds, defect, overrides)
-            _print_row(label, GuardResult(returns), time.perf_counter() - start)
+    for label, returns, seconds in run_rows(rows, args.seeds):
+        _print_row(label, GuardResult(returns), seconds)
 
 
 if __name__ == "__main__":

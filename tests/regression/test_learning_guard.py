@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.regression.learning_guard import BOUND, DEFECTS, run_guard
+from tests.regression.learning_guard import BOUND, DEFECTS, one_update, run_guard, run_rows
 
 
 @pytest.mark.slow
@@ -23,3 +23,16 @@ def test_sac_learns_pendulum_past_the_transition() -> None:
 def test_the_guard_fails_on_an_injected_defect(name: str) -> None:
     result = run_guard(defect=name)
     assert not result.passed, f"{name}: median {result.median:.1f} >= {BOUND}, {result.returns}"
+
+
+def test_defect_rows_in_sequence_each_run_their_own_defect() -> None:
+    """`--defects` runs rows one after another: the second row must not run the first row's
+    step, which a process compiles once and keeps. One update per row shows which ran."""
+    alpha, entropy = "alpha gradient sign flipped", "entropy term sign flipped"
+    rows = {name: (name, {}) for name in (alpha, entropy)}
+    ran = {label: results[0] for label, results, _ in run_rows(rows, seeds=[0], work=one_update)}
+    healthy = one_update(None, {}, 0)
+
+    assert ran[alpha]["log_alpha_move"] * healthy["log_alpha_move"] < 0  # alpha moves backwards
+    assert ran[entropy]["log_alpha_move"] == healthy["log_alpha_move"]  # not the alpha defect
+    assert ran[entropy]["weights"] != healthy["weights"]  # but its own: the actor's objective

@@ -1,34 +1,62 @@
-"""A refactor that silently changes learning fails here, on every machine with a recorded
-fingerprint (the NFace practice).
+"""A refactor that makes training nondeterministic fails here, on every machine.
 
-Bit-identical returns are only promised where CPU kernels, library versions, threads and
-precision all match, so reference.json keeps one record per numeric fingerprint and this test
-replays the record of the machine it runs on. A machine with no record yet is skipped with
-the command that adds one; whether SAC still *learns* there is the learning guard's job
-(test_learning_guard.py), which holds on any CPU.
+Bit-identical results are only promised where CPU kernels, library versions, threads and
+precision all match, so this test compares a machine with itself: the same small config is
+trained twice, each time in a fresh interpreter, and the two runs' final actor weights and
+evaluation returns must be equal bit for bit. It runs once with TorchScript's step and once
+with inductor's (compiled ahead of time and cached on disk: the second run loads what the
+first compiled). Whether SAC still *learns*, on any CPU, is the learning guard's job
+(test_learning_guard.py).
 """
 
 from __future__ import annotations
 
-import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from tests.regression.make_reference import (
-    REFERENCE,
-    evaluation_returns,
-    fingerprint,
-    recorded_returns,
-)
+from rl_core.config import SACConfig
+from rl_core.evaluation import evaluate
+from rl_core.training import train
+
+CONFIG = {
+    "total_timesteps": 1_500,
+    "learning_starts": 500,
+    "hidden_sizes": (64, 64),
+    "batch_size": 64,
+    "seed": 7,
+    "torch_threads": 1,
+    "eval_seeds": (1000, 1001, 1002),
+}
+"""1,000 updates: enough for any drift between two runs to reach the weights and returns."""
+
+
+def trained(step_compiler: str) -> tuple[dict[str, bytes], list[float]]:
+    """Final actor weights (their bytes) and eval returns of CONFIG trained from scratch in
+    this process. Bytes, not tensors: torch would share a tensor's memory with the parent
+    through the child, which exits once it has answered."""
+    config = SACConfig(**CONFIG, step_compiler=step_compiler)
+    agent = train(config, show_progress=False).agent
+    returns = evaluate(agent.act, config.env, config.eval_seeds).returns
+    weights = {
+        name: t.detach().contiguous().numpy().tobytes()
+        for name, t in agent.actor.state_dict().items()
+    }
+    return weights, returns
 
 
 @pytest.mark.slow
-def test_short_training_replays_this_machines_reference_exactly() -> None:
-    machine = fingerprint()
-    expected = recorded_returns(json.loads(REFERENCE.read_text())["records"], machine)
-    if expected is None:
-        pytest.skip(
-            f"no reference recorded for {machine}; add one with "
-            "`.venv/bin/python tests/regression/make_reference.py`"
-        )
-    assert evaluation_returns() == expected
+@pytest.mark.parametrize("step_compiler", ["torchscript", "inductor"])
+def test_two_fresh_runs_on_this_machine_are_bit_identical(step_compiler: str) -> None:
+    # Spawned, one run per process. TorchScript runs both at once (one torch thread each, one
+    # per core); inductor one after the other, so the second loads the step the first compiled.
+    workers = 1 if step_compiler == "inductor" else 2
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, max_tasks_per_child=1) as pool:
+        first, second = pool.map(trained, [step_compiler] * 2)
+    (weights, returns), (weights_again, returns_again) = first, second
+    assert returns == returns_again
+    assert weights.keys() == weights_again.keys()
+    for name, data in weights.items():
+        assert data == weights_again[name], f"actor {name} differs between the two runs"

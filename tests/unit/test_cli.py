@@ -56,7 +56,7 @@ def test_train_evaluate_export_bench(tmp_path, capsys) -> None:
     assert (tmp_path / "policy" / "MLmodel").exists()
     assert "max |Δaction|" in capsys.readouterr().out
     assert main(["export", str(checkpoint), "--out", str(tmp_path / "policy")]) == 2  # no overwrite
-    assert "exists already" in capsys.readouterr().out
+    assert "exists already" in capsys.readouterr().err
 
     assert main(["bench", str(checkpoint), "--calls", "30", "--batch-sizes", "1,8", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -81,14 +81,17 @@ def test_video_of_an_env_that_cannot_render_is_one_line(
     actor = Actor(3, 1, (8, 8), torch.tensor([-1.0]), torch.tensor([1.0]))
     policy = save_actor(tmp_path / "actor.pt", actor, env_without_rendering)
     assert main(["video", str(policy), "--out", str(tmp_path / "x.gif")]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "error: env 'Blind-v0' cannot render rgb_array frames: its render modes are []" in out
     assert "Traceback" not in out
 
 
 POLICY_REFUSALS = [
     (["evaluate", "no/such/checkpoint.pt"], "no/such/checkpoint.pt: no such file or folder"),
-    (["evaluate", "README.md"], "README.md: not a policy rlops can load"),
+    (
+        ["evaluate", "README.md"],
+        "README.md: not an rlops actor file or training checkpoint",
+    ),
     (["evaluate", "tests"], "tests: a folder with no MLmodel, actor.pt or checkpoint.pt"),
     (["bench", "missing.pt"], "missing.pt: no such file or folder"),
 ]
@@ -98,7 +101,7 @@ POLICY_REFUSALS = [
 def test_a_source_that_is_no_policy_is_one_line_naming_it(capsys, arguments, message) -> None:
     """The line names the source and what is wrong, then the forms a policy can take."""
     assert main(arguments) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert message in out
     assert f"give {ACCEPTED}" in out
     assert "Traceback" not in out
@@ -113,9 +116,9 @@ def test_registry_uris_are_policies_too(mlflow_store, capsys) -> None:
         assert main(["evaluate", uri, "--seeds", "1000", "--json"]) == 0, uri
         assert len(json.loads(capsys.readouterr().out)["returns"]) == 1
     assert main(["evaluate", "models:/cli-model@nosuchalias"]) == 2
-    assert "models:/cli-model@nosuchalias:" in capsys.readouterr().out
+    assert "models:/cli-model@nosuchalias:" in capsys.readouterr().err
     assert main(["export", "models:/cli-model@champion", "--out", "x"]) == 2
-    assert "is an exported policy; export needs the trained actor" in capsys.readouterr().out
+    assert "is an exported policy; export needs the trained actor" in capsys.readouterr().err
 
 
 CLI_REFUSALS = [
@@ -152,7 +155,7 @@ CLI_REFUSALS = [
 @pytest.mark.parametrize(("arguments", "message"), CLI_REFUSALS)
 def test_a_bad_override_is_one_line_naming_the_field(capsys, arguments, message) -> None:
     assert main(["train", *arguments]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert message in " ".join(out.split())  # rich wraps long lines
     assert "Traceback" not in out
 
@@ -161,6 +164,6 @@ def test_a_config_file_is_held_to_the_same_rules(tmp_path, capsys) -> None:
     config = tmp_path / "sac.yaml"
     config.write_text("total_timestep: 5\nlearning_rate: -1\n")
     assert main(["train", "--config", str(config)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "total_timestep: unknown parameter; did you mean total_timesteps?" in out
     assert "learning_rate: Input should be greater than 0 (given -1)" in out
