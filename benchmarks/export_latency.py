@@ -1,12 +1,13 @@
-"""Latency of the trained policy: eager deterministic action vs the exported TorchScript actor.
+"""Latency of the trained policy: eager deterministic action vs the exported TorchScript actor
+and the exported ONNX actor in ONNX Runtime (one intra-op thread, sequential execution).
 
     .venv/bin/python benchmarks/train_pendulum.py     # writes benchmarks/results/pendulum-seed0.pt
     .venv/bin/python benchmarks/export_latency.py     # uses it (trains one first if missing)
 
 Prints the latency table (batch 1/8/32/128, 1 thread, 2,000 individually timed calls per point,
-eager and exported calls interleaved) and, at batch 1, the TorchScript variants that were
-considered (plain script, frozen, optimize_for_inference). Target (issue 3): at batch 1 the
-exported median is at most half the eager one and at most 20 µs.
+eager, TorchScript and ONNX Runtime calls interleaved) and, at batch 1, the TorchScript variants
+that were considered (plain script, frozen, optimize_for_inference). Target (issue 3): at batch 1
+the exported median is at most half the eager one and at most 20 µs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.checkpoint import load_agent
 from rl_core.config import SACConfig
 from rl_core.export import InferenceActor, export_actor, load_exported
+from rl_core.onnx_export import export_onnx, load_onnx
 from rl_core.torchscript import quiet_torchscript
 from rl_core.training import train
 
@@ -52,11 +54,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_actor(agent.actor, Path(tmp) / "actor.pt", config.env_id)
         scripted = load_exported(exported.path)
-    print(
-        f"export check: max |Δaction| {exported.max_abs_diff:.2e} on "
-        f"{exported.n_checked} observations"
-    )
-    rows = benchmark_latency(agent.actor, scripted, obs_dim, calls=args.calls)
+        onnx_exported = export_onnx(agent.actor, Path(tmp) / "actor.onnx", config.env_id)
+        onnx_actor = load_onnx(onnx_exported.path)
+    for name, result in (("TorchScript", exported), ("ONNX", onnx_exported)):
+        print(
+            f"{name} export check: max |Δaction| {result.max_abs_diff:.2e} on "
+            f"{result.n_checked} observations"
+        )
+    rows = benchmark_latency(agent.actor, scripted, obs_dim, calls=args.calls, onnx=onnx_actor)
     print(format_latency_table(rows))
     first = rows[0]
     print(

@@ -64,7 +64,17 @@ reshaping (slicing a head's output, as the eager actor does)."""
 
 
 class ActorAuditError(ValueError):
-    """A TorchScript file that does more than tensor maths; the message names what."""
+    """An exported actor (TorchScript or ONNX) that does more than tensor maths; the message
+    names what."""
+
+    @classmethod
+    def disallowed_op(cls, file: str, where: str, op: str) -> ActorAuditError:
+        """The refusal of a graph that calls `op` (in `where`, of `file`): one wording for
+        every export format."""
+        return cls(
+            f"{file}: {where} calls {op}, which is not allowed in a policy "
+            "(allowed: tensor math ops)"
+        )
 
 
 def check_archive(path: str | Path) -> None:
@@ -97,10 +107,7 @@ def check_graphs(module: torch.jit.ScriptModule, name: str) -> None:
     for method, graph in _graphs(module):
         for kind in _node_kinds(graph):
             if kind not in ALLOWED_OPS:
-                raise ActorAuditError(
-                    f"{name}: {method} calls {kind}, which is not allowed in a policy "
-                    "(allowed: tensor math ops)"
-                )
+                raise ActorAuditError.disallowed_op(name, method, kind)
 
 
 def _graphs(module: torch.jit.ScriptModule) -> Iterator[tuple[str, torch.Graph]]:

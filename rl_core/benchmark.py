@@ -1,8 +1,9 @@
-"""CPU latency of the eager actor vs the exported TorchScript actor.
+"""CPU latency of the eager actor vs the exported TorchScript actor and its ONNX Runtime twin.
 
-Single-threaded (as a policy server worker would run), warmed up, every call timed on its own,
-eager and exported calls interleaved so both see the same machine noise. Reports median and
-p95 in microseconds and the speedup per batch size.
+Single-threaded (as a policy server worker would run: torch with one thread, the ONNX Runtime
+session with one intra-op thread and sequential execution), warmed up, every call timed on its
+own, the runtimes' calls interleaved so all see the same machine noise. Reports median and p95
+in microseconds and the speedup over eager per batch size.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from rl_core.export import ExportedActor
 from rl_core.networks import Actor
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
@@ -31,31 +34,35 @@ class LatencyRow:
     eager_p95_us: float
     exported_median_us: float
     exported_p95_us: float
+    """The TorchScript actor (the `exported`/`scripted` names predate ONNX)."""
+    onnx_median_us: float | None = None
+    onnx_p95_us: float | None = None
+    """The ONNX actor in ONNX Runtime; None when it was not measured."""
 
     @property
     def speedup(self) -> float:
-        """Eager median over exported median."""
+        """Eager median over TorchScript median."""
         return self.eager_median_us / self.exported_median_us
 
-    def as_dict(self) -> dict[str, float]:
-        return {**asdict(self), "speedup": self.speedup}
+    @property
+    def onnx_speedup(self) -> float | None:
+        """Eager median over ONNX Runtime median."""
+        return None if self.onnx_median_us is None else self.eager_median_us / self.onnx_median_us
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {**asdict(self), "speedup": self.speedup, "onnx_speedup": self.onnx_speedup}
 
 
-def _timed_calls(
-    first: Callable[[], object], second: Callable[[], object], calls: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Time `calls` invocations of each function, alternating between them."""
-    first_ns = np.empty(calls, dtype=np.int64)
-    second_ns = np.empty(calls, dtype=np.int64)
+def timed_calls(functions: Sequence[Callable[[], object]], calls: int) -> list[np.ndarray]:
+    """Microseconds of `calls` invocations of each function, interleaved round by round."""
+    elapsed_ns = np.empty((len(functions), calls), dtype=np.int64)
     clock = time.perf_counter_ns
     for i in range(calls):
-        start = clock()
-        first()
-        middle = clock()
-        second()
-        second_ns[i] = clock() - middle
-        first_ns[i] = middle - start
-    return first_ns / 1e3, second_ns / 1e3
+        for j, function in enumerate(functions):
+            start = clock()
+            function()
+            elapsed_ns[j, i] = clock() - start
+    return list(elapsed_ns / 1e3)
 
 
 def benchmark_latency(
@@ -66,8 +73,11 @@ def benchmark_latency(
     calls: int = 2_000,
     warmup: int = 200,
     seed: int = 0,
+    *,
+    onnx: ExportedActor | None = None,
 ) -> list[LatencyRow]:
-    """Median and p95 latency of eager vs exported deterministic actions per batch size."""
+    """Median and p95 latency of eager vs TorchScript (and, given `onnx`, ONNX Runtime)
+    deterministic actions per batch size."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(seed)
@@ -77,40 +87,45 @@ def benchmark_latency(
             for batch in batch_sizes:
                 obs = torch.randn(batch, obs_dim, generator=generator)
 
-                def eager(o: torch.Tensor = obs) -> torch.Tensor:
-                    return actor.deterministic_action(o)
-
-                def scripted(o: torch.Tensor = obs) -> torch.Tensor:
-                    return exported(o)
-
-                _timed_calls(eager, scripted, warmup)
-                eager_us, exported_us = _timed_calls(eager, scripted, calls)
-                rows.append(
-                    LatencyRow(
-                        batch,
-                        float(np.median(eager_us)),
-                        float(np.percentile(eager_us, 95)),
-                        float(np.median(exported_us)),
-                        float(np.percentile(exported_us, 95)),
-                    )
-                )
+                runtimes = [partial(actor.deterministic_action, obs), partial(exported, obs)]
+                if onnx is not None:
+                    runtimes.append(partial(onnx, obs))
+                timed_calls(runtimes, warmup)
+                stats = [
+                    (float(np.median(us)), float(np.percentile(us, 95)))
+                    for us in timed_calls(runtimes, calls)
+                ]
+                rows.append(LatencyRow(batch, *(x for pair in stats for x in pair)))
     finally:
         torch.set_num_threads(previous_threads)
     return rows
 
 
 def latency_table(rows: Sequence[LatencyRow]) -> Table:
-    """The rows as a rich table: batch, eager, scripted, speedup."""
+    """The rows as a rich table: batch, eager, scripted, speedup, and onnx, onnx speedup when
+    ONNX Runtime was measured."""
+    with_onnx = any(row.onnx_median_us is not None for row in rows)
+    columns = ["batch", "eager", "scripted", "speedup"]
     table = Table(title="Actor latency, 1 CPU thread (µs, median / p95)")
-    for column in ("batch", "eager", "scripted", "speedup"):
+    for column in columns + (["onnx", "onnx speedup"] if with_onnx else []):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(
+        cells = [
             str(row.batch_size),
             f"{row.eager_median_us:.1f} / {row.eager_p95_us:.1f}",
             f"{row.exported_median_us:.1f} / {row.exported_p95_us:.1f}",
             f"x{row.speedup:.2f}",
-        )
+        ]
+        if with_onnx:
+            cells += (
+                ["-", "-"]
+                if row.onnx_speedup is None
+                else [
+                    f"{row.onnx_median_us:.1f} / {row.onnx_p95_us:.1f}",
+                    f"x{row.onnx_speedup:.2f}",
+                ]
+            )
+        table.add_row(*cells)
     return table
 
 

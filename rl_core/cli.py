@@ -146,6 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from rl_core.benchmark import benchmark_latency, latency_table
     from rl_core.export import export_actor, load_exported
+    from rl_core.onnx_export import export_onnx, load_onnx
     from rl_core.policy_source import open_policy
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -153,7 +154,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         actor = source.trained_actor(args.policy, "bench (eager vs exported)")
         exported = export_actor(actor, Path(scratch) / "bench-actor.pt", source.env)
         scripted = load_exported(exported.path)
-    rows = benchmark_latency(actor, scripted, actor.obs_dim, args.batch_sizes, args.calls)
+        onnx = load_onnx(export_onnx(actor, Path(scratch) / "bench-actor.onnx", source.env).path)
+    rows = benchmark_latency(
+        actor, scripted, actor.obs_dim, args.batch_sizes, args.calls, onnx=onnx
+    )
     console.print(latency_table(rows))
     if args.json:
         print(json.dumps([row.as_dict() for row in rows]))

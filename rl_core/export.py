@@ -6,12 +6,15 @@ export is followed by an equivalence check against the eager actor on random and
 observations; a mismatch raises instead of shipping a different policy.
 
 TorchScript is deprecated in torch 2.13 (its successor is `torch.export` + AOTInductor); the
-deprecation warning is silenced only around the calls that emit it.
+deprecation warning is silenced only around the calls that emit it. The same `InferenceActor`
+is also exported as ONNX (`rl_core.onnx_export`), checked by `check_export` the same way: the
+path that replaces TorchScript when torch drops it.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,9 @@ from rl_core.networks import SDE_MEAN_CLIP, Actor
 from rl_core.torchscript import quiet_torchscript
 
 EQUIVALENCE_TOLERANCE = 1e-5
+
+ExportedActor = Callable[[torch.Tensor], torch.Tensor]
+"""An exported actor as its runtime calls it: observations (batch, obs_dim) -> actions."""
 
 
 class ExportMismatchError(RuntimeError):
@@ -77,7 +83,7 @@ def load_exported(path: str | Path) -> torch.jit.ScriptModule:
     return module
 
 
-def exported_policy(exported: torch.jit.ScriptModule) -> Policy:
+def exported_policy(exported: ExportedActor) -> Policy:
     """An exported actor as an `evaluate()` policy: one observation in, one action out."""
 
     @torch.inference_mode()
@@ -89,7 +95,7 @@ def exported_policy(exported: torch.jit.ScriptModule) -> Policy:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Where the TorchScript file went and how closely it matches the eager actor."""
+    """Where the exported file went and how closely it matches the eager actor."""
 
     path: Path
     max_abs_diff: float
@@ -104,7 +110,22 @@ def export_actor(
     path.parent.mkdir(parents=True, exist_ok=True)
     with quiet_torchscript():
         torch.jit.save(script_actor(actor), str(path))
-    reloaded = load_exported(path)
+    return check_export(actor, load_exported(path), path, env, n_random=n_random, seed=seed)
+
+
+def check_export(
+    actor: Actor,
+    reloaded: ExportedActor,
+    path: Path,
+    env: EnvSpec | str,
+    *,
+    n_random: int = 512,
+    seed: int = 0,
+) -> ExportResult:
+    """Compare the actor saved at `path` (`reloaded` from it) with the eager `actor` on random
+    and real observations; on a mismatch delete the file and raise `ExportMismatchError`.
+
+    Every export format goes through here: one set of observations, one tolerance."""
     observations = torch.cat(
         [random_observations(env, n_random, seed), real_observations(actor, env, seed)]
     )
@@ -120,7 +141,7 @@ def export_actor(
 
 @torch.inference_mode()
 def max_action_difference(
-    actor: Actor, exported: torch.jit.ScriptModule, observations: torch.Tensor
+    actor: Actor, exported: ExportedActor, observations: torch.Tensor
 ) -> float:
     """Largest absolute action difference between eager and exported actor."""
     eager = actor.deterministic_action(observations)

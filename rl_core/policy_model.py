@@ -1,4 +1,4 @@
-"""The servable policy folder: an MLflow pyfunc model around the TorchScript actor.
+"""The servable policy folder: an MLflow pyfunc model around the TorchScript and ONNX actor.
 
 This module alone writes and reads that folder. The CLI's `export`, the pipeline's export
 task, the policy server and the drift monitor all go through it, so its layout is stated
@@ -9,6 +9,10 @@ only here:
                         example (two real observations); metadata["rlops"] (`PolicyMeta`)
     artifacts/actor.pt  the TorchScript actor, checked against the eager one; the policy
                         server loads it directly (its fast path)
+    artifacts/actor.onnx
+                        the same actor as ONNX (`rl_core.onnx_export`), checked the same way;
+                        the policy server's other runtime (ONNX Runtime). Folders saved before
+                        it existed lack it and serve TorchScript
     pyfunc_policy.py    the pyfunc wrapper MLflow runs (imports torch, numpy, mlflow only)
     requirements.txt    pinned torch, numpy and mlflow (no dependency inference)
 
@@ -19,8 +23,8 @@ A downloaded folder is untrusted input: `log_policy_model` records the sha256 of
 on the LoggedModel (`rl_core.policy_integrity`), and `load_registered_policy` refuses a folder
 whose files differ from the digests the registry holds; the metadata is validated
 (`PolicyMeta`), artifact paths must stay inside the folder, and the actor is audited
-(`rl_core.actor_audit`) before any of its code runs. mlflow is imported inside the functions:
-rl_core stays usable without it.
+(`rl_core.actor_audit`, `rl_core.onnx_audit`) before any of its code runs. mlflow is imported
+inside the functions: rl_core stays usable without it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from rl_core.config import MODULE_NAME
 from rl_core.envs import EnvSpec
 from rl_core.export import export_actor, load_exported, real_observations
 from rl_core.networks import Actor
+from rl_core.onnx_export import OnnxActor, export_onnx, load_onnx
 from rl_core.policy_integrity import (
     DIGESTS_TAG,
     encode_digests,
@@ -52,6 +57,8 @@ from rl_core.policy_integrity import (
 
 ACTOR_ARTIFACT = "actor"
 """Key of the TorchScript file among the pyfunc model's artifacts."""
+ONNX_ARTIFACT = "actor_onnx"
+"""Key of the ONNX file among the pyfunc model's artifacts (absent in older folders)."""
 METADATA_KEY = "rlops"
 """Key of `PolicyMeta` in the MLmodel file's metadata."""
 POLICY_FORMAT = 2
@@ -85,6 +92,8 @@ class PolicyMeta(BaseModel):
     max_abs_diff_vs_eager: float = Field(ge=0.0, allow_inf_nan=False)
     observations_checked: int = Field(ge=0, le=2**31 - 1)
     torch_version: str = Field(min_length=1, max_length=64)
+    onnx_max_abs_diff_vs_eager: float | None = Field(None, ge=0.0, allow_inf_nan=False)
+    """None: a folder saved before the ONNX export existed (it has no actor.onnx)."""
     format: int = Field(POLICY_FORMAT, ge=1, le=POLICY_FORMAT)
     env_packages: tuple[Annotated[str, Field(pattern=MODULE_NAME)], ...] = Field((), max_length=32)
     env_kwargs: dict[str, JsonValue] = Field(default_factory=dict)
@@ -94,6 +103,15 @@ class PolicyMeta(BaseModel):
     def env(self) -> EnvSpec:
         """How to build the env the policy acts in (evaluation, drift monitor)."""
         return EnvSpec(self.env_id, tuple(self.env_packages), dict(self.env_kwargs))
+
+
+@dataclass(frozen=True)
+class PolicyActors:
+    """A folder's exported actors, loaded and audited: one per runtime it ships."""
+
+    torchscript: torch.jit.ScriptModule
+    onnx: OnnxActor | None
+    """None for a folder saved before the ONNX export existed."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +145,9 @@ def _requirements() -> list[str]:
 def save_policy_model(actor: Actor, env: EnvSpec | str, path: str | Path) -> PolicyMeta:
     """Export `actor` into a new MLflow pyfunc folder at `path`; returns what it recorded.
 
-    The TorchScript file is checked against the eager actor first (`export_actor` raises
-    on a mismatch), so no folder exists for an export that differs from the trained policy.
+    The TorchScript and ONNX files are checked against the eager actor first (`export_actor`,
+    `export_onnx` raise on a mismatch), so no folder exists for an export that differs from
+    the trained policy.
     """
     pyfunc = _pyfunc()
     from mlflow.models import ModelSignature
@@ -137,6 +156,7 @@ def save_policy_model(actor: Actor, env: EnvSpec | str, path: str | Path) -> Pol
     env = EnvSpec.of(env)
     with tempfile.TemporaryDirectory() as scratch:
         exported = export_actor(actor, Path(scratch) / "actor.pt", env)
+        onnx = export_onnx(actor, Path(scratch) / "actor.onnx", env)
         meta = PolicyMeta(
             env_id=env.id,
             env_packages=env.packages,
@@ -146,6 +166,7 @@ def save_policy_model(actor: Actor, env: EnvSpec | str, path: str | Path) -> Pol
             max_abs_diff_vs_eager=exported.max_abs_diff,
             observations_checked=exported.n_checked,
             torch_version=str(torch.__version__),
+            onnx_max_abs_diff_vs_eager=onnx.max_abs_diff,
         )
         float32 = np.dtype(np.float32)
         signature = ModelSignature(
@@ -157,7 +178,7 @@ def save_policy_model(actor: Actor, env: EnvSpec | str, path: str | Path) -> Pol
         pyfunc.save_model(
             str(path),
             python_model=str(PYFUNC_CODE),
-            artifacts={ACTOR_ARTIFACT: str(exported.path)},
+            artifacts={ACTOR_ARTIFACT: str(exported.path), ONNX_ARTIFACT: str(onnx.path)},
             model_config={"actor_artifact": ACTOR_ARTIFACT},
             signature=signature,
             input_example=example,
@@ -167,9 +188,10 @@ def save_policy_model(actor: Actor, env: EnvSpec | str, path: str | Path) -> Pol
     return meta
 
 
-def read_policy_meta(path: str | Path) -> tuple[PolicyMeta, Path]:
-    """The folder's `PolicyMeta` and the path of its TorchScript actor; metadata that breaks
-    `PolicyMeta` and an artifact path leading out of the folder are refused, naming the field."""
+def read_policy_meta(path: str | Path) -> tuple[PolicyMeta, dict[str, Path]]:
+    """The folder's `PolicyMeta` and the paths of its artifacts by key (`ACTOR_ARTIFACT`, and
+    `ONNX_ARTIFACT` when it has one); metadata that breaks `PolicyMeta` and an artifact path
+    leading out of the folder are refused, naming the field."""
     from mlflow.models import Model
 
     path = Path(path)
@@ -193,7 +215,7 @@ def read_policy_meta(path: str | Path) -> tuple[PolicyMeta, Path]:
         name: _inside(path, entry, f"flavors.python_function.artifacts.{name}.path")
         for name, entry in artifacts.items()
     }
-    return meta, files[ACTOR_ARTIFACT]
+    return meta, files
 
 
 def _field_errors(exc: ValidationError) -> str:
@@ -228,8 +250,17 @@ def load_policy_folder(path: str | Path) -> tuple[torch.jit.ScriptModule, Policy
     """The folder's TorchScript actor, loaded (`load_exported` audits it before any of its
     code runs), and its `PolicyMeta`. A registered version goes through
     `load_registered_policy`, which first checks the folder's files."""
-    meta, actor_file = read_policy_meta(path)
-    return load_exported(actor_file), meta
+    meta, files = read_policy_meta(path)
+    return load_exported(files[ACTOR_ARTIFACT]), meta
+
+
+def load_policy_actors(path: str | Path) -> tuple[PolicyActors, PolicyMeta]:
+    """Every exported actor of the folder (each audited before any of its code runs) and its
+    `PolicyMeta`."""
+    meta, files = read_policy_meta(path)
+    onnx_file = files.get(ONNX_ARTIFACT)
+    onnx = load_onnx(onnx_file) if onnx_file is not None else None
+    return PolicyActors(load_exported(files[ACTOR_ARTIFACT]), onnx), meta
 
 
 def load_registered_policy(
@@ -237,16 +268,29 @@ def load_registered_policy(
 ) -> tuple[torch.jit.ScriptModule, PolicyMeta]:
     """Download `model_uri` into `scratch`, refuse it unless its files are the ones whose
     digests `registry_tags` record (the tags of the registered version or LoggedModel, read
-    from the registry by the caller, never from the folder), then load it.
+    from the registry by the caller, never from the folder), then load its TorchScript actor.
 
     `what` names the model in errors (e.g. "rlops-sac-pendulum v3").
     """
+    return load_policy_folder(_download_verified(model_uri, registry_tags, scratch, what))
+
+
+def load_registered_actors(
+    model_uri: str, registry_tags: Mapping[str, str], scratch: str | Path, what: str
+) -> tuple[PolicyActors, PolicyMeta]:
+    """`load_registered_policy`, loading every runtime's actor (TorchScript, ONNX)."""
+    return load_policy_actors(_download_verified(model_uri, registry_tags, scratch, what))
+
+
+def _download_verified(
+    model_uri: str, registry_tags: Mapping[str, str], scratch: str | Path, what: str
+) -> Path:
     from mlflow.artifacts import download_artifacts
 
     expected = recorded_digests(registry_tags, what)
     folder = Path(download_artifacts(model_uri, dst_path=str(scratch)))
     verify_folder(folder, expected, what)
-    return load_policy_folder(folder)
+    return folder
 
 
 def log_policy_model(

@@ -34,7 +34,7 @@ from rl_core.evaluation import (
 )
 from rl_core.export import exported_policy
 from rl_core.networks import Actor
-from rl_core.policy_model import load_registered_policy, log_policy_model
+from rl_core.policy_model import load_registered_actors, load_registered_policy, log_policy_model
 from rl_core.tracking import MlflowTracker
 from rl_core.training import (
     ACTOR_ARTIFACT_DIR,
@@ -262,16 +262,17 @@ def export_candidate(run_id: str, actor_artifact: str) -> dict[str, Any]:
 def benchmark_candidate(
     run_id: str, actor_artifact: str, exported: dict[str, Any]
 ) -> dict[str, Any]:
-    """Latency of the eager actor vs the exported file, as the artifact store holds it (and
-    as the export recorded it: its files are checked against the LoggedModel's digests)."""
+    """Latency of the eager actor vs the exported files (TorchScript, and ONNX Runtime when the
+    folder has the ONNX actor), as the artifact store holds them (and as the export recorded
+    them: its files are checked against the LoggedModel's digests)."""
     eager, _ = _trained_actor(run_id, actor_artifact)
     model_id = exported["model_id"]
     logged = MlflowClient().get_logged_model(model_id)  # its digests: the export's own files
     with tempfile.TemporaryDirectory() as scratch:
-        scripted, meta = load_registered_policy(
+        actors, meta = load_registered_actors(
             exported["model_uri"], logged.tags, scratch, f"LoggedModel {model_id}"
         )
-        rows = benchmark_latency(eager, scripted, meta.obs_dim)
+        rows = benchmark_latency(eager, actors.torchscript, meta.obs_dim, onnx=actors.onnx)
     metrics = {}
     for row in rows:
         b = row.batch_size
@@ -282,6 +283,12 @@ def benchmark_candidate(
             f"latency_scripted_p95_us_b{b}": row.exported_p95_us,
             f"speedup_b{b}": row.speedup,
         }
+        if row.onnx_median_us is not None and row.onnx_p95_us is not None:
+            metrics |= {
+                f"latency_onnx_median_us_b{b}": row.onnx_median_us,
+                f"latency_onnx_p95_us_b{b}": row.onnx_p95_us,
+                f"onnx_speedup_b{b}": row.eager_median_us / row.onnx_median_us,
+            }
     mlflow.log_metrics(metrics, step=0, run_id=run_id, model_id=exported["model_id"])
     client = MlflowClient()
     table = format_latency_table(rows)

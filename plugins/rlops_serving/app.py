@@ -140,9 +140,9 @@ def create_app(settings: ServingSettings) -> Starlette:
     keys = settings.key_ring()
     metrics = ServingMetrics()
     registry = ModelRegistry(settings.model_name)
-    champion = ChampionWatcher(registry, settings.model_alias, metrics)
+    champion = ChampionWatcher(registry, settings.model_alias, metrics, settings.runtime)
     canary = (
-        ChampionWatcher(registry, settings.canary_alias, metrics)
+        ChampionWatcher(registry, settings.canary_alias, metrics, settings.runtime)
         if settings.canary_fraction > 0
         else None
     )

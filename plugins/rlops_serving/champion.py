@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from rlops_registry.registry import CHAMPION, ModelRegistry, models_with_champion
 from rlops_serving.metrics import ServingMetrics
-from rlops_serving.policy import ServedPolicy, load_policy
+from rlops_serving.policy import Runtime, ServedPolicy, load_policy
 from rlops_serving.settings import ENV_PREFIX
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,18 @@ class Served:
 class ChampionWatcher:
     """Holds the policy a registry alias points to and replaces it when the alias moves."""
 
-    def __init__(self, registry: ModelRegistry, alias: str, metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        alias: str,
+        metrics: ServingMetrics,
+        runtime: Runtime = "auto",
+    ) -> None:
         self.registry = registry
         self.alias = alias
         self.metrics = metrics
+        self.runtime: Runtime = runtime
+        """Which runtime runs the versions it loads (`ServingSettings.runtime`)."""
         self.served: Served | None = None
         self.versions: frozenset[str] = frozenset()
         """Every version this watcher has served since the process started."""
@@ -80,7 +88,7 @@ class ChampionWatcher:
         if current is not None and current.policy.version == version:
             return
         try:
-            policy = load_policy(self.registry.name, version)
+            policy = load_policy(self.registry.name, version, self.runtime)
         except Exception:
             self.metrics.model_loads.labels("failure").inc()
             raise
@@ -95,10 +103,11 @@ class ChampionWatcher:
         # full collections stop scanning it, which is what caused the long p99 tail.
         gc.freeze()
         log.info(
-            "serving %s v%s as %s (was %s)",
+            "serving %s v%s as %s with %s (was %s)",
             policy.model_name,
             version,
             self.alias,
+            policy.runtime,
             f"v{current.policy.version}" if current else "nothing",
         )
 

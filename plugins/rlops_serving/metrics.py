@@ -76,6 +76,12 @@ class ServingMetrics:
             ["alias"],
             registry=r,
         )
+        self.runtime = Info(
+            "rlops_serving_model_runtime",
+            "What runs the version served under each alias: torchscript or onnx (ONNX Runtime).",
+            ["alias"],
+            registry=r,
+        )
         self.observations = Counter(
             "rlops_serving_observations",
             "Observations answered, by model version and the alias it was chosen through.",
@@ -115,6 +121,7 @@ class ServingMetrics:
 
     def served(self, alias: str, policy: ServedPolicy) -> None:
         self.model.labels(alias).info({"name": policy.model_name, "version": policy.version})
+        self.runtime.labels(alias).info({"version": policy.version, "runtime": policy.runtime})
 
     def version_tags(self, alias: str, tags: dict[str, str]) -> None:
         """Mirror the registry's view of the alias' version (refreshed at every poll)."""

@@ -1,29 +1,48 @@
-"""The policy being served: one registered version's TorchScript actor, loaded and checked.
+"""The policy being served: one registered version's exported actor, loaded and checked.
 
 The version's MLflow model folder (`rl_core.policy_model`: a pyfunc around the TorchScript
-file) is fetched by version number, never by alias, so the alias moving during a download
-cannot mix two versions; the server then calls the TorchScript actor directly, its fast path.
-Before anything of it runs, its files are checked against the sha256 digests its version tags
-record (`rl_core.policy_integrity`) and its actor against the allowed ops
-(`rl_core.actor_audit`). A version is only served after a warm-up forward pass proves it maps
+file, with the ONNX file beside it) is fetched by version number, never by alias, so the alias
+moving during a download cannot mix two versions; the server then calls the exported actor
+directly, its fast path, in the runtime `ServingSettings.runtime` names: TorchScript, ONNX
+Runtime, or (`auto`) the faster of both on a short batch-1 timing. Before anything of it runs,
+its files are checked against the sha256 digests its version tags record
+(`rl_core.policy_integrity`) and its actors against the allowed ops (`rl_core.actor_audit`,
+`rl_core.onnx_audit`). A version is only served after a warm-up forward pass proves it maps
 observations of its declared size to finite actions of its declared size.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Literal
 
+import numpy as np
 import torch
 from mlflow import MlflowClient
 
+from rl_core.benchmark import timed_calls
 from rl_core.envs import EnvSpec
+from rl_core.onnx_export import OnnxActor
 from rl_core.policy_integrity import PolicyIntegrityError
-from rl_core.policy_model import load_registered_policy
+from rl_core.policy_model import PolicyActors, load_registered_actors
+
+log = logging.getLogger(__name__)
+
+Runtime = Literal["torchscript", "onnx", "auto"]
+"""What may run a version (`ServingSettings.runtime`)..."""
+ServedRuntime = Literal["torchscript", "onnx"]
+"""...and what does."""
+Actions = Callable[[list[list[float]]], list[list[float]]]
 
 WARM_UP_BATCHES = (1, 2, 1)
 """TorchScript profiles the first calls; running them here keeps them off live requests."""
+AUTO_TIMING_CALLS = 300
+"""Batch-1 calls of each runtime timed (interleaved) when `auto` chooses: ~20 ms in all."""
 
 
 class PolicyLoadError(RuntimeError):
@@ -39,30 +58,70 @@ class ServedPolicy:
     env: EnvSpec
     obs_dim: int
     act_dim: int
-    module: torch.jit.ScriptModule
-
-    @torch.inference_mode()
-    def act(self, observations: list[list[float]]) -> list[list[float]]:
-        """Deterministic actions for a batch of observations, in one forward pass."""
-        return self.module(torch.tensor(observations, dtype=torch.float32)).tolist()
+    runtime: ServedRuntime
+    act: Actions
+    """Deterministic actions for a batch of observations, in one forward pass of `runtime`."""
 
 
-def load_policy(model_name: str, version: str) -> ServedPolicy:
+@torch.inference_mode()
+def _torchscript_actions(
+    module: torch.jit.ScriptModule, observations: list[list[float]]
+) -> list[list[float]]:
+    return module(torch.tensor(observations, dtype=torch.float32)).tolist()
+
+
+def _onnx_actions(actor: OnnxActor, observations: list[list[float]]) -> list[list[float]]:
+    return actor.run(np.asarray(observations, dtype=np.float32)).tolist()
+
+
+def _backend(
+    actors: PolicyActors, runtime: Runtime, obs_dim: int, what: str
+) -> tuple[ServedRuntime, Actions]:
+    """The runtime that runs the version and its `act`. `auto` times both at batch 1 and
+    keeps the faster; a version without an ONNX actor runs TorchScript whatever is asked."""
+    torchscript = partial(_torchscript_actions, actors.torchscript)
+    if actors.onnx is None:
+        if runtime == "onnx":
+            log.warning("%s has no ONNX actor (exported before ONNX): serving TorchScript", what)
+        return "torchscript", torchscript
+    onnx = partial(_onnx_actions, actors.onnx)
+    if runtime == "torchscript":
+        return "torchscript", torchscript
+    if runtime == "onnx":
+        return "onnx", onnx
+    observation = [[0.0] * obs_dim]
+    calls = [partial(torchscript, observation), partial(onnx, observation)]
+    timed_calls(calls, AUTO_TIMING_CALLS // 10)  # warm-up
+    torchscript_us, onnx_us = (float(np.median(us)) for us in timed_calls(calls, AUTO_TIMING_CALLS))
+    chosen = "onnx" if onnx_us < torchscript_us else "torchscript"
+    log.info(
+        "%s: runtime auto chose %s (batch-1 median: torchscript %.1f µs, onnx %.1f µs)",
+        what,
+        chosen,
+        torchscript_us,
+        onnx_us,
+    )
+    return chosen, onnx if chosen == "onnx" else torchscript
+
+
+def load_policy(model_name: str, version: str, runtime: Runtime = "auto") -> ServedPolicy:
     """Download version `version` of `model_name`, verify its files against the digests its
-    version tags record, load its actor and check it."""
+    version tags record, load its actors, pick the `runtime` and check it."""
     what = f"{model_name} v{version}"
     registered = MlflowClient().get_model_version(model_name, str(version))
     with tempfile.TemporaryDirectory() as scratch:
         try:
             uri = f"models:/{model_name}/{version}"
-            module, meta = load_registered_policy(uri, registered.tags, scratch, what)
+            actors, meta = load_registered_actors(uri, registered.tags, scratch, what)
+            chosen, act = _backend(actors, runtime, meta.obs_dim, what)
             policy = ServedPolicy(
                 model_name=model_name,
                 version=str(version),
                 env=meta.env,
                 obs_dim=meta.obs_dim,
                 act_dim=meta.act_dim,
-                module=module,
+                runtime=chosen,
+                act=act,
             )
         except PolicyIntegrityError as exc:  # its message names the version already
             raise PolicyLoadError(str(exc)) from exc

@@ -39,6 +39,10 @@ class ServingSettings(BaseSettings):
     """Largest request body accepted (413 above it), checked before anything is parsed."""
     torch_threads: int = Field(1, ge=1)
     """Intra-op threads: 1 is fastest for small MLPs; scale out with replicas instead."""
+    runtime: Literal["torchscript", "onnx", "auto"] = "auto"
+    """What runs the actor: TorchScript, ONNX Runtime (one thread), or `auto`: the faster of
+    the two on a short batch-1 timing at load. A version without an ONNX actor (registered
+    before ONNX export existed) always runs TorchScript."""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     canary_alias: str = CHALLENGER
     """Registry alias of the version that answers the canary share of new episodes."""

@@ -61,6 +61,7 @@ def test_train_evaluate_export_bench(tmp_path, capsys) -> None:
     assert main(["bench", str(checkpoint), "--calls", "30", "--batch-sizes", "1,8", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["batch_size"] for r in rows] == [1, 8]
+    assert all(r["onnx_median_us"] > 0 for r in rows)  # ONNX Runtime beside TorchScript
 
     # The same policy, whatever form it is given in, acts the same.
     for form in (run_dir / "actor.pt", run_dir, tmp_path / "policy"):

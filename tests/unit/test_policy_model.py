@@ -26,6 +26,7 @@ from rl_core.policy_integrity import (
 )
 from rl_core.policy_model import (
     PolicyFolderError,
+    load_policy_actors,
     load_policy_folder,
     log_policy_model,
     read_policy_meta,
@@ -106,9 +107,9 @@ def _set_meta(field: str, value: object) -> Callable[[dict], None]:
     return lambda content: content["metadata"]["rlops"].__setitem__(field, value)
 
 
-def _set_actor_path(value: str) -> Callable[[dict], None]:
+def _set_actor_path(value: str, artifact: str = "actor") -> Callable[[dict], None]:
     def edit(content: dict) -> None:
-        content["flavors"]["python_function"]["artifacts"]["actor"]["path"] = value
+        content["flavors"]["python_function"]["artifacts"][artifact]["path"] = value
 
     return edit
 
@@ -124,8 +125,15 @@ def _set_actor_path(value: str) -> Callable[[dict], None]:
         (_set_meta("run_this", "code"), r"run_this: Extra inputs are not permitted"),
         (_set_actor_path("../x"), r"artifacts\.actor\.path is '\.\./x'; it must be a relative"),
         (_set_actor_path("/etc/passwd"), r"artifacts\.actor\.path is '/etc/passwd'; it must be"),
+        (
+            _set_actor_path("../actor.onnx", "actor_onnx"),
+            r"artifacts\.actor_onnx\.path is '\.\./actor\.onnx'; it must be a relative",
+        ),
     ],
-    ids=["env-id-path", "env-id-shell", "obs-dim", "act-dim", "package", "extra", "up", "abs"],
+    ids=[
+        *("env-id-path", "env-id-shell", "obs-dim", "act-dim", "package", "extra", "up", "abs"),
+        "onnx-up",
+    ],
 )
 def test_metadata_and_paths_are_validated_naming_the_field(folder: Path, edit, named: str) -> None:
     _edit_mlmodel(folder, edit)
@@ -165,6 +173,41 @@ def test_a_changed_file_is_refused_naming_it_and_both_digests(folder: Path) -> N
         f"m v1: pyfunc_policy.py has sha256 {changed}, but sha256 {digests['pyfunc_policy.py']}"
         " was registered: the file was changed after registration"
     )
+
+
+def test_the_folder_holds_the_onnx_actor_its_digest_covers_and_it_acts_like_the_actor(
+    folder: Path, actor: Actor
+) -> None:
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    artifacts = mlmodel["flavors"]["python_function"]["artifacts"]
+    assert artifacts["actor_onnx"]["path"] == "artifacts/actor.onnx"
+    assert mlmodel["metadata"]["rlops"]["onnx_max_abs_diff_vs_eager"] <= 1e-5
+    digests = folder_digests(folder)
+    assert "artifacts/actor.onnx" in digests
+    actors, _ = load_policy_actors(folder)
+    observations = random_observations(ENV_ID, 16, seed=6)
+    with torch.inference_mode():
+        expected = actor.deterministic_action(observations)
+        torch.testing.assert_close(actors.onnx(observations), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(actors.torchscript(observations), expected)
+    onnx_file = folder / "artifacts" / "actor.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")
+    with pytest.raises(PolicyIntegrityError, match=r"m v1: artifacts/actor\.onnx has sha256"):
+        verify_folder(folder, digests, "m v1")
+
+
+def test_a_folder_saved_before_the_onnx_export_loads_torchscript_alone(folder: Path) -> None:
+    def drop_onnx(content: dict) -> None:
+        del content["flavors"]["python_function"]["artifacts"]["actor_onnx"]
+        del content["metadata"]["rlops"]["onnx_max_abs_diff_vs_eager"]
+
+    _edit_mlmodel(folder, drop_onnx)
+    (folder / "artifacts" / "actor.onnx").unlink()
+    actors, meta = load_policy_actors(folder)
+    assert actors.onnx is None
+    assert meta.onnx_max_abs_diff_vs_eager is None
+    with torch.inference_mode():
+        assert actors.torchscript(torch.zeros(2, 3)).shape == (2, 1)
 
 
 def test_a_missing_or_an_added_file_is_refused(folder: Path) -> None:
