@@ -1,7 +1,8 @@
 """
 # rlops: champion monitor
 
-Hourly (minute 30), and on demand from **Trigger**:
+Hourly (minute 30), when the pipeline crowns a new champion (asset `rlops://champion`), and on
+demand from **Trigger**:
 
 `models_to_monitor` → for each model: `evaluate_champion` → `drift_guard`, and beside them
 `judge_canary`
@@ -36,6 +37,9 @@ nothing. After
 `rlops.rollback.*`), and the task fails without retrying; the run's failure alert (one per
 failed run, naming the model's task) goes to the connections `rlops_alert_webhook` and
 `rlops_alert_smtp` (else to the log). With no previous champion no alias moves: alert only.
+Either way `announce_degraded` (the guard's teardown: it runs although the guard failed, and
+leaves the run failed) emits the asset `rlops://champion-degraded` (extra: model, rolled-back
+and restored versions, reason), which starts the pipeline's retrain of that version's recipe.
 
 `judge_canary` compares `challenger` with `champion` on the returns the server's canary
 split sent each of them (same `confidence`, `noninferiority_margin` as the pipeline's
@@ -57,9 +61,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task_group
+from airflow.sdk import CronTriggerTimetable, Param, dag, task_group
+from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
 
+from rlops_airflow.assets import CHAMPION
 from rlops_airflow.monitoring_tasks import (
+    announce_degraded,
     drift_guard,
     evaluate_champion,
     judge_canary,
@@ -166,7 +173,9 @@ PARAMS = {
 
 @dag(
     dag_id="rlops_champion_monitor",
-    schedule="30 * * * *",
+    schedule=AssetOrTimeSchedule(  # and at once when the pipeline crowns a new champion
+        timetable=CronTriggerTimetable("30 * * * *", timezone="UTC"), assets=CHAMPION
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # two checks never race on the champion alias
@@ -187,7 +196,8 @@ def rlops_champion_monitor() -> None:
 @task_group
 def monitor_model(model_name: str) -> None:
     """One model's checks; a drift or a failure in one never stops another's."""
-    drift_guard(evaluate_champion(model_name))
+    guard = drift_guard(evaluate_champion(model_name))
+    guard >> announce_degraded(model_name).as_teardown()
     judge_canary(model_name)
 
 

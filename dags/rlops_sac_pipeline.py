@@ -1,10 +1,18 @@
 """
 # rlops: SAC training pipeline
 
-Nightly at 02:00 UTC, and on demand from **Trigger** (the form below validates every field):
+Nightly at 02:00 UTC, on demand from **Trigger** (the form below validates every field), and
+when the champion monitor rolls a drifting champion back (asset `rlops://champion-degraded`):
 
 `validate_conf` → `validate_env` → `sweep_seeds` → `train` → `evaluate` (quality gate)
 → `select_candidate` → `export_torchscript` → `benchmark_latency` → `register` → `promote`
+→ `announce_champion` (asset `rlops://champion`, extra: model and version, when it crowned)
+
+A run the rollback started has no conf: `validate_conf` takes the rolled-back version's recipe
+from the config its MLflow run logged (env id, packages, kwargs, steps, seed, eval seeds, SAC
+fields) into the same registered model, with `drift_retrain_of` = `<model>@v<version>` (in its
+XCom and as a tag on the candidate's run and version). At most one such run per model per
+`drift_retrain_cooldown_hours` (default 6): a later one skips at once, saying why.
 
 `validate_conf` checks the whole conf first (unknown keys, `sac_overrides`, rules across
 fields) and fails the run at once, without retries, naming every bad field; `validate_env` then
@@ -34,11 +42,14 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import dag
+from airflow.sdk import CronTriggerTimetable, dag
 from airflow.sdk.definitions.callback import SyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
 
+from rlops_airflow.assets import CHAMPION_DEGRADED
 from rlops_airflow.dag_tasks import (
+    announce_champion,
     benchmark_latency,
     evaluate,
     export_torchscript,
@@ -50,7 +61,12 @@ from rlops_airflow.dag_tasks import (
     validate_conf,
     validate_env,
 )
-from rlops_airflow.notify import deadline_missed, failure_notifiers, record_failure
+from rlops_airflow.notify import (
+    deadline_alerts_enabled,
+    deadline_missed,
+    failure_notifiers,
+    record_failure,
+)
 from rlops_airflow.params import pipeline_params
 
 DEADLINE = timedelta(hours=2)
@@ -63,7 +79,9 @@ bigger than the nightly one. An alert, not a kill: the run goes on."""
 
 @dag(
     dag_id="rlops_sac_pipeline",
-    schedule="0 2 * * *",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"), assets=CHAMPION_DEGRADED
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # two runs never race on the champion alias
@@ -77,23 +95,33 @@ bigger than the nightly one. An alert, not a kill: the run goes on."""
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=DEADLINE,
         callback=SyncCallback(deadline_missed),
-    ),
+    )
+    if deadline_alerts_enabled()
+    else None,
     params=pipeline_params(),
     doc_md=__doc__,
     tags=["rlops", "sac", "mlflow"],
 )
 def rlops_sac_pipeline() -> None:
-    seeds = sweep_seeds(validate_env(validate_conf()))
-    evaluations = evaluate.expand(trained=train.expand(seed=seeds))
+    settings = validate_env(validate_conf())
+    seeds = sweep_seeds(settings)
+    trained = train.partial(settings=settings).expand(seed=seeds)
+    evaluations = evaluate.partial(settings=settings).expand(trained=trained)
     candidate = select_candidate(evaluations)
     exported = export_torchscript(candidate)
     latency = benchmark_latency(candidate, exported)
-    registered = register(candidate, exported, latency)
-    PythonOperator(
+    registered = register(candidate, exported, latency, settings)
+    promoted = PythonOperator(
         task_id="promote",
         python_callable=promote,
-        op_kwargs={"candidate": candidate, "latency": latency, "registered": registered},
+        op_kwargs={
+            "candidate": candidate,
+            "latency": latency,
+            "registered": registered,
+            "settings": settings,
+        },
     )
+    announce_champion(promoted.output)
 
 
 rlops_sac_pipeline()

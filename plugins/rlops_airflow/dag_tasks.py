@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import task
 
 from rlops_airflow import MLFLOW_RUN_URL_XCOM_KEY
+from rlops_airflow.assets import CHAMPION
 
 if TYPE_CHECKING:
     from rlops_airflow.mlflow_run import AirflowRun
@@ -47,8 +48,11 @@ def time_box_train(context: Any) -> None:
 
     Airflow reads the task's `execution_timeout` right after this hook and enforces it the
     usual way (AirflowTaskTimeout, then a retry from the checkpoint); the static value on the
-    task is only the bound for the Param's maximum, should the hook not run."""
-    context["task"].execution_timeout = train_timeout(context["params"]["total_timesteps"])
+    task is only the bound for the Param's maximum, should the hook not run. The run's
+    settings are `validate_conf`'s (a drift-triggered run's are not its params)."""
+    settings = context["ti"].xcom_pull(task_ids="validate_conf") if "ti" in context else None
+    total = (settings or context["params"])["total_timesteps"]
+    context["task"].execution_timeout = train_timeout(total)
 
 
 def _settings(params: dict[str, Any]) -> PipelineSettings:
@@ -90,9 +94,15 @@ def publish_run_link(ti: Any, mlflow_run_id: str) -> None:
 
 
 @task(retries=0)
-def validate_conf(params: dict | None = None) -> dict[str, Any]:
+def validate_conf(
+    params: dict | None = None, dag_run: Any = None, triggering_asset_events: Any = None
+) -> dict[str, Any]:
     """The run's whole conf, validated before anything runs; a bad one fails the run at once.
+    Every later task takes the settings it returns.
 
+    A run a `champion-degraded` asset event started has no conf: its settings are the
+    rolled-back version's recipe (`rlops_airflow.retrain`), unless another drift-triggered
+    run of that model started within the cooldown: then it skips, and so does every task.
     Not retried: a bad conf stays bad. The failure names every bad field, with the closest
     known name for a typo'd key.
     """
@@ -101,10 +111,53 @@ def validate_conf(params: dict | None = None) -> dict[str, Any]:
     from rlops_airflow.settings import ConfError
     from rlops_airflow.settings import validate_conf as validated
 
+    conf = dict(params or {})
+    degraded = _degraded_events(triggering_asset_events)
+    if degraded:
+        conf |= _drift_retrain_conf(degraded, conf, dag_run)
     try:
-        return validated(params).model_dump(mode="json", exclude_unset=True)
+        return validated(conf).model_dump(mode="json", exclude_unset=True)
     except ConfError as exc:
         raise AirflowFailException(str(exc)) from None
+
+
+def _degraded_events(triggering_asset_events: Any) -> list[Any]:
+    """The `champion-degraded` events that started this run (none: not drift-triggered)."""
+    from rlops_airflow.assets import CHAMPION_DEGRADED
+
+    if not triggering_asset_events:
+        return []
+    return sorted(triggering_asset_events.get(CHAMPION_DEGRADED, []), key=lambda e: e.timestamp)
+
+
+def _drift_retrain_conf(events: list[Any], params: dict[str, Any], dag_run: Any) -> dict:
+    """The conf of a drift-triggered run, from its newest event; skips within the cooldown."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from rlops_airflow import retrain
+
+    try:
+        drift = retrain.Degradation.from_extra(events[-1].extra)
+    except retrain.RetrainError as exc:
+        raise AirflowFailException(str(exc)) from None
+    for older in events[:-1]:  # one run retrains one model: the newest event's
+        log.warning("not retrained by this run (one model per run): %s", older.extra)
+    log.info("started by the rollback of %s: %s", drift.lineage, drift.reason)
+    task_code()  # MLflow configured for this worker
+    try:
+        conf = retrain.retrain_conf(drift)
+    except (retrain.RetrainError, ValueError) as exc:
+        raise AirflowFailException(f"cannot retrain {drift.lineage}: {exc}") from None
+    refusal = retrain.claim_retrain(
+        drift.model_name,
+        airflow_run(dag_run).key,
+        dag_run.run_after,
+        timedelta(hours=params["drift_retrain_cooldown_hours"]),
+    )
+    if refusal:
+        raise AirflowSkipException(refusal)
+    log.info("retraining %s with its logged recipe: %s", drift.lineage, conf)
+    return conf
 
 
 @task(retries=0)
@@ -150,20 +203,31 @@ def sweep_seeds(settings: dict[str, Any]) -> list[int]:
     execution_timeout=train_timeout(MAX_TOTAL_TIMESTEPS),
     pre_execute=time_box_train,
 )
-def train(seed: int, params: dict | None = None, dag_run: Any = None, ti: Any = None) -> dict:
+def train(
+    seed: int, settings: dict[str, Any], dag_run: Any = None, ti: Any = None
+) -> dict[str, Any]:
     """Train SAC with `seed` (resuming from the last checkpoint on retry)."""
     tasks = task_code()
-    result = tasks.train_candidate(_settings(params), airflow_run(dag_run), seed)
+    run_settings = _settings(settings)
+    result = tasks.train_candidate(run_settings, airflow_run(dag_run), seed)
+    if run_settings.drift_retrain_of:
+        from mlflow import MlflowClient
+
+        from rlops_registry import tags
+
+        MlflowClient().set_tag(
+            result["mlflow_run_id"], tags.DRIFT_RETRAIN_OF, run_settings.drift_retrain_of
+        )
     publish_run_link(ti, result["mlflow_run_id"])
     return result
 
 
 @task
-def evaluate(trained: dict[str, Any], params: dict | None = None, ti: Any = None) -> dict:
+def evaluate(trained: dict[str, Any], settings: dict[str, Any], ti: Any = None) -> dict:
     """Quality gate: mean deterministic return on the fixed eval seeds."""
     tasks = task_code()
     publish_run_link(ti, trained["mlflow_run_id"])
-    return {**trained, **tasks.evaluate_candidate(_settings(params), trained["mlflow_run_id"])}
+    return {**trained, **tasks.evaluate_candidate(_settings(settings), trained["mlflow_run_id"])}
 
 
 @task
@@ -201,7 +265,7 @@ def register(
     candidate: dict[str, Any],
     exported: dict[str, Any],
     latency: dict[str, Any],
-    params: dict | None = None,
+    settings: dict[str, Any],
     dag_run: Any = None,
     ti: Any = None,
 ) -> dict[str, Any]:
@@ -209,18 +273,47 @@ def register(
     tasks = task_code()
     publish_run_link(ti, candidate["mlflow_run_id"])
     airflow = airflow_run(dag_run)
-    return tasks.register_candidate(_settings(params), airflow, candidate, exported, latency)
+    run_settings = _settings(settings)
+    registered = tasks.register_candidate(run_settings, airflow, candidate, exported, latency)
+    if run_settings.drift_retrain_of:
+        from rlops_registry import tags
+        from rlops_registry.registry import ModelRegistry
+
+        ModelRegistry(registered["model_name"]).set_tags(
+            registered["version"], {tags.DRIFT_RETRAIN_OF: run_settings.drift_retrain_of}
+        )
+    return registered
 
 
 def promote(
     candidate: dict[str, Any],
     latency: dict[str, Any],
     registered: dict[str, Any],
-    params: dict,
+    settings: dict[str, Any],
     ti: Any,
 ) -> dict:
     """PythonOperator callable: champion only if the gate passes on the figures upstream
     measured; else tagged rejected."""
     tasks = task_code()
     publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.promote_candidate(_settings(params), candidate, latency, registered)
+    return {
+        **tasks.promote_candidate(_settings(settings), candidate, latency, registered),
+        "model_name": registered["model_name"],
+    }
+
+
+@task(outlets=[CHAMPION])
+def announce_champion(promoted: dict[str, Any], outlet_events: Any = None) -> None:
+    """A `champion` asset event (extra: model and version) when `promote` crowned; skipped,
+    so no event, when it rejected. Separate from `promote` because a task emits an event for
+    each of its outlets whenever it succeeds, and a rejection is a success."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from rlops_airflow import assets
+
+    if promoted["outcome"] != "promoted":
+        raise AirflowSkipException(f"v{promoted['version']} {promoted['outcome']}: no new champion")
+    outlet_events[CHAMPION].extra = {
+        assets.MODEL_NAME: promoted["model_name"],
+        assets.VERSION: promoted["version"],
+    }

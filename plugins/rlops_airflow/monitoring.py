@@ -45,7 +45,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from rl_core.evaluation import evaluate
-from rl_core.export import exported_policy
 from rl_core.tracking import get_or_create_experiment
 from rlops_airflow.drift import DriftRule, DriftVerdict, confirm, extend_streak, judge
 from rlops_airflow.mlflow_run import AirflowRun
@@ -148,7 +147,11 @@ def simulate(model_name: str, version: str, seeds: list[int]) -> list[float]:
     """Deterministic returns of the version on `seeds`, one episode each, played by the policy
     server's own loader (so what the simulator judges is what is served)."""
     policy = load_policy(model_name, version)
-    return evaluate(exported_policy(policy.module), policy.env, seeds).returns
+
+    def act(observation: np.ndarray) -> np.ndarray:
+        return np.asarray(policy.act([observation.tolist()])[0], dtype=np.float32)
+
+    return evaluate(act, policy.env, seeds).returns
 
 
 def check_champion(

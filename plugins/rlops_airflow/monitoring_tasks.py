@@ -19,10 +19,13 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from rlops_airflow.assets import CHAMPION_DEGRADED
 from rlops_airflow.dag_tasks import airflow_run
 
 log = logging.getLogger(__name__)
 
+DEGRADATION_XCOM_KEY = "degradation"
+GUARD_TASK_ID = "monitor_model.drift_guard"
 MODEL_LABEL = "{{ rlops_model_name }}"
 """What a per-model task instance is called in the UI and in alerts instead of its map index."""
 
@@ -96,7 +99,7 @@ def evaluate_champion(
 
 @task(retries=2, retry_delay=timedelta(seconds=30), map_index_template=MODEL_LABEL)
 def drift_guard(
-    check: dict[str, Any], params: dict | None = None, dag_run: Any = None
+    check: dict[str, Any], params: dict | None = None, dag_run: Any = None, ti: Any = None
 ) -> dict[str, Any]:
     """Compare the check with the champion's simulator reference, re-checking a served breach
     in the simulator unless `confirm_with_simulator` is off; after `breaches_to_rollback`
@@ -118,6 +121,9 @@ def drift_guard(
     )
     outcome = monitoring.guard(monitoring.OnlineCheck(**check), rule, recheck)
     if outcome.drifted:
+        degradation = _degradation(check, outcome.reason)
+        if degradation is not None:  # for `announce_degraded`: this task's own events die with it
+            ti.xcom_push(key=DEGRADATION_XCOM_KEY, value=degradation.as_extra())
         raise AirflowFailException(
             f"drift of {check['model_name']} v{check['version']}: {outcome.message}"
         )
@@ -136,6 +142,43 @@ def drift_guard(
         "unconfirmed": outcome.unconfirmed,
         "action": outcome.action,
     }
+
+
+def _degradation(check: dict[str, Any], reason: str) -> Any:
+    """What the `champion-degraded` event says after a drift: the version rolled back and the
+    one restored (None: no previous champion, the drifting one stays champion); None when the
+    champion had already moved elsewhere (a newer promotion), so nothing needs retraining."""
+    from rlops_airflow.retrain import Degradation
+    from rlops_registry import tags
+    from rlops_registry.registry import CHAMPION, ModelRegistry
+
+    current = ModelRegistry(check["model_name"]).alias(CHAMPION)
+    drifted = check["version"]
+    if current is None:
+        return None
+    if str(current.version) == drifted:
+        return Degradation(check["model_name"], drifted, None, reason)
+    if current.tags.get(tags.ROLLBACK_REPLACED) != drifted:
+        return None
+    return Degradation(check["model_name"], drifted, str(current.version), reason)
+
+
+@task(outlets=[CHAMPION_DEGRADED], map_index_template=MODEL_LABEL)
+def announce_degraded(model_name: str, ti: Any = None, outlet_events: Any = None) -> None:
+    """The `champion-degraded` asset event of `drift_guard`'s rollback (extra: the model, the
+    rolled-back and restored versions, the reason); skipped, so no event, without one.
+
+    A failed task emits no asset event, and the guard must fail (the run's alert): this task
+    runs after it whatever its state. It is the guard's teardown, so the run's state is still
+    decided by the guard, failed on a drift."""
+    _label(model_name)
+    degradation = ti.xcom_pull(
+        task_ids=GUARD_TASK_ID, key=DEGRADATION_XCOM_KEY, map_indexes=ti.map_index
+    )
+    if not degradation:
+        raise AirflowSkipException(f"{model_name}: no rollback, no degraded champion")
+    log.warning("champion of %s degraded: %s", model_name, degradation)
+    outlet_events[CHAMPION_DEGRADED].extra = degradation
 
 
 @task(retries=2, retry_delay=timedelta(seconds=30), map_index_template=MODEL_LABEL)

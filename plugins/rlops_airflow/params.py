@@ -63,7 +63,7 @@ def settings_params(model: type[BaseModel], omit: frozenset[str] = frozenset()) 
     return params
 
 
-LINEAGE_FIELDS = frozenset({"tuned_by"})
+LINEAGE_FIELDS = frozenset({"tuned_by", "drift_retrain_of"})
 """Set by a DAG that triggers another (the conf carries them), never typed in a form: Airflow's
 form sends an empty text field as null, which a string param refuses."""
 

@@ -237,6 +237,26 @@ class PipelineSettings(BaseModel):
         max_length=300,
         pattern=r"^$|^[A-Za-z0-9_.:+/\-]+#[0-9]+$",
     )
+    drift_retrain_of: str = form_field(  # in the conf only (rlops_airflow.params.LINEAGE_FIELDS)
+        "",
+        ADVANCED,
+        "Retrain after drift of",
+        "Set by a run the champion monitor's rollback started: '<model>@v<version>', the "
+        "rolled-back version whose recipe this run trains again; recorded on the candidate's "
+        "run and model version.",
+        max_length=300,
+        pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}@v[0-9]+$",
+    )
+    drift_retrain_cooldown_hours: int = form_field(
+        6,
+        ADVANCED,
+        "Drift retrain cooldown (hours)",
+        "A run started by the monitor's rollback (asset rlops://champion-degraded) retrains "
+        "the model only if no other such run did in the last this many hours; else it skips "
+        "at once. Such a run takes this value from the DAG's default (it has no conf).",
+        ge=1,
+        le=168,
+    )
     sac_overrides: SACOverrides = Field(  # type: ignore[valid-type]
         default_factory=SACOverrides,
         title="SAC overrides",

@@ -34,6 +34,12 @@ SEED = "seed"
 TUNED_BY = "rlops.tuned_by"
 """On a version and its candidate run trained from a tuning study's best config:
 `<study>#<trial number>` (the pipeline's `tuned_by`)."""
+DRIFT_RETRAIN_OF = "rlops.drift_retrain.of"
+"""On a version and its candidate run trained because a champion drifted:
+`<model>@v<rolled-back version>` (the pipeline's `drift_retrain_of`)."""
+DRIFT_RETRAIN_LAST = "rlops.drift_retrain.last"
+"""On a registered model: JSON {"run": <dag_id>/<run_id>, "at": ISO time} of its last
+drift-triggered pipeline run, what the retrain cooldown is measured from."""
 RUN_KEY = "airflow.run_key"
 """`<dag_id>/<run_id>` of the Airflow run that registered the version: one version per run."""
 PROMOTION = "rlops.promotion"

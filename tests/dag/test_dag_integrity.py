@@ -25,6 +25,7 @@ ORDER = [
     "benchmark_latency",
     "register",
     "promote",
+    "announce_champion",
 ]
 
 
@@ -55,13 +56,22 @@ def test_tasks_run_in_the_designed_order(dag) -> None:
     for upstream, downstream in itertools.pairwise(ORDER):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.get_task("validate_conf").upstream_task_ids == set()
-    assert dag.get_task("promote").downstream_task_ids == set()
+    assert dag.get_task("announce_champion").downstream_task_ids == set()
     dag.check_cycle()  # raises on a cycle
 
 
 def test_schedule_and_run_policy(dag) -> None:
-    assert dag.timetable.expression == "0 2 * * *"
-    assert str(dag.timetable.timezone) == "UTC"
+    from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
+
+    from rlops_airflow.assets import CHAMPION, CHAMPION_DEGRADED
+
+    # nightly, or when the monitor rolls a champion back; it announces the champions it crowns
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.timetable.expression == "0 2 * * *"
+    assert str(dag.timetable.timetable.timezone) == "UTC"
+    assert dag.timetable.asset_condition == CHAMPION_DEGRADED
+    outlets = {task.task_id: task.outlets for task in dag.tasks if task.outlets}
+    assert outlets == {"announce_champion": [CHAMPION]}
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     never_retried = {"validate_conf", "validate_env"}  # a bad conf or env stays bad

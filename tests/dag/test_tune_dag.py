@@ -56,12 +56,13 @@ def test_the_best_config_goes_to_the_pipeline_once(dag) -> None:
 
 
 def test_the_form_is_the_settings_model_without_the_lineage_field(dag) -> None:
-    assert list(dag.params) == [name for name in TuneSettings.model_fields if name != "tuned_by"]
+    lineage = {"tuned_by", "drift_retrain_of"}
+    assert list(dag.params) == [name for name in TuneSettings.model_fields if name not in lineage]
     validate_trigger(dag, {})
     for name in dag.params:
         param = dag.params.get_param(name)
         assert param.schema.get("title") and param.description, name
-    assert set(PipelineSettings.model_fields) - {"tuned_by"} <= set(dag.params)
+    assert set(PipelineSettings.model_fields) - lineage <= set(dag.params)
 
 
 @pytest.mark.parametrize(

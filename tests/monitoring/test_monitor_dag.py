@@ -4,14 +4,21 @@ trust served evidence, and moves no alias on forged served evidence by default."
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+import yaml
+from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
 from mlflow import MlflowClient
 
+from rl_core.config import build_config
+from rl_core.training import CONFIG_ARTIFACT
+from rlops_airflow import assets
 from rlops_airflow.monitoring import REFERENCE_TAG
 from rlops_airflow.monitoring_tasks import unknown_conf_keys
 from rlops_airflow.notify import EmailNotifier, WebhookNotifier, record_failure
@@ -28,10 +35,11 @@ TAKES = (
     "min_served_episodes, noninferiority_margin, promote_on_canary, reference_episodes, "
     "registered_model_name, served_window_minutes"
 )
-EVALUATE, GUARD, CANARY = PER_MODEL = (
+EVALUATE, GUARD, CANARY, ANNOUNCE = PER_MODEL = (
     "monitor_model.evaluate_champion",
     "monitor_model.drift_guard",
     "monitor_model.judge_canary",
+    "monitor_model.announce_degraded",
 )
 
 
@@ -46,17 +54,24 @@ def dag():
 
 def test_wiring_schedule_and_failure_policy(dag) -> None:
     assert set(dag.task_ids) == {"models_to_monitor", *PER_MODEL}
-    evaluate, guard, canary = (dag.get_task(task_id) for task_id in PER_MODEL)
+    evaluate, guard, canary, announce = (dag.get_task(task_id) for task_id in PER_MODEL)
     assert dag.get_task("models_to_monitor").downstream_task_ids == {
         evaluate.task_id,
         canary.task_id,
+        announce.task_id,  # the model it names
     }
     assert evaluate.downstream_task_ids == {guard.task_id}
     assert canary.downstream_task_ids == set()
+    # the guard's teardown: runs after the guard failed (its events die with it), and the run's
+    # state stays the guard's; it announces the degraded champion, the pipeline consumes it
+    assert guard.downstream_task_ids == {announce.task_id}
+    assert announce.is_teardown and announce.outlets == [assets.CHAMPION_DEGRADED]
     for task_id in PER_MODEL:  # one instance per model, named after it
         assert dag.get_task(task_id).map_index_template == "{{ rlops_model_name }}", task_id
-    assert dag.timetable.expression == "30 * * * *"  # hourly
-    assert str(dag.timetable.timezone) == "UTC"
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)  # hourly, or on a new champion
+    assert dag.timetable.timetable.expression == "30 * * * *"
+    assert str(dag.timetable.timetable.timezone) == "UTC"
+    assert dag.timetable.asset_condition == assets.CHAMPION
     assert (dag.catchup, dag.max_active_runs) == (False, 1)
     assert [type(n) for n in dag.on_failure_callback] == [WebhookNotifier, EmailNotifier]
     for task in dag.tasks:
@@ -143,6 +158,37 @@ def _last_try(airflow_env: dict[str, str], task_id: str) -> tuple[str, int]:
     return state, try_number
 
 
+def _asset_events(airflow_env: dict[str, str], uri: str) -> list[dict]:
+    """Every event of the asset in Airflow's own DB, oldest first."""
+    db = airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(db) as connection:
+        connection.row_factory = sqlite3.Row
+        rows = connection.execute(
+            """SELECT e.* FROM asset_event e JOIN asset a ON a.id = e.asset_id
+               WHERE a.uri = ? ORDER BY e.id""",
+            (uri,),
+        ).fetchall()
+    return [{**row, "extra": json.loads(row["extra"])} for row in rows]
+
+
+def _drift_triggered_settings(event: dict, version: str) -> dict:
+    """What the pipeline's first task makes of a run `event` started (Airflow gives such a run
+    no conf, only its triggering events), once the version's run has a logged recipe."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    recipe = build_config({"env_id": "Pendulum-v1", "seed": 5, "total_timesteps": 2_000})
+    run_id = ModelRegistry(event["extra"]["model_name"]).version(version).run_id
+    MlflowClient().log_text(run_id, yaml.safe_dump(recipe.resolved()), CONFIG_ARTIFACT)
+    pipeline = DagBag(dag_folder=str(REPO / "dags")).dags["rlops_sac_pipeline"]
+    triggered = SimpleNamespace(extra=event["extra"], timestamp=event["timestamp"])
+    run = SimpleNamespace(dag_id=pipeline.dag_id, run_id="asset_triggered__1", run_after=_hour(3))
+    return pipeline.get_task("validate_conf").python_callable(
+        params=dict(pipeline.params.validate()),
+        dag_run=run,
+        triggering_asset_events={assets.CHAMPION_DEGRADED: [triggered]},
+    )
+
+
 def _hour(hour: int) -> datetime:
     return datetime(2026, 11, 22, 14, 0, tzinfo=UTC) + timedelta(hours=hour)
 
@@ -198,6 +244,19 @@ def test_airflow_rolls_a_degraded_champion_back_after_two_breaches_and_alerts(
     drift = f"drift of {model} v{degraded}: 2 consecutive breaches, the last: online mean return"
     assert alert["reason"].startswith(drift)
     assert len(smtp.handler.received) == 1
+    # the failed guard's teardown announced it, and a run it starts retrains that recipe
+    (event,) = _asset_events(airflow_db, assets.CHAMPION_DEGRADED.uri)
+    assert (event["source_task_id"], event["source_map_index"]) == (ANNOUNCE, 0)
+    assert event["extra"] == {
+        "model_name": model,
+        "rolled_back_version": degraded,
+        "restored_version": good,
+        "reason": alert["reason"].removeprefix(f"drift of {model} v{degraded}: ").split("; ")[0],
+    }
+    assert _last_try(airflow_db, ANNOUNCE) == ("success", 1)
+    settings = _drift_triggered_settings(event, degraded)
+    assert (settings["registered_model_name"], settings["seed"]) == (model, 5)
+    assert settings["drift_retrain_of"] == f"{model}@v{degraded}"
 
     restored = airflow_dags_test(DAG_ID, env, conf, _hour(3).isoformat())
     assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-4000:]

@@ -44,14 +44,17 @@ def test_every_dag_alerts_at_dag_level_and_only_records_at_task_level(dag_id) ->
         assert (callbacks if isinstance(callbacks, list) else [callbacks]) == [record_failure]
 
 
-def test_the_nightly_run_has_a_deadline_that_alerts() -> None:
+def test_the_nightly_run_has_a_deadline_that_alerts(monkeypatch) -> None:
     from airflow.sdk.definitions.callback import SyncCallback
     from airflow.sdk.definitions.deadline import DeadlineReference
 
+    monkeypatch.setenv(notify.DEADLINE_ALERTS_ENV, "on")  # as a scheduler parses it
     (deadline,) = _dag("rlops_sac_pipeline").deadline
     assert deadline.reference == DeadlineReference.DAGRUN_QUEUED_AT
     assert deadline.interval == timedelta(hours=2)
     assert deadline.callback == SyncCallback("rlops_airflow.notify.deadline_missed")
+    monkeypatch.setenv(notify.DEADLINE_ALERTS_ENV, "off")  # where `airflow dags test` runs it
+    assert not _dag("rlops_sac_pipeline").deadline
 
 
 def test_train_times_out_per_run_from_its_total_timesteps() -> None:
