@@ -89,3 +89,14 @@ def save_scripted(module: nn.Module, path: Path) -> Path:
     with quiet_torchscript():
         torch.jit.save(torch.jit.script(module), str(path))
     return path
+
+
+def shifted_actor(actor: nn.Module, by: float = 1e-3) -> nn.Module:
+    """A copy of `actor` whose mean action is off by `by`: what a buggy exporter would ship
+    (every export check must refuse it)."""
+    import copy
+
+    shifted = copy.deepcopy(actor)
+    with torch.no_grad():
+        shifted.head.bias[: actor.act_dim] += by
+    return shifted

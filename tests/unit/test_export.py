@@ -1,4 +1,3 @@
-import copy
 import math
 import warnings
 
@@ -15,6 +14,7 @@ from rl_core.export import (
     random_observations,
 )
 from rl_core.training import train
+from tests.hostile_actors import shifted_actor
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +50,7 @@ def test_mismatch_fails_loudly(trained_actor, tmp_path, monkeypatch) -> None:
     real_script = export.script_actor
 
     def broken_script(actor):
-        """Exports a policy whose mean is off by 1e-3: what a buggy export would ship."""
-        shifted = copy.deepcopy(actor)
-        with torch.no_grad():
-            shifted.head.bias[: actor.act_dim] += 1e-3
-        return real_script(shifted)
+        return real_script(shifted_actor(actor))
 
     monkeypatch.setattr(export, "script_actor", broken_script)
     with pytest.raises(ExportMismatchError, match=r"differs from the eager actor by \d"):

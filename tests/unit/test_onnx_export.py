@@ -4,7 +4,6 @@ sees it unless it only does tensor maths."""
 
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from rl_core.export import EQUIVALENCE_TOLERANCE, ExportMismatchError
 from rl_core.networks import Actor
 from rl_core.onnx_audit import ALLOWED_ONNX_OPS
 from rl_core.onnx_export import OnnxActor, export_onnx, load_onnx, onnx_program
+from tests.hostile_actors import shifted_actor
 from tests.unit.test_actor_audit import _variants
 
 
@@ -82,11 +82,7 @@ def test_a_mismatching_export_is_refused_and_deleted(pendulum_actor, tmp_path, m
     real_program = onnx_export.onnx_program
 
     def shifted_program(actor: Actor):
-        """Exports a policy whose mean is off by 1e-3: what a buggy exporter would ship."""
-        shifted = copy.deepcopy(actor)
-        with torch.no_grad():
-            shifted.head.bias[: actor.act_dim] += 1e-3
-        return real_program(shifted)
+        return real_program(shifted_actor(actor))
 
     monkeypatch.setattr(onnx_export, "onnx_program", shifted_program)
     with pytest.raises(ExportMismatchError, match=r"differs from the eager actor by \d"):
