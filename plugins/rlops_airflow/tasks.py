@@ -44,6 +44,7 @@ from rl_core.training import (
     train,
 )
 from rl_core.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE, RenderError, record_episode
+from rlops_airflow.candidate_report import PromotionRecord, write_candidate_report
 from rlops_airflow.mlflow_run import (
     AirflowRun,
     download,
@@ -390,12 +391,23 @@ def promote_candidate(
     run_id = candidate["mlflow_run_id"]
     registry = ModelRegistry(settings.model_name)
     scored = Candidate(registered["version"], candidate["returns"], latency["speedup"])
-    decision = decide(scored, settings.thresholds, _champion_score(registry, settings))
+    champion_score = _champion_score(registry, settings)
+    decision = decide(scored, settings.thresholds, champion_score)
     _apply(registry, scored, decision)
     client = MlflowClient()
     client.set_tag(run_id, tags.OUTCOME, decision.outcome)
-    client.set_terminated(run_id, "FINISHED")  # the last task: the candidate's run is complete
     champion = registry.alias(CHAMPION)
+    record = PromotionRecord(
+        scored,
+        champion_score,
+        settings.thresholds,
+        settings.eval_seeds,
+        decision,
+        registry.name,
+        str(champion.version) if champion else None,
+    )
+    write_candidate_report(run_id, record)  # after the decision: never raises
+    client.set_terminated(run_id, "FINISHED")  # the last task: the candidate's run is complete
     log.info("candidate v%s: %s", scored.version, decision.outcome)
     return {
         "outcome": decision.outcome,
