@@ -12,20 +12,16 @@ the driver's path means selenium-manager never runs, so nothing is downloaded.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import (
     ElementClickInterceptedException,
     StaleElementReferenceException,
     TimeoutException,
 )
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -35,38 +31,15 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.wait import WebDriverWait
 
 from devstack import Stack
-from tests.conftest import REPO
+from tests.browser import chromium, save_screenshot
 from tests.integration.conftest import DAG_ID, DAG_PATH, TINY_CONF, AirflowApi
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Headless as root in a container, and quiet: no GPU, sandbox, profile sync, updates or
-# background requests; everything it talks to is the stack on 127.0.0.1.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1400,1400",
-)
 UI_WAIT = 30.0  # seconds for the React UI to render something
 FIELD = "[data-scope=field][data-part=root]"  # label + input + help + error of one Param
 # Typed into the form field by field: the form names its fields after the Params.
 TINY = {**TINY_CONF, "registered_model_name": "rlops-ui"}
-
-
-def _save_screenshot(driver: WebDriver, name: str) -> None:
-    """Keep what the browser shows as a test artifact (Selenium only returns False on errors)."""
-    folder = Path(os.environ.get("RLOPS_TEST_ARTIFACTS", REPO / "test-artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    assert driver.save_screenshot(folder / name), folder / name
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +47,7 @@ def browser(
     stack: Stack, pipeline_api: AirflowApi, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebDriver]:
     """Chromium with a fresh profile, logged in to the stack's Airflow as its admin."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("chromium / chromium-driver missing: run `bash scripts/system-deps.sh`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
         driver.get(stack.airflow_url)  # SimpleAuthManager's login page
         wait = WebDriverWait(driver, UI_WAIT)
         wait.until(ec.element_to_be_clickable((By.NAME, "username"))).send_keys(
@@ -91,8 +57,6 @@ def browser(
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait.until(lambda d: "/auth/login" not in d.current_url)
         yield driver
-    finally:
-        driver.quit()
 
 
 class TriggerForm:
@@ -211,7 +175,7 @@ class TriggerForm:
     def screenshot(self, name: str, element: WebElement, block: str = "center") -> None:
         """Save what the viewport shows with element scrolled to its `block` position."""
         self.driver.execute_script(f"arguments[0].scrollIntoView({{block: '{block}'}})", element)
-        _save_screenshot(self.driver, name)
+        save_screenshot(self.driver, name)
 
     def _section_buttons(self) -> list[WebElement]:
         return self.form.find_elements(By.CSS_SELECTOR, "button[data-part=item-trigger]")
@@ -293,7 +257,7 @@ def test_form_triggers_a_run_that_succeeds(
     try:
         WebDriverWait(browser, UI_WAIT).until(ec.url_contains(f"/dags/{DAG_ID}/runs/"))
     except TimeoutException:
-        _save_screenshot(browser, "trigger-no-run-page.png")
+        save_screenshot(browser, "trigger-no-run-page.png")
         runs = pipeline_api.get(f"{DAG_PATH}/dagRuns")["dag_runs"]
         typed = [
             r["dag_run_id"] for r in runs if r["conf"].get("registered_model_name") == "rlops-ui"
@@ -319,6 +283,6 @@ def test_form_triggers_a_run_that_succeeds(
     shown = rendered.until(
         lambda d: (text := d.find_element(*header_state).text) in ("Success", "Failed") and text
     )
-    _save_screenshot(browser, "run-page.png")
+    save_screenshot(browser, "run-page.png")
     assert (shown, run["state"]) == ("Success", "success"), pipeline_api.tasks(run_id)
     assert {name: run["conf"][name] for name in TINY} == TINY  # what was typed is what ran

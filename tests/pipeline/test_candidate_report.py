@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,6 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
@@ -50,8 +47,7 @@ from rlops_airflow.settings import PipelineSettings
 from rlops_airflow.tasks import promote_candidate
 from rlops_registry import tags
 from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
-from tests.conftest import REPO
-from tests.integration.test_trigger_ui import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
+from tests.browser import chromium, save_screenshot
 
 DAG = "rlops_sac_pipeline"
 MARKUP = "<script>window.pwned = true</script><b>not bold</b>{{ 7 * 7 }}"
@@ -145,17 +141,8 @@ def _report(run_id: str, scratch: Path) -> Path:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     """Headless Chromium with a fresh profile."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("chromium / chromium-driver missing: run `bash scripts/system-deps.sh`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 VIEWER = """
@@ -218,9 +205,7 @@ def test_the_report_shows_the_decision_and_its_figures_in_a_browser(
     assert f"{REPORT_ARTIFACT} of MLflow run {run_id}" in text
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, height + 100)
-    folder = Path(os.environ.get("RLOPS_TEST_ARTIFACTS", REPO / "test-artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(folder / "candidate-report.png")
+    save_screenshot(browser, "candidate-report.png")
 
 
 def test_a_report_that_fails_costs_the_page_not_the_promotion(
