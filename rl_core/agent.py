@@ -1,9 +1,9 @@
 """Soft Actor-Critic: the networks, their optimizers, and the update that trains them.
 
-The loss terms are Stable-Baselines3's (log-probs in the squashed space, alpha tuned on
-log-alpha), so results compare with RL-Zoo. The update itself is rl_core/sac_step.py: the
-whole gradient step, backward passes written out, compiled by TorchScript or inductor
-(rl_core/step_compiler.py).
+The algorithm is rl_core/sac_reference.py (autograd and torch.optim.Adam, Stable-Baselines3's
+loss terms, so results compare with RL-Zoo), which `step_compiler: reference` runs. The
+other compilers run rl_core/sac_step.py: the same step with backward passes written out,
+compiled by TorchScript or inductor (rl_core/step_compiler.py).
 This class owns the tensors it works on: parameters, Polyak targets, and the Adam state that
 checkpoints save (rl_core/adam_state.py, in torch.optim.Adam's format).
 """
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rl_core import sac_reference
 from rl_core.adam_state import AdamState
 from rl_core.aot_step import StepLayout, flat_inputs
 from rl_core.buffer import Batch
@@ -100,7 +101,10 @@ class SAC:
         self.normalize = self.actor.normalizer
         self.critic = TwinQCritic(obs_dim, act_dim, config.hidden_sizes)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_optimizer = AdamState(list(self.critic.parameters()), config.learning_rate)
+        self.step_compiler = config.effective_step_compiler
+        # Both save torch.optim.Adam's state_dict: checkpoints move between the two steps.
+        adam = sac_reference.Adam if self.step_compiler == "reference" else AdamState
+        self.critic_optimizer = adam(list(self.critic.parameters()), config.learning_rate)
 
         self.tune_alpha = config.ent_coef == "auto"
         initial_alpha = config.ent_coef_init if self.tune_alpha else float(config.ent_coef)
@@ -116,8 +120,18 @@ class SAC:
         self._target_layers = _critic_layers(self.critic_target)
         # Actor and log-alpha step together: one fused Adam call.
         self._policy_params = self._actor_tensors + ([self.log_alpha] if self.tune_alpha else [])
-        self.policy_optimizer = AdamState(self._policy_params, config.learning_rate)
-        self.step_compiler = config.effective_step_compiler
+        self.policy_optimizer = adam(self._policy_params, config.learning_rate)
+        self._learner = sac_reference.Learner(
+            self.actor,
+            self.critic,
+            self.critic_target,
+            self.log_alpha,
+            self.critic_optimizer,
+            self.policy_optimizer,
+            config.gamma,
+            config.tau,
+            self.target_entropy if self.tune_alpha else None,
+        )
         bf16 = config.effective_matmul_precision == "bf16"
         widths = list(config.hidden_sizes)
         self._settings = StepSettings(
@@ -164,7 +178,10 @@ class SAC:
         return self.actor.deterministic_action(obs_tensor)[0].numpy()
 
     def update(self, batch: Batch) -> UpdateStats:
-        """One gradient step on a batch (rl_core/sac_step.py); what it measured, by name."""
+        """One gradient step on a batch (rl_core/sac_reference.py or rl_core/sac_step.py);
+        what it measured, by name."""
+        if self.step_compiler == "reference":
+            return UpdateStats(*sac_reference.update(self._learner, batch))
         batch = batch._replace(
             obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
         )

@@ -157,12 +157,14 @@ class SACConfig(BaseModel):
     "auto": bf16 where the CPU has bfloat16 instructions (avx512_bf16 or amx_bf16) and the
     widest hidden layer has at least 256 units, ieee elsewhere (rl_core/cpu.py says why); the
     choice is logged as the lineage tag `matmul_precision`."""
-    step_compiler: Literal["auto", "torchscript", "inductor"] = "auto"
+    step_compiler: Literal["auto", "torchscript", "inductor", "reference"] = "auto"
     """What compiles the gradient step. "torchscript": nothing beyond torch. "inductor":
     AOTInductor's C++ library of the whole step, faster per update; it needs a C++ compiler
     and Python's headers, and a machine compiles each step shape once (10-30 s, then cached
     in $RLOPS_CACHE_DIR/aot-steps, by default ~/.cache/rlops/aot-steps, a folder only the user
-    may write: rl_core/aot_step.py).
+    may write: rl_core/aot_step.py). "reference": no compiler, the algorithm's readable
+    definition with autograd (rl_core/sac_reference.py), in fp32, at about half the
+    updates/s (benchmarks/reference_vs_fast.py).
     "auto": inductor where it can build and the run plans at least 15,000 updates, TorchScript
     elsewhere (rl_core/step_compiler.py); the choice is logged as the lineage tag
     `step_compiler`."""
@@ -190,6 +192,15 @@ class SACConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _reference_is_fp32(self) -> SACConfig:
+        if self.step_compiler == "reference" and self.matmul_precision == "bf16":
+            raise ValueError(
+                'step_compiler "reference" computes in fp32: set matmul_precision to "ieee" '
+                'or "auto", or choose another step_compiler (auto, torchscript, inductor)'
+            )
+        return self
+
     @property
     def applied_preset(self) -> str | None:
         """The env id whose preset `build_config` applies to this config, if any."""
@@ -212,6 +223,8 @@ class SACConfig(BaseModel):
     @property
     def effective_matmul_precision(self) -> cpu.MatmulPrecision:
         """The precision this config trains with on this CPU ("auto" resolved)."""
+        if self.step_compiler == "reference":
+            return "ieee"
         return cpu.resolve_matmul_precision(self.matmul_precision, max(self.hidden_sizes))
 
     @property

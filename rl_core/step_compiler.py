@@ -8,6 +8,8 @@ An update took 1.4-1.7 ms against TorchScript's 2.5 (Pendulum, 256x256, bf16, AM
 It costs a C++ compiler and Python's headers, and one compile per machine and step shape:
 13 s with empty caches on that machine. So "auto" picks inductor where it can build and the
 run is long enough to repay even a first compile.
+"reference" compiles nothing: it runs the algorithm's definition (rl_core/sac_reference.py)
+with autograd, eagerly: about half the updates/s (benchmarks/reference_vs_fast.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # the config imports this module: torch is imported only to compile
     from rl_core.aot_step import StepLayout
 
-StepCompiler = Literal["torchscript", "inductor"]
+StepCompiler = Literal["torchscript", "inductor", "reference"]
 INDUCTOR_MIN_UPDATES = 15_000
 """Below this many planned updates "auto" keeps TorchScript. Inductor saved about 1 ms per
 update (AMD EPYC, 256x256, bf16), so a first compile (13 s there) is repaid within 15,000
@@ -43,8 +45,10 @@ def resolve_step_compiler(setting: str, planned_updates: int) -> StepCompiler:
     if setting == "auto":
         worth_it = planned_updates >= INDUCTOR_MIN_UPDATES
         return "inductor" if worth_it and inductor_can_build() else "torchscript"
-    if setting not in ("torchscript", "inductor"):
-        raise ValueError(f"step compiler must be auto, torchscript or inductor, not {setting!r}")
+    if setting not in ("torchscript", "inductor", "reference"):
+        raise ValueError(
+            f"step compiler must be auto, torchscript, inductor or reference, not {setting!r}"
+        )
     return setting  # type: ignore[return-value]
 
 

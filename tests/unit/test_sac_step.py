@@ -1,16 +1,15 @@
-"""The hand-written gradient step (rl_core/sac_step.py) against autograd on the same networks.
+"""The hand-written gradient step (rl_core/sac_step.py) against the algorithm's definition.
 
-The reference below is SAC as autograd computes it: the modules' own forward passes,
-torch.distributions for the squashed Gaussian's log-prob (under gSDE, SB3's
+The reference is rl_core/sac_reference.py: SAC as autograd computes it, the modules' own
+forward passes, torch.distributions for the squashed Gaussian's log-prob (under gSDE, SB3's
 StateDependentNoiseDistribution written with them), `backward()` and torch.optim.Adam's
-`step()`. In fp32 the TorchScript step must land on the same parameters, Polyak targets,
+`step()`. In fp32 the compiled steps must land on the same parameters, Polyak targets,
 log-alpha and Adam moments, update after update.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from rl_core import sac_step
 from rl_core.agent import SAC, _bf16_layers
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
-from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, SDE_MEAN_CLIP, Actor
+from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, SDE_MEAN_CLIP
 
 
 def _agent(obs_dim: int = 3, act_dim: int = 1, **overrides: object) -> SAC:
@@ -50,95 +49,13 @@ def _batch(obs_dim: int = 3, act_dim: int = 1, n: int = 32) -> Batch:
     )
 
 
-Sampler = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _squashed(pre_tanh: torch.Tensor, gaussian: Normal) -> tuple[torch.Tensor, torch.Tensor]:
-    """tanh of a Gaussian draw, and its log-prob as torch.distributions has it."""
-    action = torch.tanh(pre_tanh)
-    log_prob = gaussian.log_prob(pre_tanh)
-    log_prob = log_prob - TanhTransform().log_abs_det_jacobian(pre_tanh, action)
-    return action, log_prob.sum(-1)
-
-
-def _sampler(actor: Actor) -> Sampler:
-    """obs -> reparameterised action and log-prob. Gaussian: fresh noise on every call. gSDE
-    (SB3): one matrix E ~ N(0, exp(log-std)) for the update, noise = features @ E, variance
-    features^2 @ exp(log-std)^2 + 1e-6, gradients reaching the features."""
-    if not actor.spec.sde:
-
-        def gaussian(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            mean, log_std = actor(obs)
-            pre_tanh = mean + torch.randn_like(mean) * log_std.exp()
-            return _squashed(pre_tanh, Normal(mean, log_std.exp()))
-
-        return gaussian
-    std = actor.sde_log_std.exp()
-    exploration = Normal(torch.zeros_like(std), std).rsample()
-
-    def state_dependent(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = actor.features(obs)
-        mean = actor.mean(features)
-        variance = features.square() @ std.square() + 1e-6
-        return _squashed(mean + features @ exploration, Normal(mean, variance.sqrt()))
-
-    return state_dependent
-
-
-def _torch_adams(agent: SAC) -> dict[str, torch.optim.Adam]:
-    """torch.optim.Adam for each of the agent's Adam states, loaded from it (which checks
-    that rlops saves Adam's own format): the reference steps with these."""
-    adams = {}
-    for name in ("critic_optimizer", "policy_optimizer"):
-        state = getattr(agent, name)
-        adams[name] = torch.optim.Adam(state.params, lr=state.lr, fused=True)
-        adams[name].load_state_dict(state.state_dict())
-    return adams
-
-
-def _autograd_update(
-    agent: SAC, adams: dict[str, torch.optim.Adam], batch: Batch
-) -> tuple[float, float]:
-    """SB3's SAC step with autograd: critics, then actor and log-alpha, then the targets."""
-    alpha = agent.log_alpha.detach().exp()
-    obs, next_obs = agent.normalize(batch.obs), agent.normalize(batch.next_obs)
-    sample = _sampler(agent.actor)
-    with torch.no_grad():
-        next_actions, next_log_prob = sample(batch.next_obs)
-        next_q = agent.critic_target(next_obs, next_actions).amin(0)
-        target = sac_step.soft_q_target(
-            batch.rewards, batch.terminated, next_q, next_log_prob, alpha, agent.config.gamma
-        )
-    critic_loss = 0.5 * (agent.critic(obs, batch.actions) - target).square().mean(1).sum()
-    adams["critic_optimizer"].zero_grad()
-    critic_loss.backward()
-    adams["critic_optimizer"].step()
-
-    actions_pi, log_prob = sample(batch.obs)
-    actor_loss = (alpha * log_prob - agent.critic(obs, actions_pi).amin(0)).mean()
-    loss = actor_loss
-    if agent.tune_alpha:
-        loss = loss - (agent.log_alpha * (log_prob.detach() + agent.target_entropy)).mean()
-    adams["policy_optimizer"].zero_grad()
-    loss.backward(inputs=agent._policy_params)
-    adams["policy_optimizer"].step()
-    with torch.no_grad():
-        for target_param, param in zip(
-            agent.critic_target.parameters(), agent.critic.parameters(), strict=True
-        ):
-            target_param.lerp_(param, agent.config.tau)
-    return critic_loss.item(), actor_loss.item()
-
-
-def _state(agent: SAC, adams: dict[str, torch.optim.Adam] | None = None) -> dict[str, torch.Tensor]:
-    """Every tensor an update writes: parameters, targets, log-alpha, Adam moments (those of
-    `adams` where the reference stepped with torch's Adam)."""
+def _state(agent: SAC) -> dict[str, torch.Tensor]:
+    """Every tensor an update writes: parameters, targets, log-alpha, Adam moments."""
     tensors = {f"sac.{k}": v for k, v in agent.state_dict().items() if torch.is_tensor(v)}
     for part in ("actor", "critic", "critic_target"):
         tensors |= {f"{part}.{k}": v for k, v in agent.state_dict()[part].items()}
     for name in ("policy_optimizer", "critic_optimizer"):
-        optimizer = getattr(agent, name) if adams is None else adams[name]
-        for index, state in optimizer.state_dict()["state"].items():
+        for index, state in getattr(agent, name).state_dict()["state"].items():
             tensors |= {f"{name}.{index}.{k}": v for k, v in state.items()}
     return tensors
 
@@ -157,29 +74,32 @@ def _state(agent: SAC, adams: dict[str, torch.optim.Adam] | None = None) -> dict
         (3, 2, {"use_sde": True, "step_compiler": "inductor"}),
     ],
 )
-def test_the_step_equals_autograd_on_the_same_networks(
+def test_the_step_equals_the_reference_on_the_same_networks(
     obs_dim: int, act_dim: int, overrides: dict[str, object]
 ) -> None:
     agent = _agent(obs_dim, act_dim, **overrides)
     if agent.config.normalize_obs:
         agent.actor.normalizer.update(torch.randn(100, obs_dim) * 4.0 + 2.0)
-    reference = copy.deepcopy(agent)
-    adams = _torch_adams(reference)
+    reference = _agent(obs_dim, act_dim, **{**overrides, "step_compiler": "reference"})
+    reference.load_state_dict(copy.deepcopy(agent.state_dict()))  # also the normalizer's
     batch = _batch(obs_dim, act_dim)
     # A second step also checks Adam's step counts and moments, at a new learning rate as a
     # schedule would set it: a compiled step takes it as data (one compiled in would be off).
     for seed, learning_rate in ((3, 1e-3), (4, 3e-4)):
-        agent.set_learning_rate(learning_rate)
-        for adam in adams.values():
-            (group,) = adam.param_groups
-            group["lr"] = learning_rate
+        for sac in (agent, reference):
+            sac.set_learning_rate(learning_rate)
         torch.manual_seed(seed)
         stats = agent.update(batch)
         torch.manual_seed(seed)  # the same noise, drawn in the same order
-        critic_loss, actor_loss = _autograd_update(reference, adams, batch)
-        assert stats.critic_loss.item() == pytest.approx(critic_loss, rel=1e-5)
-        assert stats.actor_loss.item() == pytest.approx(actor_loss, rel=1e-5, abs=1e-6)
-    expected = _state(reference, adams)
+        reference_stats = reference.update(batch)
+        assert stats.critic_loss.item() == pytest.approx(
+            reference_stats.critic_loss.item(), rel=1e-5
+        )
+        assert stats.actor_loss.item() == pytest.approx(
+            reference_stats.actor_loss.item(), rel=1e-5, abs=1e-6
+        )
+        assert stats.alpha.item() == pytest.approx(reference_stats.alpha.item(), rel=1e-6)
+    expected = _state(reference)
     actual = _state(agent)
     assert actual.keys() == expected.keys()
     for name, tensor in expected.items():

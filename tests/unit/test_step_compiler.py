@@ -41,7 +41,7 @@ def test_without_a_cpp_compiler_inductor_cannot_build(monkeypatch) -> None:
 
 
 def test_an_unknown_compiler_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="auto, torchscript or inductor, not 'tvm'"):
+    with pytest.raises(ValueError, match="auto, torchscript, inductor or reference, not 'tvm'"):
         resolve_step_compiler("tvm", 1)
     with pytest.raises(ValidationError, match="step_compiler"):
         SACConfig(step_compiler="tvm")
