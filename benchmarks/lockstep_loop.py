@@ -19,7 +19,7 @@ each stored so far, for rlops against SB3 and for a control: SB3 trained again w
 batch's rows (and their noise) in reverse order, the same update summed in another order.
 Both are zero through the warm-up. Past it rlops parts from SB3 faster than the control
 does, because rlops takes the squash correction exactly where SB3 adds 1e-6 inside the log
-(README, Speed: with SB3's form patched in, rlops tracks SB3 as closely as the control).
+(docs/changelog.md: with SB3's form patched in, rlops tracks SB3 as closely as the control).
 Under gSDE (MountainCarContinuous-v0's preset) the draws are the noise matrices instead: one
 at the start of each `train_freq` chunk (and every `sde_sample_freq` steps) and one per
 gradient step, so the replay checks the matrices' cadence too. There is no warm-up (the

@@ -12,7 +12,7 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
         "$(grep -E '^torch==' /tmp/requirements.txt)" \
-    && grep -E '^(numpy|gymnasium|pydantic|pydantic-settings|PyYAML|prometheus-client|fastapi|starlette|uvicorn|uvloop|httptools)==' \
+    && grep -iE '^(numpy|gymnasium|pydantic|pydantic-settings|PyYAML|prometheus-client|fastapi|starlette|uvicorn|uvloop|httptools)==' \
         /tmp/requirements.txt > /tmp/serving.txt \
     && test "$(wc -l < /tmp/serving.txt)" -eq 11 \
     && sed -n 's/^mlflow==/mlflow-skinny==/p' /tmp/requirements.txt >> /tmp/serving.txt \
