@@ -51,7 +51,9 @@ PIPELINE_DAG_ID = "rlops_sac_pipeline"
     tags=["rlops", "sac", "optuna", "mlflow"],
 )
 def rlops_sac_tune() -> None:
-    trials = trial.expand(slot=open_study(validate_tuning()))
+    slots = open_study()
+    validate_tuning() >> slots
+    trials = trial.expand(slot=slots)
     best = best_trial()
     trials >> best
     TriggerDagRunOperator(

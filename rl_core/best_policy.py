@@ -21,8 +21,6 @@ from rl_core.evaluation import actor_policy, evaluate
 from rl_core.networks import Actor
 
 PROGRESS_EVAL_METRIC = "progress_eval_mean_return"
-BEST_ACTOR_FILE = "best_actor.pt"
-"""Saved beside `actor.pt` (and uploaded beside it) when evaluation during training ran."""
 
 
 class BestPolicy:

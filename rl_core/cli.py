@@ -75,13 +75,13 @@ def _print_eval(result: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rl_core.best_policy import BEST_ACTOR_FILE
+    from rl_core.artifact_names import BEST_ACTOR_FILE, CHECKPOINT_FILE
     from rl_core.evaluation import evaluate, log_evaluation
     from rl_core.tracking import make_tracker
     from rl_core.training import train
 
     config = load_config(args.config, args.set)
-    checkpoint = _new_folder(args.out, "--out") / "checkpoint.pt"
+    checkpoint = _new_folder(args.out, "--out") / CHECKPOINT_FILE
     console.print(
         f"training SAC on [bold]{config.env_id}[/] for {config.total_timesteps} steps "
         f"(seed {config.seed}, config {config.config_hash()})"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rl_core.artifact_names import ACTOR_FILE, CHECKPOINT_FILE
 from rl_core.cli_errors import one_line
 
 if TYPE_CHECKING:  # torch and the loaders load when a policy is opened, not on import
@@ -22,11 +23,9 @@ if TYPE_CHECKING:  # torch and the loaders load when a policy is opened, not on 
     from rl_core.networks import Actor
 
 ACCEPTED = (
-    "a checkpoint.pt, an actor.pt, a policy folder from `rlops export`, runs:/<run id>/<path>, "
-    "models:/<name>@<alias> or models:/<name>/<version>"
+    f"a {CHECKPOINT_FILE}, an {ACTOR_FILE}, a policy folder from `rlops export`, "
+    "runs:/<run id>/<path>, models:/<name>@<alias> or models:/<name>/<version>"
 )
-CHECKPOINT_FILE = "checkpoint.pt"
-ACTOR_FILE = "actor.pt"
 
 
 class PolicySourceError(ValueError):

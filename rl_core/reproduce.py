@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from rl_core import lineage
+from rl_core.artifact_names import CONFIG_ARTIFACT
 from rl_core.config import SACConfig, stored_config
 from rl_core.evaluation import EVALUATION_ARTIFACT, evaluate, log_evaluation
 from rl_core.tracking import (
@@ -26,7 +27,7 @@ from rl_core.tracking import (
     mlflow_configured,
     wait_for_tracking_server,
 )
-from rl_core.training import CONFIG_ARTIFACT, train
+from rl_core.training import train
 
 REPRODUCES_TAG = "rlops.reproduces"
 COMPARED_LINEAGE = (

@@ -32,22 +32,23 @@ from rich.progress import (
 
 from rl_core import lineage
 from rl_core.agent import SAC, UpdateStats
-from rl_core.best_policy import BEST_ACTOR_FILE, PROGRESS_EVAL_METRIC, BestPolicy
+from rl_core.artifact_names import (
+    ACTOR_ARTIFACT_DIR,
+    ACTOR_FILE,
+    BEST_ACTOR_FILE,
+    CHECKPOINT_ARTIFACT_DIR,
+    CHECKPOINT_FILE,
+    CONFIG_ARTIFACT,
+)
+from rl_core.best_policy import PROGRESS_EVAL_METRIC, BestPolicy
 from rl_core.buffer import ReplayBuffer
 from rl_core.checkpoint import load_checkpoint, save_actor, save_checkpoint
 from rl_core.config import SACConfig, stored_config
 from rl_core.envs import make_env, space_dims, to_env_action
 from rl_core.plots import reward_curve_png
-from rl_core.policy_source import ACTOR_FILE
 from rl_core.tracking import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
-CHECKPOINT_ARTIFACT_DIR = "checkpoint"
-ACTOR_ARTIFACT_DIR = "actor"
-"""Where the trained actor alone (`ACTOR_FILE`, by `rl_core.checkpoint.save_actor`) is
-uploaded beside the final checkpoint: what evaluation and export download, not the whole
-training state."""
-CONFIG_ARTIFACT = "config.yaml"
 RECENT_EPISODES = 10
 EvaluationHook = Callable[[int, float], None]
 """Called with (env step, mean return) after each evaluation during training; raising stops
@@ -390,7 +391,7 @@ def train(
     with tempfile.TemporaryDirectory() as scratch:
         kept = Path(checkpoint_path) if checkpoint_path else None
         # With a tracker, checkpoints always go to the artifact store, via scratch if need be.
-        path = kept or (Path(scratch) / "checkpoint.pt" if tracker.enabled else None)
+        path = kept or (Path(scratch) / CHECKPOINT_FILE if tracker.enabled else None)
         with denormals_flushed():
             speed = run.run(path, show_progress)
         tracker.log_metrics({"steps_per_second_total": speed}, run.progress.step)

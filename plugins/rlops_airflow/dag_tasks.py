@@ -20,7 +20,7 @@ from rlops_airflow.assets import CHAMPION
 
 if TYPE_CHECKING:
     from rlops_airflow.mlflow_run import AirflowRun
-    from rlops_airflow.settings import PipelineSettings
+    from rlops_airflow.settings import ResolvedSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ def time_box_train(context: Any) -> None:
     context["task"].execution_timeout = train_timeout(total)
 
 
-def _settings(params: dict[str, Any]) -> PipelineSettings:
-    from rlops_airflow.settings import PipelineSettings
+def _settings(validated: dict[str, Any]) -> ResolvedSettings:
+    """The run's settings as `validate_conf` resolved them (its XCom), never its raw params."""
+    from rlops_airflow.settings import ResolvedSettings
 
-    return PipelineSettings(**params)
+    return ResolvedSettings(**validated)
 
 
 def airflow_run(dag_run: Any) -> AirflowRun:
@@ -98,7 +99,8 @@ def validate_conf(
     params: dict | None = None, dag_run: Any = None, triggering_asset_events: Any = None
 ) -> dict[str, Any]:
     """The run's whole conf, validated before anything runs; a bad one fails the run at once.
-    Every later task takes the settings it returns.
+    Every later task takes the settings it returns, the SAC recipe resolved here included
+    (`ResolvedSettings`): the presets of this moment, whatever they are when a task runs.
 
     A run a `champion-degraded` asset event started has no conf: its settings are the
     rolled-back version's recipe (`rlops_airflow.retrain`), unless another drift-triggered
@@ -116,7 +118,7 @@ def validate_conf(
     if degraded:
         conf |= _drift_retrain_conf(degraded, conf, dag_run)
     try:
-        return validated(conf).model_dump(mode="json", exclude_unset=True)
+        return validated(conf).resolve().model_dump(mode="json", exclude_unset=True)
     except ConfError as exc:
         raise AirflowFailException(str(exc)) from None
 

@@ -125,8 +125,8 @@ def retrain_conf(degradation: Degradation) -> dict[str, Any]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from rl_core.artifact_names import CONFIG_ARTIFACT
     from rl_core.config import build_config, stored_config
-    from rl_core.training import CONFIG_ARTIFACT
     from rlops_airflow.settings import PIPELINE_OWNED, PipelineSettings
 
     name, number = degradation.model_name, degradation.rolled_back_version

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     StrictBool,
     ValidationError,
     model_validator,
@@ -26,6 +27,7 @@ from rl_core.config import (
     build_config,
     describe_errors,
     overrides_model,
+    stored_config,
 )
 from rl_core.env_guard import MODULE_NAME
 from rl_core.env_plugins import offered_envs
@@ -300,7 +302,8 @@ class PipelineSettings(BaseModel):
         self.sac_config()
 
     def sac_config(self, seed: int | None = None) -> SACConfig:
-        """The training recipe: the form's fields plus any advanced `sac_overrides`."""
+        """The training recipe: the form's fields plus any advanced `sac_overrides`, over
+        the env's preset as it is *now* (a run's tasks use `ResolvedSettings` instead)."""
         return build_config(
             {
                 **self.sac_overrides.model_dump(exclude_unset=True),
@@ -313,6 +316,26 @@ class PipelineSettings(BaseModel):
                 "checkpoint_every": self.checkpoint_every,
             }
         )
+
+    def resolve(self) -> ResolvedSettings:
+        """These settings with their recipe resolved now, for the run's later tasks."""
+        return ResolvedSettings(
+            **self.model_dump(exclude_unset=True), recipe=self.sac_config().resolved()
+        )
+
+
+class ResolvedSettings(PipelineSettings):
+    """What `validate_conf` hands every later task of a run: the settings, and the SAC
+    recipe resolved once, against the presets of that moment. A preset changed while the run
+    goes on (a deploy, a retry a day later) changes nothing of what it trains or records."""
+
+    recipe: dict[str, JsonValue]
+    """`SACConfig.resolved()` with the run's first seed."""
+
+    def sac_config(self, seed: int | None = None) -> SACConfig:
+        """The recipe as `validate_conf` resolved it, for candidate `seed` (default: the
+        run's first): never re-resolved against today's presets."""
+        return stored_config(self.recipe if seed is None else {**self.recipe, "seed": seed})
 
 
 def validate_conf(

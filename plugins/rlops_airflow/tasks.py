@@ -15,13 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
+from rl_core.artifact_names import (
+    ACTOR_ARTIFACT_DIR,
+    ACTOR_FILE,
+    BEST_ACTOR_FILE,
+    CHECKPOINT_ARTIFACT_DIR,
+    CHECKPOINT_FILE,
+    CONFIG_ARTIFACT,
+)
 from rl_core.benchmark import benchmark_latency, format_latency_table
-from rl_core.best_policy import BEST_ACTOR_FILE
 from rl_core.checkpoint import load_actor
-from rl_core.config import SACConfig
+from rl_core.config import SACConfig, stored_config
 from rl_core.envs import EnvSpec
 from rl_core.evaluation import (
     EVAL_MEAN_RETURN,
@@ -36,13 +44,7 @@ from rl_core.export import exported_policy
 from rl_core.networks import Actor
 from rl_core.policy_model import load_registered_actors, load_registered_policy, log_policy_model
 from rl_core.tracking import MlflowTracker
-from rl_core.training import (
-    ACTOR_ARTIFACT_DIR,
-    ACTOR_FILE,
-    CHECKPOINT_ARTIFACT_DIR,
-    EvaluationHook,
-    train,
-)
+from rl_core.training import EvaluationHook, train
 from rl_core.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE, RenderError, record_episode
 from rlops_airflow.candidate_report import PromotionRecord, write_candidate_report
 from rlops_airflow.mlflow_run import (
@@ -58,13 +60,12 @@ from rlops_airflow.promotion import (
     decide,
     reward_interval,
 )
-from rlops_airflow.settings import PipelineSettings, experiment_name
+from rlops_airflow.settings import PipelineSettings, ResolvedSettings, experiment_name
 from rlops_registry import tags
 from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.pt"
 VIDEO_ARTIFACT = f"{VIDEO_ARTIFACT_DIR}/{VIDEO_FILE}"
 _MAX_REASON = 1000  # characters of a failure kept in the tag (MLflow caps tag values)
 
@@ -87,8 +88,9 @@ def _candidate_actor(settings: PipelineSettings, run_id: str) -> str:
     return f"{ACTOR_ARTIFACT_DIR}/{ACTOR_FILE}"
 
 
-def train_candidate(settings: PipelineSettings, airflow: AirflowRun, seed: int) -> dict[str, Any]:
-    """Train candidate `seed` in its own MLflow run, resuming a retried attempt."""
+def train_candidate(settings: ResolvedSettings, airflow: AirflowRun, seed: int) -> dict[str, Any]:
+    """Train candidate `seed` in its own MLflow run, resuming a retried attempt, with the
+    recipe `validate_conf` resolved."""
     config = settings.sac_config(seed)
     run_id = get_or_create_candidate_run(airflow, seed, f"{config.env_id} seed {seed}")
     if settings.tuned_by:
@@ -164,7 +166,6 @@ def evaluate_candidate(settings: PipelineSettings, run_id: str) -> dict[str, Any
         "mean_return": result.mean,
         "std_return": result.std,
         "returns": result.returns,
-        "reward_gate_passed": passed,
         "actor_artifact": actor_artifact,
     }
 
@@ -299,22 +300,33 @@ def benchmark_candidate(
     return {"speedup": rows[0].speedup, "scripted_median_us": rows[0].exported_median_us}
 
 
+def logged_config(run_id: str) -> SACConfig:
+    """The config MLflow run `run_id` trained with, as it logged it (`stored_config`: no
+    preset applied again)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        logged = download(run_id, CONFIG_ARTIFACT, Path(scratch))
+        return stored_config(yaml.safe_load(logged.read_text()))
+
+
 class ModelEnvMismatch(ValueError):
     """A run would put a policy of one env into a registered model that holds another's."""
 
 
-def check_model_env(settings: PipelineSettings) -> None:
+def check_model_env(settings: ResolvedSettings) -> None:
     """Refuse a run whose env (id and kwargs) differs from its registered model's.
 
     One registered model holds policies of one env: its champion is what candidates are
     compared with, episode by episode, and what the policy server hands its clients. Every
     version is registered through this check, so the latest version's env is the model's.
     """
-    registry = ModelRegistry(settings.model_name)
+    _check_env(settings.model_name, settings.sac_config().env)
+
+
+def _check_env(model_name: str, env: EnvSpec) -> None:
+    registry = ModelRegistry(model_name)
     latest = registry.latest_version()
     if latest is None:
         return
-    env = settings.sac_config().env
     if tags.ENV_ID not in latest.tags:
         raise ModelEnvMismatch(
             f"registered model {registry.name!r} (latest v{latest.version}) records no env "
@@ -339,10 +351,11 @@ def register_candidate(
     exported: dict[str, Any],
     latency: dict[str, Any],
 ) -> dict[str, Any]:
-    """A model version of the exported policy (reused on retry), tagged and `challenger`."""
+    """A model version of the exported policy (reused on retry), tagged and `challenger`;
+    its env and config hash are those of the config the candidate's run logged."""
     run_id = candidate["mlflow_run_id"]
-    check_model_env(settings)
-    config = settings.sac_config(candidate["seed"])
+    config = logged_config(run_id)
+    _check_env(settings.model_name, config.env)
     registry = ModelRegistry(settings.model_name)
     reward, speedup = candidate["mean_return"], latency["speedup"]
     gate = settings.thresholds

@@ -38,9 +38,10 @@ def _tuning() -> ModuleType:
 
 
 @task(retries=0)
-def validate_tuning(params: dict | None = None) -> dict[str, Any]:
+def validate_tuning(params: dict | None = None) -> None:
     """The whole conf, the search space, the env and the study's storage, checked before any
-    trial runs; a bad one fails the run at once, naming every bad field.
+    trial runs; a bad one fails the run at once, naming every bad field. `open_study` runs
+    after it, so a bad conf opens no study.
 
     Not retried: a bad conf stays bad.
     """
@@ -59,11 +60,10 @@ def validate_tuning(params: dict | None = None) -> dict[str, Any]:
         raise AirflowFailException(str(exc)) from None
     space = settings.space().model_dump()
     log.info("%d trials of %s over %s", settings.n_trials, settings.env_id, space)
-    return space
 
 
 @task
-def open_study(space: dict[str, Any], params: dict | None = None, dag_run: Any = None) -> list:
+def open_study(params: dict | None = None, dag_run: Any = None) -> list:
     """Create or continue the Optuna study and book a trial per map index; the indexes."""
     opened = _tuning().open_study(_settings(params), airflow_run(dag_run))
     return opened["map_indexes"]

@@ -17,9 +17,8 @@ from mlflow import MlflowClient
 
 from devstack import Stack
 from devstack.celery import TASK_HEARTBEAT_TIMEOUT, answering_workers
-from rl_core.training import CHECKPOINT_ARTIFACT_DIR
+from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
 from rlops_airflow.mlflow_run import AirflowRun
-from rlops_airflow.tasks import CHECKPOINT_FILE
 from rlops_registry import tags
 from tests.integration.conftest import DAG_ID, AirflowApi, poll
 from tests.integration.test_celery_stack import SWEEP

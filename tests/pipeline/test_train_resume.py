@@ -10,9 +10,10 @@ import torch
 from mlflow import MlflowClient
 
 from rl_core import training
+from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
 from rl_core.checkpoint import load_checkpoint
 from rlops_airflow.mlflow_run import AirflowRun, download
-from rlops_airflow.tasks import CHECKPOINT_FILE, train_candidate
+from rlops_airflow.tasks import train_candidate
 from rlops_registry import tags
 
 AIRFLOW = AirflowRun("rlops_sac_pipeline", "scheduled__resume")
@@ -20,7 +21,7 @@ UNINTERRUPTED = AirflowRun("rlops_sac_pipeline", "scheduled__uninterrupted")
 
 
 def _final_state(run_id: str, scratch: Path) -> dict:
-    path = download(run_id, f"{training.CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", scratch)
+    path = download(run_id, f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}", scratch)
     return load_checkpoint(path)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl_core.best_policy import BEST_ACTOR_FILE
+from rl_core.artifact_names import BEST_ACTOR_FILE
 from rl_core.checkpoint import load_actor
 from rl_core.config import ConfigError, SACConfig, build_config
 from rl_core.evaluation import actor_policy, evaluate
