@@ -1,28 +1,40 @@
-"""SAC still learns, on any CPU and precision; and the guard that says so catches real bugs.
+"""SAC still learns, on any CPU and precision; and the guards that say so catch real bugs.
 
-See learning_guard.py for why the guard trains past the learning transition and takes a median
-over seeds. The defect tests inject one real bug each (by name, into every training process)
-and demand that the same guard fails: a guard that passes a broken SAC proves nothing.
+See learning_guard.py for why a guard trains past the learning transition and takes a median
+over seeds, and for the measurements its bounds come from. The defect tests inject one real
+bug each (by name, into every training process) and demand that the same guard fails: a guard
+that passes a broken SAC proves nothing.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.regression.learning_guard import BOUND, DEFECTS, one_update, run_guard, run_rows
+from tests.regression.learning_guard import (
+    FAST,
+    PRODUCTION,
+    SUITE_DEFECTS,
+    Guard,
+    one_update,
+    run_guard,
+    run_rows,
+)
 
 
 @pytest.mark.slow
-def test_sac_learns_pendulum_past_the_transition() -> None:
-    result = run_guard()
-    assert result.passed, f"median return {result.median:.1f} < {BOUND} over {result.returns}"
+@pytest.mark.parametrize("guard", [FAST, PRODUCTION], ids=lambda guard: guard.name)
+def test_sac_learns_pendulum_past_the_transition(guard: Guard) -> None:
+    result = run_guard(guard)
+    assert result.passed, f"median return {result.median:.1f} < {guard.bound} over {result.returns}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(DEFECTS))
+@pytest.mark.parametrize("name", SUITE_DEFECTS)
 def test_the_guard_fails_on_an_injected_defect(name: str) -> None:
-    result = run_guard(defect=name)
-    assert not result.passed, f"{name}: median {result.median:.1f} >= {BOUND}, {result.returns}"
+    result = run_guard(FAST, defect=name)
+    assert not result.passed, (
+        f"{name}: median {result.median:.1f} >= {FAST.bound}, {result.returns}"
+    )
 
 
 def test_defect_rows_in_sequence_each_run_their_own_defect() -> None:
