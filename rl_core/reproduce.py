@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from rl_core import lineage
-from rl_core.artifact_names import CONFIG_ARTIFACT
-from rl_core.config import SACConfig, stored_config
+from rl_core.config import SACConfig
 from rl_core.evaluation import EVALUATION_ARTIFACT, evaluate, log_evaluation
 from rl_core.tracking import (
     MlflowTracker,
     bound_mlflow_requests,
+    logged_config,
     mlflow_configured,
     wait_for_tracking_server,
 )
@@ -124,17 +123,13 @@ def _download_json(run_id: str, artifact: str, scratch: Path) -> dict:
 
 def _original_record(run_id: str) -> tuple[SACConfig, dict, dict, str]:
     """Config, lineage, evaluation and experiment name of the run to reproduce."""
-    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
     run = client.get_run(run_id)
     experiment = client.get_experiment(run.info.experiment_id).name
+    config = logged_config(run_id)
     with tempfile.TemporaryDirectory() as scratch:
-        config_file = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=scratch
-        )
-        config = stored_config(yaml.safe_load(Path(config_file).read_text()))
         then = _download_json(run_id, "lineage/lineage.json", Path(scratch))
         evaluation = _download_json(run_id, EVALUATION_ARTIFACT, Path(scratch))
     return config, then, evaluation, experiment

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+if TYPE_CHECKING:
+    from rl_core.config import SACConfig
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 _METRIC_BATCH = 500  # MLflow's log_batch accepts up to 1000 metrics per call
@@ -284,3 +288,19 @@ def make_tracker(
     if not mlflow_configured():
         return NullTracker()
     return MlflowTracker(experiment, run_name, run_id, tags, end_on_exit)
+
+
+def logged_config(run_id: str) -> SACConfig:
+    """The config MLflow run `run_id` trained with, as training logged it (`config.yaml`, read
+    with `stored_config`: no preset applied again). MlflowException when it is not there."""
+    import mlflow
+    import yaml
+
+    from rl_core.artifact_names import CONFIG_ARTIFACT
+    from rl_core.config import stored_config
+
+    with tempfile.TemporaryDirectory() as scratch:
+        logged = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=scratch
+        )
+        return stored_config(yaml.safe_load(Path(logged).read_text()))

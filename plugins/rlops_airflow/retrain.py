@@ -12,11 +12,9 @@ retried or cleared task of the same run is not a second one.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from rlops_airflow import assets
@@ -120,24 +118,19 @@ def retrain_conf(degradation: Degradation) -> dict[str, Any]:
     """The pipeline conf that trains the rolled-back version's recipe again: its env (id,
     packages, kwargs), steps, seed, checkpointing, eval seeds and every other SAC field its run
     logged, into the same registered model, with `drift_retrain_of` naming the version."""
-    import mlflow
-    import yaml
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from rl_core.artifact_names import CONFIG_ARTIFACT
-    from rl_core.config import build_config, stored_config
+    from rl_core.config import build_config
+    from rl_core.tracking import logged_config
     from rlops_airflow.settings import PIPELINE_OWNED, PipelineSettings
 
     name, number = degradation.model_name, degradation.rolled_back_version
     try:
         version = MlflowClient().get_model_version(name, number)
         run_id = version.tags.get(tags.SOURCE_RUN_ID) or version.run_id
-        with tempfile.TemporaryDirectory() as scratch:
-            logged = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=scratch
-            )
-            config = stored_config(yaml.safe_load(Path(logged).read_text()))
+        config = logged_config(run_id)
     except MlflowException as exc:
         raise RetrainError(
             f"{name} v{number}: its training config ({CONFIG_ARTIFACT} of its run) cannot be "

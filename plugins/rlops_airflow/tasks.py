@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
@@ -25,11 +24,10 @@ from rl_core.artifact_names import (
     BEST_ACTOR_FILE,
     CHECKPOINT_ARTIFACT_DIR,
     CHECKPOINT_FILE,
-    CONFIG_ARTIFACT,
 )
 from rl_core.benchmark import benchmark_latency, format_latency_table
 from rl_core.checkpoint import load_actor
-from rl_core.config import SACConfig, stored_config
+from rl_core.config import SACConfig
 from rl_core.envs import EnvSpec
 from rl_core.evaluation import (
     EVAL_MEAN_RETURN,
@@ -43,7 +41,7 @@ from rl_core.evaluation import (
 from rl_core.export import exported_policy
 from rl_core.networks import Actor
 from rl_core.policy_model import load_registered_actors, load_registered_policy, log_policy_model
-from rl_core.tracking import MlflowTracker
+from rl_core.tracking import MlflowTracker, logged_config
 from rl_core.training import EvaluationHook, train
 from rl_core.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE, RenderError, record_episode
 from rlops_airflow.candidate_report import PromotionRecord, write_candidate_report
@@ -298,14 +296,6 @@ def benchmark_candidate(
     client.log_dict(run_id, [row.as_dict() for row in rows], "benchmark/latency.json")
     log.info("latency\n%s", table)
     return {"speedup": rows[0].speedup, "scripted_median_us": rows[0].exported_median_us}
-
-
-def logged_config(run_id: str) -> SACConfig:
-    """The config MLflow run `run_id` trained with, as it logged it (`stored_config`: no
-    preset applied again)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        logged = download(run_id, CONFIG_ARTIFACT, Path(scratch))
-        return stored_config(yaml.safe_load(logged.read_text()))
 
 
 class ModelEnvMismatch(ValueError):

@@ -14,10 +14,11 @@ from rl_core.artifact_names import CONFIG_ARTIFACT
 from rl_core.networks import Actor
 from rl_core.policy_model import log_policy_model
 from rl_core.presets import PRESETS
+from rl_core.tracking import logged_config
 from rlops_airflow import dag_tasks
 from rlops_airflow.mlflow_run import AirflowRun, get_or_create_candidate_run
 from rlops_airflow.settings import PipelineSettings
-from rlops_airflow.tasks import logged_config, register_candidate
+from rlops_airflow.tasks import register_candidate
 from rlops_registry import tags
 from tests.pipeline.conftest import TINY_SAC
 
