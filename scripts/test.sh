@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: lint, format check, then pytest (unit, DAG integrity,
-# integration against real services the fixtures start). Usage: bash scripts/test.sh [pytest args]
+# The whole test suite, as CI runs it: lint, format check, the docs build, then pytest (unit, DAG
+# integrity, integration against real services the fixtures start). Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -10,6 +10,11 @@ echo "==> ruff check / ruff format --check"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+echo "==> mkdocs build --strict (the documentation site; a broken link fails)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+
 echo "==> pytest"
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
-.venv/bin/python -m pytest "$@"
+# Two workers (the CI box has two cores, and much of the suite waits on services); the tests of one
+# stack share a worker, so each stack starts once (tests/conftest.py: STACK_FIXTURES).
+.venv/bin/python -m pytest -n 2 --dist loadgroup "$@"

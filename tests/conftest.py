@@ -40,8 +40,15 @@ AIRFLOW_ENV = {
 }
 os.environ.update(AIRFLOW_ENV)
 # Compiled training steps (rl_core/aot_step.py) in a cache of the session's own, shared by its
-# tests and the pipelines they run, not the developer's ~/.cache/rlops.
-STEP_CACHE = Path(tempfile.mkdtemp(prefix="rlops-test-cache-"))
+# tests and the pipelines they run, not the developer's ~/.cache/rlops. Under pytest-xdist the
+# controller makes it and its workers inherit it (a step compiles once per run, not per worker);
+# whoever made it removes it.
+SHARED_STEP_CACHE = "RLOPS_TEST_STEP_CACHE"
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(SHARED_STEP_CACHE):
+    STEP_CACHE, OWN_STEP_CACHE = Path(os.environ[SHARED_STEP_CACHE]), False
+else:
+    STEP_CACHE, OWN_STEP_CACHE = Path(tempfile.mkdtemp(prefix="rlops-test-cache-")), True
+    os.environ[SHARED_STEP_CACHE] = str(STEP_CACHE)
 os.environ["RLOPS_CACHE_DIR"] = str(STEP_CACHE)
 
 MLFLOW_ENV = (
@@ -56,13 +63,47 @@ MLFLOW_ENV = (
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The session's Airflow home and step cache go with it (after its fixtures, the stacks
     among them, have stopped): each session would otherwise leave ~10 MiB in /tmp."""
-    for folder in (AIRFLOW_HOME, STEP_CACHE):
+    for folder in (AIRFLOW_HOME, STEP_CACHE) if OWN_STEP_CACHE else (AIRFLOW_HOME,):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+STACK_FIXTURES = ("stack", "celery_stack")
+"""Session-scoped stacks (tests/integration/conftest.py): every test of one stack goes to the
+same pytest-xdist worker (`--dist loadgroup`), so each stack starts once per run."""
+
+
+def _xdist_group(item: pytest.Item) -> str | None:
+    """The pytest-xdist worker group an expensive shared fixture ties a test to: its stack, or
+    its module when a module-scoped fixture (e.g. one pipeline run) serves the module's tests.
+    Other tests go to whichever worker is free."""
+    for stack in STACK_FIXTURES:
+        if stack in item.fixturenames:
+            return stack
+    fixtures = getattr(item, "_fixtureinfo", None)
+    definitions = fixtures.name2fixturedefs.values() if fixtures else ()
+    if any(d.scope in ("package", "module", "class") for defs in definitions for d in defs):
+        return item.nodeid.split("::", 1)[0]
+    return None
+
+
+def _xdist_order(item: pytest.Item) -> int:
+    """Longest first under pytest-xdist (a worker's share is a queue): the stacks' tests, then
+    the slow ones, then the rest, which fill the gaps."""
+    if item.get_closest_marker("integration"):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Integration tests last: their session-scoped stack then stops right after them."""
-    items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+    """In one process, integration tests last: their session-scoped stack then stops right after
+    them. Under pytest-xdist (the workers collect), longest first; see _xdist_order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_xdist_order)
+    else:
+        items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+    for item in items:
+        if group := _xdist_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
