@@ -3,7 +3,6 @@ and chromium-driver, installed by scripts/system-deps.sh), and where their scree
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.conftest import REPO
+from tests.conftest import artifact_file
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -51,7 +50,6 @@ def chromium(profile: Path) -> Iterator[WebDriver]:
 
 def save_screenshot(driver: WebDriver, name: str) -> Path:
     """Keep what the browser shows as a test artifact (Selenium only returns False on errors)."""
-    folder = Path(os.environ.get("RLOPS_TEST_ARTIFACTS", REPO / "test-artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    assert driver.save_screenshot(folder / name), folder / name
-    return folder / name
+    path = artifact_file(name)
+    assert driver.save_screenshot(path), path
+    return path

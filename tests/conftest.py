@@ -94,6 +94,14 @@ def _xdist_order(item: pytest.Item) -> int:
     return 1 if item.get_closest_marker("slow") else 2
 
 
+def artifact_file(name: str) -> Path:
+    """Where a test keeps something for a person to look at (screenshots, received alerts):
+    `test-artifacts/` or $RLOPS_TEST_ARTIFACTS, which CI can keep."""
+    folder = Path(os.environ.get("RLOPS_TEST_ARTIFACTS", REPO / "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """In one process, integration tests last: their session-scoped stack then stops right after
     them. Under pytest-xdist (the workers collect), longest first; see _xdist_order."""

@@ -4,12 +4,13 @@ its number of failed tasks and retries; a successful run sends none."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from html import escape as html_escape
 from pathlib import Path
 
-from tests.conftest import airflow_dags_test
+from tests.conftest import airflow_dags_test, artifact_file
 from tests.notify.receivers import RECIPIENTS, SENDER, alert_env
 
 PROBE_DAGS = Path(__file__).parent / "dags"
@@ -60,6 +61,9 @@ def test_a_failed_pipeline_run_sends_one_alert_per_channel(airflow_db, webhook, 
     run_id, state = _runs(airflow_db, "rlops_sac_pipeline")[-1]
     assert state == "failed"
     body, mail = _one_of_each(webhook, smtp)
+    # What a person receives, kept for them to read (and for the docs).
+    artifact_file("alert-webhook.json").write_text(json.dumps(body, indent=2))
+    artifact_file("alert-mail.eml").write_bytes(mail.as_bytes())
     reason = "invalid conf: totl_timesteps: unknown parameter; did you mean total_timesteps?"
     assert body["dag_id"] == "rlops_sac_pipeline"
     assert body["run_id"] == run_id
