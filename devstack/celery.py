@@ -38,9 +38,9 @@ EXECUTOR = "CeleryExecutor"
 # scheduler's retry runs it again much sooner (TASK_HEARTBEAT_TIMEOUT), as a new try with a new
 # task instance id, so a late redelivery of the old try could not start it a second time.
 VISIBILITY_TIMEOUT = 6 * 3600
-# A task whose heartbeats stop (its worker died) is failed, and retried, after this long, not
-# after Airflow's 300 s. The task supervisor beats every [workers] min_heartbeat_interval (5 s),
-# so a healthy task would have to miss about six beats in a row to be taken for dead.
+# A task whose heartbeats stop (its worker or runner died) is failed, and retried, after this
+# long, not after Airflow's 300 s. The task supervisor beats every [workers] min_heartbeat_interval
+# (5 s), so a healthy task would have to miss about six beats in a row to be taken for dead.
 TASK_HEARTBEAT_TIMEOUT = 30
 # How often the scheduler looks for such tasks (Airflow's default: 10 s).
 HEARTBEAT_TIMEOUT_CHECK_INTERVAL = 5
@@ -95,11 +95,6 @@ def celery_settings(*, broker_url: str, result_backend: str, log_port: int) -> d
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
         # The API server builds every worker's log URL with this one port (see the docstring).
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
-        # The scheduler judges by it, the workers' task supervisors pace their heartbeats by it.
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(TASK_HEARTBEAT_TIMEOUT),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(
-            HEARTBEAT_TIMEOUT_CHECK_INTERVAL
-        ),
     }
 
 

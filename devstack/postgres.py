@@ -11,6 +11,7 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import psutil
 
@@ -116,10 +117,11 @@ class PostgresCluster:
         """Start the server and wait until it accepts connections."""
         self._run("pg_ctl", "--pgdata", str(self.data), "--log", str(self.log), "--wait", "start")
 
-    def stop(self) -> None:
-        """Fast shutdown (rolls back open transactions); nothing to do if it is not running."""
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stop the server; nothing to do if it is not running. `fast` rolls back open
+        transactions; `immediate` aborts every process at once, as a crash (recovery at start)."""
         if self.pid() is not None:
-            self._run("pg_ctl", "--pgdata", str(self.data), "--mode=fast", "--wait", "stop")
+            self._run("pg_ctl", "--pgdata", str(self.data), f"--mode={mode}", "--wait", "stop")
 
     def pid(self) -> int | None:
         """The running postmaster's PID (None when stopped, even if a stale pid file remains)."""

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,9 @@ import httpx
 from pydantic import BaseModel, Field, PrivateAttr
 
 from devstack.celery import (
+    HEARTBEAT_TIMEOUT_CHECK_INTERVAL,
     MAX_WORKERS,
+    TASK_HEARTBEAT_TIMEOUT,
     Redis,
     Worker,
     answering_workers,
@@ -64,6 +67,7 @@ CELERY_PARALLELISM = 16  # Airflow's default [core] max_active_tasks_per_dag
 MLFLOW_AUTH_CONFIG = REPO / "docker" / "mlflow" / "basic_auth.ini"
 """compose's basic-auth settings; devstack only points `database_uri` at its own Postgres."""
 MLFLOW_ADMIN = "admin"
+ORPHANED_TASKS_CHECK_INTERVAL = 30
 
 
 def _secret() -> str:
@@ -271,6 +275,18 @@ class Stack(BaseModel):
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
             # Task tokens outlive a long training task (default 600 s); tasks also resume.
             "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "3600",
+            # A task whose runner died is failed and retried after half a minute of silence,
+            # not five (devstack.celery). The scheduler judges by it, task supervisors pace
+            # their heartbeats by it: every process, on either executor, shares it.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(TASK_HEARTBEAT_TIMEOUT),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(
+                HEARTBEAT_TIMEOUT_CHECK_INTERVAL
+            ),
+            # A scheduler judges only the tasks it queued: those of a killed one wait for its
+            # successor to adopt them (LocalExecutor: reset them, to run again), which it does
+            # at start and then at this interval, once the dead one's heartbeat is older than
+            # [scheduler] scheduler_health_check_threshold (30 s). Airflow's default: 300 s.
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": str(ORPHANED_TASKS_CHECK_INTERVAL),
         }
         if self.executor == "CeleryExecutor":
             env |= celery_settings(
@@ -369,56 +385,101 @@ class Stack(BaseModel):
             timeout=timeout,
         )
 
-    def _start_services(self) -> None:
+    def _commands(self) -> dict[str, tuple[list[str], dict[str, str]]]:
+        """argv and env of each service `up` spawns beside Postgres, Redis and Celery's: the
+        same for a first start and a restart (Stack.restart)."""
         python = sys.executable
+        backend = f"postgresql+psycopg2://mlflow@127.0.0.1:{self.postgres_port}/mlflow"
+        commands = {
+            "s3": (
+                [python, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(self.s3_port)],
+                self._base_env(),
+            ),
+            "mlflow": (
+                [
+                    *(python, "-m", "mlflow", "server", "--app-name", "basic-auth"),
+                    *("--host", "127.0.0.1", "--port", str(self.mlflow_port)),
+                    *("--backend-store-uri", backend),
+                    *("--artifacts-destination", f"s3://{self.bucket}/", "--serve-artifacts"),
+                    *("--workers", "1"),
+                ],
+                self.mlflow_env(),
+            ),
+            SERVING: ([python, "-m", "rlops_serving"], self.serving_env()),
+        }
+        if self.airflow_port is not None:
+            airflow = [python, "-m", "airflow"]
+            env = self.airflow_env()
+            commands["airflow-apiserver"] = ([*airflow, "api-server"], env)
+            # --skip-serve-logs: its log server would listen on every interface; the API
+            # server reads the task logs from the shared AIRFLOW_HOME instead.
+            scheduler = [*airflow, "scheduler", "--skip-serve-logs"]
+            commands["airflow-scheduler"] = (scheduler, self.task_env())
+            commands["airflow-dag-processor"] = ([*airflow, "dag-processor"], env)
+        return commands
+
+    def _start_services(self) -> None:
         self._save()  # from here on, `down` can clean up after a failed `up`
         postgres = self.postgres
         postgres.init()
         postgres.start()
         postgres.create_app_databases(self.db_passwords)
-        self._spawn(
-            "s3",
-            [python, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(self.s3_port)],
-            self._base_env(),
-        )
-        backend = f"postgresql+psycopg2://mlflow@127.0.0.1:{self.postgres_port}/mlflow"
+        commands = self._commands()
+        self._spawn("s3", *commands["s3"])
         self._write_mlflow_auth_config()
-        self._spawn(
-            "mlflow",
-            [
-                *(python, "-m", "mlflow", "server", "--app-name", "basic-auth"),
-                *("--host", "127.0.0.1", "--port", str(self.mlflow_port)),
-                *("--backend-store-uri", backend),
-                *("--artifacts-destination", f"s3://{self.bucket}/", "--serve-artifacts"),
-                *("--workers", "1"),
-            ],
-            self.mlflow_env(),
-        )
+        self._spawn("mlflow", *commands["mlflow"])
         if self.workers:
             self._spawn("redis", self.redis.argv(), self._base_env())
         if self.airflow_port is not None:
             self._migrate_airflow()  # meanwhile MLflow migrates its own database
-            airflow = [python, "-m", "airflow"]
-            env = self.airflow_env()
-            self._spawn("airflow-apiserver", [*airflow, "api-server"], env)
-            # --skip-serve-logs: its log server would listen on every interface; the API
-            # server reads the task logs from the shared AIRFLOW_HOME instead.
-            scheduler = [*airflow, "scheduler", "--skip-serve-logs"]
-            self._spawn("airflow-scheduler", scheduler, self.task_env())
-            self._spawn("airflow-dag-processor", [*airflow, "dag-processor"], env)
+            for service in AIRFLOW_SERVICES:
+                self._spawn(service, *commands[service])
             self._start_workers()
         self._wait("S3", lambda: http_ok(f"{self.s3_endpoint}/moto-api/"), "s3")
         self.s3_client().create_bucket(Bucket=self.bucket)  # moto starts empty every time
         self._wait("MLflow", lambda: http_ok(f"{self.mlflow_uri}/health"), "mlflow")
         # It loads (a few seconds) while MLflow's users are set up: asking for the champion
         # before its user exists is refused (logged once); it asks again every poll.
-        self._spawn(SERVING, [python, "-m", "rlops_serving"], self.serving_env())
+        self._spawn(SERVING, *commands[SERVING])
         self._set_up_mlflow_users()
         if self.airflow_port is not None:
             self._wait("Airflow", self._airflow_healthy, *AIRFLOW_SERVICES)
         if self.workers:
             self._wait_for_workers()
         self._wait("the policy server", lambda: http_ok(f"{self.serving_url}/health"), SERVING)
+
+    def restart(self, service: str, *, kill: bool = False) -> None:
+        """Stop one service and start it again on the same port, data and settings; return once
+        it answers (an Airflow service: once it heartbeats again).
+
+        `kill` crashes it (SIGKILL to its process groups, as a dead machine; Postgres: an
+        immediate shutdown), else it stops cleanly (SIGTERM; Postgres: a fast shutdown).
+        S3 is not restartable: moto keeps its objects in RAM, a restart would lose them all.
+        """
+        commands = self._commands()
+        restartable = ["postgres", *(name for name in commands if name != "s3")]
+        if service not in restartable:
+            raise StackError(f"cannot restart {service!r}: one of {', '.join(restartable)}")
+        if service == "postgres":
+            self.postgres.stop(mode="immediate" if kill else "fast")
+            self.postgres.start()
+            return
+        ref = self.processes[service]
+        if kill:
+            ref.kill()
+        else:
+            stop_groups([ref])
+        if (old := self._popen.pop(service, None)) is not None:
+            old.wait()  # reap it
+        since = datetime.now(UTC)
+        self._spawn(service, *commands[service])
+        if service in AIRFLOW_SERVICES:
+            # The API server has no heartbeat: it is back once it reports the others healthy.
+            fresh = None if service == "airflow-apiserver" else since
+            self._wait(service, lambda: self._airflow_healthy(fresh), service)
+        else:
+            url = f"{self.serving_url if service == SERVING else self.mlflow_uri}/health"
+            self._wait(service, lambda: http_ok(url), service)
 
     def _start_workers(self) -> None:
         """Each Celery worker and its log server, once Redis answers (workers ask it at start).
@@ -483,15 +544,27 @@ class Stack(BaseModel):
         if done.returncode != 0:
             raise StackError(f"{what} failed ({done.returncode})\n{log_tail(log)}")
 
-    def _airflow_healthy(self) -> bool:
-        """The API server answers, and reports the scheduler and DAG processor heartbeating."""
+    def _airflow_healthy(self, since: datetime | None = None) -> bool:
+        """The API server answers, and reports the scheduler and DAG processor heartbeating
+        (after `since`, when given: a restarted one, not its predecessor's last beat)."""
         url = f"{self.airflow_url}/api/v2/monitor/health"
         try:
             health = httpx.get(url, timeout=2.0, trust_env=False).json()
         except (httpx.TransportError, json.JSONDecodeError):
             return False
-        parts = ("metadatabase", "scheduler", "dag_processor")
-        return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
+        parts = {"metadatabase": None, "scheduler": "scheduler", "dag_processor": "dag_processor"}
+        for part, beat in parts.items():
+            status = health.get(part) or {}
+            if status.get("status") != "healthy":
+                return False
+            latest = status.get(f"latest_{beat}_heartbeat") if beat else None
+            if (
+                since is not None
+                and beat
+                and (latest is None or datetime.fromisoformat(latest) < since)
+            ):
+                return False
+        return True
 
     def service_states(self) -> dict[str, bool]:
         """Each recorded service (and Postgres): is it running?"""

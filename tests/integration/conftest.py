@@ -13,7 +13,16 @@ from devstack.airflow_api import RUN_TIMEOUT, AirflowApi
 from devstack.scratch import temporary_stack
 
 # What the test files import from here.
-__all__ = ["DAG_FILE", "DAG_ID", "DAG_PATH", "RUN_TIMEOUT", "TINY_CONF", "AirflowApi", "poll"]
+__all__ = [
+    "DAG_FILE",
+    "DAG_ID",
+    "DAG_PATH",
+    "RUN_TIMEOUT",
+    "TINY_CONF",
+    "AirflowApi",
+    "pipeline_api_of",
+    "poll",
+]
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +55,7 @@ TINY_CONF = {
 }
 
 
-def _pipeline_api(stack: Stack) -> Iterator[AirflowApi]:
+def pipeline_api_of(stack: Stack) -> Iterator[AirflowApi]:
     """The REST API with the pipeline DAG parsed and unpaused, free to start a manual run at once.
 
     Its missed nightly tick is failed as soon as it starts: see AirflowApi.open_for_manual_runs.
@@ -58,14 +67,14 @@ def _pipeline_api(stack: Stack) -> Iterator[AirflowApi]:
 
 @pytest.fixture(scope="session")
 def pipeline_api(stack: Stack) -> Iterator[AirflowApi]:
-    """The pipeline on the LocalExecutor stack, ready for manual runs (see _pipeline_api)."""
-    yield from _pipeline_api(stack)
+    """The pipeline on the LocalExecutor stack, ready for manual runs (see pipeline_api_of)."""
+    yield from pipeline_api_of(stack)
 
 
 @pytest.fixture(scope="session")
 def celery_pipeline_api(celery_stack: Stack) -> Iterator[AirflowApi]:
-    """The pipeline on the Celery stack, ready for manual runs (see _pipeline_api)."""
-    yield from _pipeline_api(celery_stack)
+    """The pipeline on the Celery stack, ready for manual runs (see pipeline_api_of)."""
+    yield from pipeline_api_of(celery_stack)
 
 
 T = TypeVar("T")
