@@ -76,12 +76,12 @@ def _xdist_group(item: pytest.Item) -> str | None:
     """The pytest-xdist worker group an expensive shared fixture ties a test to: its stack, or
     its module when a module-scoped fixture (e.g. one pipeline run) serves the module's tests.
     Other tests go to whichever worker is free."""
-    for stack in STACK_FIXTURES:
-        if stack in item.fixturenames:
-            return stack
     fixtures = getattr(item, "_fixtureinfo", None)
-    definitions = fixtures.name2fixturedefs.values() if fixtures else ()
-    if any(d.scope in ("package", "module", "class") for defs in definitions for d in defs):
+    used = fixtures.name2fixturedefs if fixtures else {}
+    for stack in STACK_FIXTURES:
+        if stack in used and used[stack][-1].scope == "session":  # a module may bring its own
+            return stack
+    if any(d.scope in ("package", "module", "class") for defs in used.values() for d in defs):
         return item.nodeid.split("::", 1)[0]
     return None
 
@@ -102,6 +102,7 @@ def artifact_file(name: str) -> Path:
     return folder / name
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups set here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """In one process, integration tests last: their session-scoped stack then stops right after
     them. Under pytest-xdist (the workers collect), longest first; see _xdist_order."""

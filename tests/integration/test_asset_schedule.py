@@ -31,7 +31,7 @@ from rl_core.artifact_names import CONFIG_ARTIFACT
 from rl_core.config import build_config
 from rlops_airflow.assets import CHAMPION, CHAMPION_DEGRADED
 from rlops_airflow.retrain import Degradation, RetrainMark
-from rlops_airflow.settings import PipelineSettings
+from rlops_airflow.settings import ResolvedSettings
 from rlops_registry import tags
 from tests.browser import save_screenshot
 from tests.integration import test_trigger_ui
@@ -158,8 +158,8 @@ def test_a_degraded_event_makes_the_scheduler_retrain_the_rolled_back_recipe(
     assert (conf["total_timesteps"], conf["seed"]) == (2_000, 5)
     assert (conf["eval_seed_start"], conf["eval_episodes"]) == (1500, 4)
     assert conf["sac_overrides"] == {"hidden_sizes": [48, 48]}
-    rebuilt = PipelineSettings(**conf).sac_config()
-    assert rebuilt.config_hash() == build_config(RECIPE).config_hash()
+    trains = ResolvedSettings(**conf).sac_config()  # the recipe validate_conf resolved, as is
+    assert trains.config_hash() == build_config(RECIPE).config_hash()
     log = pipeline_api.task_log(run_id, "validate_conf")
     assert f"started by the rollback of {MODEL}@v{drift_runs.version}: {REASON}" in log
 
