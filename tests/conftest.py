@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from _pytest.nodeid import NodeId
 
 # pytest loads this file as `conftest`; test modules import helpers from `tests.conftest`. One
 # module under both names, so the folders and environment below are made once per session.
@@ -102,17 +103,20 @@ def artifact_file(name: str) -> Path:
     return folder / name
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups set here
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In one process, integration tests last: their session-scoped stack then stops right after
-    them. Under pytest-xdist (the workers collect), longest first; see _xdist_order."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=_xdist_order)
-    else:
+    them. Under pytest-xdist (the workers collect), longest first (see _xdist_order), and each
+    test of a group named by its id, which is how `--dist loadgroup` sends a group to one
+    worker. pytest-xdist 3.8 names them by setting `item._nodeid`, which pytest 9.2 no longer
+    reads (a node's id is `item._id`): done here instead, for the groups of _xdist_group."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
-    for item in items:
-        if group := _xdist_group(item):
-            item.add_marker(pytest.mark.xdist_group(group))
+        return
+    items.sort(key=_xdist_order)
+    if config.getvalue("loadgroup"):
+        for item in items:
+            if (group := _xdist_group(item)) and "@" not in item.nodeid:
+                item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(autouse=True)

@@ -7,19 +7,25 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from mlflow import MlflowClient
 
 from devstack import Stack
 from devstack.airflow_api import RUN_TIMEOUT, AirflowApi
 from devstack.scratch import temporary_stack
+from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
+from rlops_registry import tags
 
 # What the test files import from here.
 __all__ = [
+    "CHECKPOINT",
     "DAG_FILE",
     "DAG_ID",
     "DAG_PATH",
     "RUN_TIMEOUT",
     "TINY_CONF",
     "AirflowApi",
+    "candidate_runs",
+    "checkpointed_run",
     "pipeline_api_of",
     "poll",
 ]
@@ -88,3 +94,23 @@ def poll(find: Callable[[], T | None], what: str, timeout: float = 300.0) -> T:
             pytest.fail(f"no {what} after {timeout:.0f} s")
         time.sleep(0.5)
     return found
+
+
+# -- a candidate's MLflow run, found by its tag while its pipeline runs ----------------------
+
+CHECKPOINT = f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}"
+
+
+def candidate_runs(client: MlflowClient, key: str) -> list[str]:
+    """Ids of every MLflow run, in any experiment, tagged as the candidate `key`."""
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    found = client.search_runs(experiments, filter_string=f"tags.`{tags.CANDIDATE_KEY}` = '{key}'")
+    return [run.info.run_id for run in found]
+
+
+def checkpointed_run(client: MlflowClient, key: str) -> str | None:
+    """The candidate's MLflow run once a checkpoint of it is in the artifact store."""
+    for run_id in candidate_runs(client, key):
+        if CHECKPOINT in {f.path for f in client.list_artifacts(run_id, CHECKPOINT_ARTIFACT_DIR)}:
+            return run_id
+    return None

@@ -17,10 +17,14 @@ from mlflow import MlflowClient
 
 from devstack import Stack
 from devstack.celery import TASK_HEARTBEAT_TIMEOUT, answering_workers
-from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
 from rlops_airflow.mlflow_run import AirflowRun
-from rlops_registry import tags
-from tests.integration.conftest import DAG_ID, AirflowApi, poll
+from tests.integration.conftest import (
+    DAG_ID,
+    AirflowApi,
+    candidate_runs,
+    checkpointed_run,
+    poll,
+)
 from tests.integration.test_celery_stack import SWEEP
 
 pytestmark = pytest.mark.integration
@@ -36,22 +40,6 @@ MID_TRAINING_KILL = {
     "checkpoint_every": 500,
     "registered_model_name": "rlops-celery-killed",
 }
-CHECKPOINT = f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}"
-
-
-def _candidate_runs(client: MlflowClient, key: str) -> list[str]:
-    """Ids of every MLflow run, in any experiment, tagged as the candidate `key`."""
-    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    found = client.search_runs(experiments, filter_string=f"tags.`{tags.CANDIDATE_KEY}` = '{key}'")
-    return [run.info.run_id for run in found]
-
-
-def _checkpointed_run(client: MlflowClient, key: str) -> str | None:
-    """The candidate's MLflow run once a checkpoint of it is in the artifact store."""
-    for run_id in _candidate_runs(client, key):
-        if CHECKPOINT in {f.path for f in client.list_artifacts(run_id, CHECKPOINT_ARTIFACT_DIR)}:
-            return run_id
-    return None
 
 
 def _train_instance(api: AirflowApi, run_id: str) -> dict[str, Any]:
@@ -76,7 +64,7 @@ def test_a_training_whose_worker_is_killed_resumes_on_the_other_from_its_checkpo
     key = AirflowRun(DAG_ID, run_id).candidate_key(KILLED_SEED)
 
     # Given a training with a checkpoint in the artifact store, and still running on its worker,
-    mlflow_run = poll(lambda: _checkpointed_run(client, key), "checkpoint in the artifact store")
+    mlflow_run = poll(lambda: checkpointed_run(client, key), "checkpoint in the artifact store")
     first = _train_instance(api, run_id)
     assert (first["state"], first["try_number"]) == ("running", 1), "done before the kill"
     (killed,) = [w for w in celery_stack.celery_workers if w.address == first["hostname"]]
@@ -109,7 +97,7 @@ def test_a_training_whose_worker_is_killed_resumes_on_the_other_from_its_checkpo
     )
 
     # and the candidate is one MLflow run, one model version, champion and challenger once.
-    assert _candidate_runs(client, key) == [mlflow_run]
+    assert candidate_runs(client, key) == [mlflow_run]
     (version,) = client.search_model_versions(f"name = '{model}'")
     assert version.run_id == mlflow_run
     aliases = client.get_registered_model(model).aliases

@@ -29,10 +29,17 @@ from devstack import Stack, StackError
 from devstack.processes import free_port
 from devstack.scratch import temporary_stack
 from devstack.stack import ORPHANED_TASKS_CHECK_INTERVAL
-from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
 from rlops_airflow.mlflow_run import AirflowRun
-from rlops_registry import tags
-from tests.integration.conftest import DAG_ID, TINY_CONF, AirflowApi, pipeline_api_of, poll
+from tests.integration.conftest import (
+    CHECKPOINT,
+    DAG_ID,
+    TINY_CONF,
+    AirflowApi,
+    candidate_runs,
+    checkpointed_run,
+    pipeline_api_of,
+    poll,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +55,6 @@ FAULT_CONF = {
     "record_video": False,
     "sac_overrides": {"hidden_sizes": [32, 32], "batch_size": 32, "torch_threads": 1},
 }
-CHECKPOINT = f"{CHECKPOINT_ARTIFACT_DIR}/{CHECKPOINT_FILE}"
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +76,6 @@ def client(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     for name, value in stack.mlflow_client_env().items():
         monkeypatch.setenv(name, value)
     return MlflowClient()
-
-
-def _candidate_runs(client: MlflowClient, key: str) -> list[str]:
-    """Ids of every MLflow run, in any experiment, tagged as the candidate `key`."""
-    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    found = client.search_runs(experiments, filter_string=f"tags.`{tags.CANDIDATE_KEY}` = '{key}'")
-    return [run.info.run_id for run in found]
-
-
-def _checkpointed_run(client: MlflowClient, key: str) -> str | None:
-    """The candidate's MLflow run once a checkpoint of it is in the artifact store."""
-    for run_id in _candidate_runs(client, key):
-        if CHECKPOINT in {f.path for f in client.list_artifacts(run_id, CHECKPOINT_ARTIFACT_DIR)}:
-            return run_id
-    return None
 
 
 def _train_state(api: AirflowApi, run_id: str) -> tuple[str | None, int]:
@@ -116,7 +107,7 @@ def _assert_nothing_lost(
     run = api.wait_for_run(run_id)
     assert run["state"] == "success", api.tasks(run_id)
     key = AirflowRun(DAG_ID, run_id).candidate_key(SEED)
-    (mlflow_run,) = _candidate_runs(client, key)
+    (mlflow_run,) = candidate_runs(client, key)
     (version,) = client.search_model_versions(f"name = '{model}'")
     assert version.run_id == mlflow_run
     aliases = client.get_registered_model(model).aliases
@@ -140,7 +131,7 @@ def _mid_training(api: AirflowApi, client: MlflowClient, run_id: str) -> str:
     """Once the run's training has a checkpoint in the artifact store and still runs: its
     MLflow run."""
     key = AirflowRun(DAG_ID, run_id).candidate_key(SEED)
-    mlflow_run = poll(lambda: _checkpointed_run(client, key), "checkpoint in the artifact store")
+    mlflow_run = poll(lambda: checkpointed_run(client, key), "checkpoint in the artifact store")
     assert _train_state(api, run_id) == ("running", 1), "trained before the fault"
     return mlflow_run
 

@@ -7,7 +7,7 @@ unit tests catch. They sit in different places on purpose: the update's losses a
 squash (rl_core/sac_step.py), the Polyak rate, replay sampling and storage, the training
 loop's done flag, what the agent hands the step for the target, and evaluation.
 
-Measured on AMD EPYC (Zen 5), median eval return over seeds 0 and 1 of the fast guard
+Measured on AMD EPYC (family 25 model 17), median eval return over seeds 0 and 1 of the fast guard
 (healthy: -171; bound -200), and seed 0 of the production guard (healthy -170; bound -200):
 
     defect                                fast     production

@@ -12,7 +12,7 @@ them) for 8k steps on seeds 0, 1, 2. `PRODUCTION` trains what ships: the default
 networks and batch, bf16 matmuls and inductor's compiled step, for 6k steps on seeds 0 and 1
 (both at once, one per core: the second seed costs no wall time).
 
-Measured on AMD EPYC (Zen 5, avx512_bf16), 2026-12, eval return per seed:
+Measured on AMD EPYC (family 25 model 17, avx512_bf16), 2026-12, eval return per seed:
 
     FAST 8k, ieee, seeds 0-5:   -171.1 -170.9 -176.0 -169.3 -178.5 -176.6
     FAST 8k, bf16, seeds 0-5:   -193.4 -171.5 -174.7 -173.6 -366.1 -171.2

@@ -20,9 +20,15 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.celery import VISIBILITY_TIMEOUT, WORKER_CELERY_CONFIG, WORKER_CONCURRENCY
+from devstack.celery import (
+    HEARTBEAT_TIMEOUT_CHECK_INTERVAL,
+    TASK_HEARTBEAT_TIMEOUT,
+    VISIBILITY_TIMEOUT,
+    WORKER_CELERY_CONFIG,
+    WORKER_CONCURRENCY,
+)
 from devstack.postgres import APP_DATABASES
-from devstack.stack import MLFLOW_AUTH_CONFIG, OPTUNA_STORAGE_ENV
+from devstack.stack import MLFLOW_AUTH_CONFIG, OPTUNA_STORAGE_ENV, ORPHANED_TASKS_CHECK_INTERVAL
 from rlops_registry.access import AIRFLOW, POLICY_SERVER, USERS, password_env
 from rlops_serving.auth import KeyScope
 from rlops_serving.settings import ServingSettings
@@ -354,6 +360,21 @@ def test_celery_profile_adds_redis_and_a_worker(env_file: Path, dotenv: dict[str
         assert extra == WORKER_CELERY_CONFIG, name
         timeout = env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]
         assert timeout == str(VISIBILITY_TIMEOUT), name
+
+
+def test_a_dead_worker_or_scheduler_is_noticed_as_devstack_proves_it(env_file: Path) -> None:
+    """The failure-detection settings the fault tests run with (tests/integration/
+    test_fault_matrix.py, test_celery_worker_loss.py), on every Airflow service."""
+    expected = {
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(TASK_HEARTBEAT_TIMEOUT),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(
+            HEARTBEAT_TIMEOUT_CHECK_INTERVAL
+        ),
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": str(ORPHANED_TASKS_CHECK_INTERVAL),
+    }
+    for name, service in airflow_services(render(env_file)["services"]).items():
+        env = service["environment"]
+        assert {key: env.get(key) for key in expected} == expected, name
 
 
 def test_monitoring_profile_adds_prometheus_and_grafana(env_file: Path) -> None:
