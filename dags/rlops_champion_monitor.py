@@ -9,9 +9,11 @@ demand from **Trigger**:
 
 `models_to_monitor` lists the registered models to check: the one `registered_model_name`
 names, else every model whose `champion` is an rlops policy (one per env the pipeline has
-trained). None: skipped. A conf key that is not one of the Params below fails it at once,
-naming the key. Each model's tasks are mapped instances named after the model; a drift or a
-failure in one does not stop the others.
+trained). None: skipped. It reads the run's params through `MonitorSettings` (the Params
+below are generated from it): a key that is not one of them, or a bad value, fails it at once,
+without retries, naming the field as the pipeline's `validate_conf` does. Each model's tasks
+are mapped instances named after the model; a drift or a failure in one does not stop the
+others.
 
 `evaluate_champion` gathers the online returns of the version the registry alias `champion`
 points to: the episodes clients reported to the policy server in the last
@@ -61,10 +63,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, dag, task_group
+from airflow.sdk import CronTriggerTimetable, dag, task_group
 from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
 
 from rlops_airflow.assets import CHAMPION
+from rlops_airflow.monitor_settings import MonitorSettings
 from rlops_airflow.monitoring_tasks import (
     announce_degraded,
     drift_guard,
@@ -73,102 +76,7 @@ from rlops_airflow.monitoring_tasks import (
     models_to_monitor,
 )
 from rlops_airflow.notify import failure_notifiers, record_failure
-
-PARAMS = {
-    "registered_model_name": Param(
-        None,
-        type=["string", "null"],
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
-        title="Registered model name",
-        description="The one MLflow registered model whose `champion` to check. Empty: every "
-        "model whose champion is an rlops policy (the pipeline's model for an env is "
-        "rlops-sac-<env name> unless its run named one).",
-    ),
-    "episodes": Param(
-        200,
-        type="integer",
-        minimum=2,
-        maximum=2000,
-        title="Episodes",
-        description="Deterministic episodes on fresh env seeds (Pendulum: about 30 ms each). "
-        "Fewer make a noisier mean: a good Pendulum policy's episodes spread by about 90.",
-    ),
-    "reference_episodes": Param(
-        1000,
-        type="integer",
-        minimum=2,
-        maximum=20000,
-        title="Reference episodes",
-        description="Simulator episodes of a version's first check, the reference later checks "
-        "are compared with. A small reference's own error is shared by every later check.",
-    ),
-    "min_served_episodes": Param(
-        100,
-        type="integer",
-        minimum=2,
-        maximum=1000000,
-        title="Served episodes needed",
-        description="Judge on episodes reported to the policy server (POST /v1/episodes) when "
-        "the window holds at least this many; else on simulator episodes.",
-    ),
-    "served_window_minutes": Param(
-        60,
-        type="integer",
-        minimum=1,
-        maximum=10080,
-        title="Served-traffic window (minutes)",
-        description="How far back from the check reported episodes count.",
-    ),
-    "drift_tolerance": Param(
-        0.05,
-        type="number",
-        minimum=0,
-        maximum=1,
-        title="Drift tolerance",
-        description="A breach: the whole interval of (online - reference) mean return is below "
-        "minus this fraction of the reference mean's magnitude (0.05 = 5%).",
-    ),
-    "breaches_to_rollback": Param(
-        2,
-        type="integer",
-        minimum=1,
-        maximum=24,
-        title="Breaches to roll back",
-        description="Consecutive breaching checks before `champion` is rolled back.",
-    ),
-    "confidence": Param(
-        0.95,
-        type="number",
-        minimum=0.5,
-        maximum=0.999,
-        title="Confidence level",
-        description="Two-sided level of the intervals the drift guard and the canary decide on.",
-    ),
-    "noninferiority_margin": Param(
-        0.0,
-        type="number",
-        minimum=0,
-        maximum=1,
-        title="Canary non-inferiority margin",
-        description="The challenger passes when the low end of the interval of (challenger - "
-        "champion) is at least minus this fraction of the champion's magnitude.",
-    ),
-    "confirm_with_simulator": Param(
-        True,
-        type="boolean",
-        title="Confirm served evidence in the simulator",
-        description="A served-traffic breach counts towards a rollback, and a canary verdict "
-        "crowns, only if fresh simulator episodes agree. Off: served reports act alone, and a "
-        "client holding a report key can roll back or crown by lying within the bounds.",
-    ),
-    "promote_on_canary": Param(
-        False,
-        type="boolean",
-        title="Promote on canary evidence",
-        description="Crown a challenger whose canary verdict passes (its gates must have "
-        "passed too). Off: the verdict is only logged.",
-    ),
-}
+from rlops_airflow.params import settings_params
 
 
 @dag(
@@ -185,7 +93,7 @@ PARAMS = {
         "on_failure_callback": record_failure,
     },
     on_failure_callback=failure_notifiers(),  # one alert per failed run
-    params=PARAMS,
+    params=settings_params(MonitorSettings),
     doc_md=__doc__,
     tags=["rlops", "monitoring", "mlflow"],
 )

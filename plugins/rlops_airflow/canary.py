@@ -31,6 +31,7 @@ from mlflow.entities import Metric
 
 from rl_core.confidence import Interval, unpaired_difference
 from rlops_airflow.mlflow_run import AirflowRun
+from rlops_airflow.monitor_settings import DEFAULTS
 from rlops_airflow.monitoring import CANARY_SEEDS, fresh_seeds, millis, monitoring_run, simulate
 from rlops_airflow.promotion import Candidate, ChampionScore, Decision, Thresholds, decide
 from rlops_registry import tags
@@ -43,18 +44,18 @@ SIMULATOR_ARTIFACT = "monitoring/canary_simulator.json"
 
 @dataclass(frozen=True)
 class CanaryRule:
-    """The canary's settings (from the monitor DAG's params)."""
+    """The canary's settings (the monitor DAG's params; defaults: its own)."""
 
-    confidence: float = 0.95
-    noninferiority_margin: float = 0.0
-    min_episodes: int = 100
+    confidence: float = DEFAULTS.confidence
+    noninferiority_margin: float = DEFAULTS.noninferiority_margin
+    min_episodes: int = DEFAULTS.min_served_episodes
     """Served episodes each version needs in the window before anything is concluded."""
-    window: timedelta = timedelta(hours=1)
-    promote: bool = False
+    window: timedelta = DEFAULTS.window
+    promote: bool = DEFAULTS.promote_on_canary
     """Crown a challenger whose verdict passes (and whose gates passed)."""
-    confirm_with_simulator: bool = True
+    confirm_with_simulator: bool = DEFAULTS.confirm_with_simulator
     """A crowning also needs the simulator comparison to pass (False: served evidence alone)."""
-    episodes: int = 200
+    episodes: int = DEFAULTS.episodes
     """Fresh simulator seeds both versions play for that comparison."""
 
 

@@ -23,17 +23,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rl_core.confidence import Interval, unpaired_difference
+from rlops_airflow.monitor_settings import DEFAULTS
 
 
 @dataclass(frozen=True)
 class DriftRule:
-    """The guard's settings (from the monitor DAG's params)."""
+    """The guard's settings (the monitor DAG's params; defaults: its own)."""
 
-    tolerance: float = 0.05
+    tolerance: float = DEFAULTS.drift_tolerance
     """The loss, as a fraction of the reference mean's magnitude, worth acting on."""
-    confidence: float = 0.95
+    confidence: float = DEFAULTS.confidence
     """Two-sided level of the interval of the difference."""
-    breaches_to_rollback: int = 2
+    breaches_to_rollback: int = DEFAULTS.breaches_to_rollback
     """Consecutive breaching checks that roll the champion back."""
 
     def allowed(self, reference_mean: float) -> float:

@@ -48,6 +48,7 @@ from rl_core.evaluation import evaluate
 from rl_core.tracking import get_or_create_experiment
 from rlops_airflow.drift import DriftRule, DriftVerdict, confirm, extend_streak, judge
 from rlops_airflow.mlflow_run import AirflowRun
+from rlops_airflow.monitor_settings import DEFAULTS
 from rlops_airflow.settings import artifact_location
 from rlops_registry import tags
 from rlops_registry.registry import CHAMPION, ModelRegistry, NoPreviousChampion
@@ -71,15 +72,15 @@ are never both simulated in one hour, so they share a stream."""
 
 @dataclass(frozen=True)
 class Evidence:
-    """Where a check takes its returns from (the monitor DAG's params)."""
+    """Where a check takes its returns from (the monitor DAG's params; defaults: its own)."""
 
-    episodes: int = 200
+    episodes: int = DEFAULTS.episodes
     """Simulator episodes per check."""
-    reference_episodes: int = 1000
+    reference_episodes: int = DEFAULTS.reference_episodes
     """Simulator episodes of a version's reference."""
-    min_served_episodes: int = 100
+    min_served_episodes: int = DEFAULTS.min_served_episodes
     """Served episodes in the window needed to judge on served traffic instead."""
-    window: timedelta = timedelta(hours=1)
+    window: timedelta = DEFAULTS.window
     """How far back from the check served episodes count."""
 
 

@@ -1,7 +1,8 @@
 """The champion monitor's Airflow tasks: thin wrappers around `rlops_airflow.monitoring`.
 
-Imported when the DAG file is parsed, so only Airflow is imported here; torch, gymnasium and
-mlflow load inside the task bodies, on the worker. A detected drift raises
+Imported when the DAG file is parsed, so only Airflow and the settings model are imported here;
+torch, gymnasium and mlflow load inside the task bodies, on the worker. Every task reads its
+params through `MonitorSettings`. A detected drift raises
 `AirflowFailException`: the task fails at once, without retries (a retry would judge the
 rolled-back champion and turn the run green), and the run's alert goes out
 (`rlops_airflow.notify`).
@@ -9,9 +10,8 @@ rolled-back champion and turn the run green), and the run's alert goes out
 
 from __future__ import annotations
 
-import difflib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from rlops_airflow.assets import CHAMPION_DEGRADED
 from rlops_airflow.dag_tasks import airflow_run
+from rlops_airflow.monitor_settings import MonitorSettings
+from rlops_airflow.settings import ConfError, parse_conf
 
 log = logging.getLogger(__name__)
 
@@ -30,33 +32,15 @@ MODEL_LABEL = "{{ rlops_model_name }}"
 """What a per-model task instance is called in the UI and in alerts instead of its map index."""
 
 
-def unknown_conf_keys(conf: Mapping[str, Any], declared: Iterable[str]) -> str | None:
-    """Why a run's conf cannot be used, naming each key no Param declares (with the closest
-    declared one), or None. Airflow accepts such a key at trigger time and ignores it, so a
-    typo like `episdoes` would silently run the check with the default."""
-    known = sorted(declared)
-    unknown = sorted(set(conf) - set(known))
-    if not unknown:
-        return None
-    problems = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        problems.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"conf: unknown key {', '.join(problems)}; the monitor takes {', '.join(known)}"
-
-
 @task(retries=2, retry_delay=timedelta(seconds=30))
-def models_to_monitor(
-    params: dict | None = None, dag_run: Any = None, dag: Any = None
-) -> list[str]:
+def models_to_monitor(params: dict | None = None) -> list[str]:
     """The registered models this run checks: the one `registered_model_name` names, else
-    every model whose champion is an rlops policy. A conf with a key the DAG does not declare
-    fails at once, without retries, before any model is checked."""
-    refusal = unknown_conf_keys(dag_run.conf or {}, dag.params.keys())
-    if refusal:
-        raise AirflowFailException(refusal)
-    if params["registered_model_name"]:
-        return [params["registered_model_name"]]
+    every model whose champion is an rlops policy. A conf the settings refuse (a key the DAG
+    does not declare, a bad value) fails at once, without retries, before any model is
+    checked."""
+    settings = _settings(params)
+    if settings.registered_model_name:
+        return [settings.registered_model_name]
     _prepare()
     from rlops_registry.registry import models_with_champion
 
@@ -73,15 +57,16 @@ def evaluate_champion(
 ) -> dict[str, Any]:
     """The champion's online returns (served traffic, else fresh simulator episodes), logged
     to MLflow."""
+    settings = _settings(params)
     _label(model_name)
     _prepare()
     from rlops_airflow import monitoring
 
     evidence = monitoring.Evidence(
-        episodes=params["episodes"],
-        reference_episodes=params["reference_episodes"],
-        min_served_episodes=params["min_served_episodes"],
-        window=timedelta(minutes=params["served_window_minutes"]),
+        episodes=settings.episodes,
+        reference_episodes=settings.reference_episodes,
+        min_served_episodes=settings.min_served_episodes,
+        window=settings.window,
     )
     check = monitoring.check_champion(model_name, evidence, _moment(dag_run), airflow_run(dag_run))
     if check is None:
@@ -104,19 +89,20 @@ def drift_guard(
     """Compare the check with the champion's simulator reference, re-checking a served breach
     in the simulator unless `confirm_with_simulator` is off; after `breaches_to_rollback`
     consecutive (confirmed) breaches roll `champion` back and fail loudly."""
+    settings = _settings(params)
     _label(check["model_name"])
     _prepare()
     from rlops_airflow import monitoring
     from rlops_airflow.drift import DriftRule
 
     rule = DriftRule(
-        tolerance=params["drift_tolerance"],
-        confidence=params["confidence"],
-        breaches_to_rollback=params["breaches_to_rollback"],
+        tolerance=settings.drift_tolerance,
+        confidence=settings.confidence,
+        breaches_to_rollback=settings.breaches_to_rollback,
     )
     recheck = (
-        monitoring.SimulatorRecheck(params["episodes"], _moment(dag_run))
-        if params["confirm_with_simulator"]
+        monitoring.SimulatorRecheck(settings.episodes, _moment(dag_run))
+        if settings.confirm_with_simulator
         else None
     )
     outcome = monitoring.guard(monitoring.OnlineCheck(**check), rule, recheck)
@@ -188,24 +174,35 @@ def judge_canary(
     """Challenger against champion on their served returns; promotes on a passing verdict
     only when `promote_on_canary` is set and (unless `confirm_with_simulator` is off) the
     simulator comparison of the two passes too."""
+    settings = _settings(params)
     _label(model_name)
     _prepare()
     from rlops_airflow import canary
 
     rule = canary.CanaryRule(
-        confidence=params["confidence"],
-        noninferiority_margin=params["noninferiority_margin"],
-        min_episodes=params["min_served_episodes"],
-        window=timedelta(minutes=params["served_window_minutes"]),
-        promote=params["promote_on_canary"],
-        confirm_with_simulator=params["confirm_with_simulator"],
-        episodes=params["episodes"],
+        confidence=settings.confidence,
+        noninferiority_margin=settings.noninferiority_margin,
+        min_episodes=settings.min_served_episodes,
+        window=settings.window,
+        promote=settings.promote_on_canary,
+        confirm_with_simulator=settings.confirm_with_simulator,
+        episodes=settings.episodes,
     )
     verdict = canary.judge_canary(model_name, rule, _moment(dag_run), airflow_run(dag_run))
     if verdict is None:
         raise AirflowSkipException(f"{model_name} has no challenger apart from its champion")
     log.info("canary of %s: %s; %s", model_name, verdict.reason, verdict.action)
     return {"passes": verdict.passes, "action": verdict.action}
+
+
+def _settings(params: Mapping[str, Any] | None) -> MonitorSettings:
+    """The run's params (the DAG's defaults and its conf, as Airflow merged them) read through
+    `MonitorSettings`, in the pipeline's wording; a refusal fails the task without retries,
+    since a bad conf stays bad."""
+    try:
+        return parse_conf(params or {}, MonitorSettings)
+    except ConfError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def _label(model_name: str) -> None:

@@ -9,7 +9,8 @@ So a bound, a title or an allowed value is written once, here.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -63,6 +64,10 @@ SACOverrides = overrides_model("SACOverrides", PIPELINE_OWNED)
 
 class ConfError(ValueError):
     """A DAG run's conf that cannot run; the message names every bad field."""
+
+
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+"""A registered model name a run's conf may give (MLflow's own rule is looser)."""
 
 
 def form_field(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
@@ -228,7 +233,7 @@ class PipelineSettings(BaseModel):
         "MLflow registry name (letters, digits, '.', '_', '-'). Empty: rlops-sac-<env name>, "
         "e.g. rlops-sac-pendulum for Pendulum-v1. A registered model holds one env (id and "
         "env_kwargs): a run on another env under the same name fails before training.",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$",
+        pattern=MODEL_NAME,
     )
     tuned_by: str = form_field(  # in the conf only (rlops_airflow.params.LINEAGE_FIELDS)
         "",
@@ -338,6 +343,19 @@ class ResolvedSettings(PipelineSettings):
         return stored_config(self.recipe if seed is None else {**self.recipe, "seed": seed})
 
 
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def parse_conf(params: Mapping[str, Any], model: type[SettingsT]) -> SettingsT:
+    """`model` of a run's `params`, or a `ConfError` naming every bad field at once (an unknown
+    name with the closest known one): the one wording of every DAG's conf check, since Airflow
+    accepts an unknown key at trigger time and a typo would silently run with the default."""
+    try:
+        return model(**params)
+    except ValidationError as exc:
+        raise ConfError(f"invalid conf: {'; '.join(describe_errors(exc, model))}") from None
+
+
 def validate_conf(
     params: dict[str, Any], model: type[PipelineSettings] = PipelineSettings
 ) -> PipelineSettings:
@@ -347,12 +365,9 @@ def validate_conf(
     come all at once; the rules across fields (e.g. `checkpoint_every` <= `total_timesteps`)
     follow once every field is valid, because they need valid values to compare.
     """
+    settings = parse_conf(params, model)
     try:
-        settings = model(**params)
         settings.check_recipe()
-    except ValidationError as exc:
-        problems = describe_errors(exc, model)
-        raise ConfError(f"invalid conf: {'; '.join(problems)}") from None
     except ValueError as exc:  # rl_core's ConfigError: the combined recipe is refused
         raise ConfError(f"invalid conf: {str(exc).removeprefix('invalid SAC config: ')}") from None
     return settings
