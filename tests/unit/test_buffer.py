@@ -52,6 +52,16 @@ def test_state_round_trip() -> None:
     np.testing.assert_array_equal(restored.table[: restored.size], buffer.table[: buffer.size])
 
 
+def test_state_holds_the_filled_rows_without_copying_them() -> None:
+    # A checkpoint of a full 1M buffer must not double its 168 MB (rl_core/buffer.py).
+    buffer = ReplayBuffer(10, obs_dim=3, act_dim=1)
+    _fill(buffer, 7)
+    table = buffer.state_dict()["table"]
+    assert isinstance(table, np.ndarray)
+    assert len(table) == 7
+    assert np.shares_memory(table, buffer.table)
+
+
 def test_state_of_another_shape_is_refused() -> None:
     other = ReplayBuffer(10, obs_dim=4, act_dim=1)
     _fill_other = np.zeros((3, other.table.shape[1]), dtype=np.float32)
