@@ -202,7 +202,13 @@ def actor_gradient_differences(model: object, agent: SAC) -> dict[str, float]:
     Adam's first moments after the first update ((1 - beta1) * gradient in both). Adam's first
     step, lr * g / (|g| + eps), turns a rounding-sized difference in a near-zero gradient
     into a visible move of that weight; the gradients show whether the formulas agree."""
-    ours = dict(zip(map(id, agent._policy_params), agent.policy_optimizer.exp_avgs, strict=True))
+    ours = dict(
+        zip(
+            map(id, agent.step_state.policy_adam.params),
+            agent.policy_optimizer.exp_avgs,
+            strict=True,
+        )
+    )
     theirs = model.actor.optimizer.state
     actor, sb3_actor = agent.actor, model.actor
     mean = sb3_mean_layer(sb3_actor)
@@ -277,16 +283,7 @@ def main() -> None:
         with recorded_noise() as draws:
             model.train(gradient_steps=1, batch_size=args.batch)
         with given_noise(rlops_order(draws, state_dependent=args.sde)):
-            sac_step.gradient_step(
-                *batch,
-                agent._actor_tensors,
-                agent._critic_layers,
-                agent._target_layers,
-                agent.log_alpha,
-                agent.critic_optimizer.group(agent._critic_layers),
-                agent.policy_optimizer.group(agent._policy_params),
-                agent._settings,
-            )
+            sac_step.gradient_step(batch, agent.step_state, agent._settings)
         if update == 1:
             gradients = actor_gradient_differences(model, agent)
             print(

@@ -1,7 +1,7 @@
 """Adam's state for one group of parameters: moments, step counts and hyperparameters.
 
-`sac_step.adam_step` updates it (the kernel `torch.optim.Adam(fused=True)` runs); this only
-holds it, and saves and loads it in `torch.optim.Adam`'s `state_dict` format, so checkpoints
+`sac_step.adam_step` updates it (the arithmetic `torch.optim.Adam(fused=True)` runs); this
+only holds it, and saves and loads it in `torch.optim.Adam`'s `state_dict` format, so checkpoints
 of either load into the other. Not `torch.optim.Adam` itself: constructing one imports
 torch._dynamo and sympy (about 70 MiB of every training process, and a second of its start)
 for a `step()` rlops never calls.
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rl_core.sac_step import AdamGroup
+from rl_core.step_state import AdamGroup
 
 
 class AdamState:
@@ -28,12 +28,22 @@ class AdamState:
         eps: float = 1e-8,
     ) -> None:
         self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
+        self._lr = torch.tensor(lr, dtype=torch.float64)
+        self.betas, self.eps = betas, eps
         self.exp_avgs: list[Tensor] = [torch.empty(0)] * len(self.params)
         self.exp_avg_sqs: list[Tensor] = [torch.empty(0)] * len(self.params)
         self.steps: list[Tensor] = [torch.empty(0)] * len(self.params)
         for i in range(len(self.params)):
             self._start_from_zero(i)
+
+    @property
+    def lr(self) -> float:
+        return float(self._lr)
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        """Filled in place: every `group` handed out sees the new rate at its next step."""
+        self._lr.fill_(value)
 
     def _start_from_zero(self, i: int) -> None:
         """Parameter i's state before its first step."""
@@ -51,7 +61,7 @@ class AdamState:
             [self.exp_avgs[i] for i in order],
             [self.exp_avg_sqs[i] for i in order],
             [self.steps[i] for i in order],
-            torch.tensor(self.lr, dtype=torch.float64),
+            self._lr,
             *self.betas,
             self.eps,
         )

@@ -22,7 +22,6 @@ from torch import nn
 
 from rl_core import sac_reference
 from rl_core.adam_state import AdamState
-from rl_core.aot_step import StepLayout, flat_inputs
 from rl_core.buffer import Batch
 from rl_core.config import SACConfig
 from rl_core.networks import (
@@ -35,6 +34,7 @@ from rl_core.networks import (
 )
 from rl_core.sac_step import StepSettings
 from rl_core.step_compiler import compile_step
+from rl_core.step_state import StepState
 
 BF16_MIN_GEMM_WIDTH = 64
 """Narrower GEMMs stay fp32 under bf16: for them oneDNN's fixed cost per bf16 call outweighs
@@ -112,15 +112,13 @@ class SAC:
         self.target_entropy = (
             -float(act_dim) if config.target_entropy == "auto" else float(config.target_entropy)
         )
-        # The step's actor: its layers, then gSDE's log-std matrix.
-        self._actor_tensors = _actor_layers(self.actor) + (
+        # The step's actor: its layers, then gSDE's log-std matrix; Adam steps it together
+        # with log-alpha.
+        actor_tensors = _actor_layers(self.actor) + (
             [self.actor.sde_log_std] if config.use_sde else []
         )
-        self._critic_layers = _critic_layers(self.critic)
-        self._target_layers = _critic_layers(self.critic_target)
-        # Actor and log-alpha step together: one fused Adam call.
-        self._policy_params = self._actor_tensors + ([self.log_alpha] if self.tune_alpha else [])
-        self.policy_optimizer = adam(self._policy_params, config.learning_rate)
+        policy_params = actor_tensors + ([self.log_alpha] if self.tune_alpha else [])
+        self.policy_optimizer = adam(policy_params, config.learning_rate)
         self._learner = sac_reference.Learner(
             self.actor,
             self.critic,
@@ -144,12 +142,29 @@ class SAC:
             log_std_max=LOG_STD_MAX,
             actor_bf16=_bf16_layers([obs_dim, *widths, self.actor.head.out_features], bf16),
             critic_bf16=_bf16_layers([obs_dim + act_dim, *widths, 1], bf16),
-            fused_adam=self.step_compiler == "torchscript",
             sde=config.use_sde,
             sde_mean_clip=SDE_MEAN_CLIP,
             sde_variance_eps=SDE_VARIANCE_EPS,
         )
+        self.step_state = (
+            None if self.step_compiler == "reference" else self._step_state(actor_tensors)
+        )
+        """What the compiled step reads and writes (rl_core/sac_step.py); the reference step
+        works on the modules and torch.optim.Adam instead."""
         self._step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+
+    def _step_state(self, actor_tensors: list[torch.Tensor]) -> StepState:
+        """The step's view of this agent's tensors: the tensors themselves, and the Adam
+        state of each (its learning rate a tensor that `set_learning_rate` fills)."""
+        critic_layers = _critic_layers(self.critic)
+        return StepState(
+            actor_tensors,
+            critic_layers,
+            _critic_layers(self.critic_target),
+            self.log_alpha,
+            self.critic_optimizer.group(critic_layers),
+            self.policy_optimizer.group(self.policy_optimizer.params),
+        )
 
     @torch.inference_mode()
     def explore(self, obs: np.ndarray) -> np.ndarray:
@@ -185,28 +200,9 @@ class SAC:
         batch = batch._replace(
             obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
         )
-        critic_adam = self.critic_optimizer.group(self._critic_layers)
-        policy_adam = self.policy_optimizer.group(self._policy_params)
-        state = (
-            self._actor_tensors,
-            self._critic_layers,
-            self._target_layers,
-            self.log_alpha,
-            critic_adam,
-            policy_adam,
-        )
-        if self._step is None:
-            layout = StepLayout(
-                len(self._actor_tensors),
-                len(self._critic_layers),
-                (critic_adam.beta1, critic_adam.beta2, critic_adam.eps),
-                (policy_adam.beta1, policy_adam.beta2, policy_adam.eps),
-                self._settings,
-            )
-            # Inductor compiles for these shapes; TorchScript once for all.
-            inputs = flat_inputs(list(batch), *state)
-            self._step = compile_step(self.step_compiler, layout, inputs)
-        critic_loss, actor_loss, alpha = self._step(*batch, *state, self._settings)
+        if self._step is None:  # inductor compiles for these shapes; TorchScript for all
+            self._step = compile_step(self.step_compiler, batch, self.step_state, self._settings)
+        critic_loss, actor_loss, alpha = self._step(batch, self.step_state, self._settings)
         return UpdateStats(critic_loss, actor_loss, alpha)
 
     def set_learning_rate(self, learning_rate: float) -> None:
@@ -236,3 +232,5 @@ class SAC:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.exploration_matrix = state.get("exploration")
+        if self.step_state is not None:  # the optimizers' loaded state is in new tensors
+            self.step_state = self._step_state(self.step_state.actor)

@@ -32,49 +32,33 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from rl_core import cpu, sac_step
-from rl_core.sac_step import AdamGroup, StepSettings
+from rl_core import cpu, sac_step, step_state
+from rl_core.buffer import Batch
+from rl_core.sac_step import StepSettings
+from rl_core.step_state import FlatLayout, StepState
 
 log = logging.getLogger(__name__)
 
 INDUCTOR_OPTIONS = {"fallback_random": True}
 PACKAGE_MODEL = "model"
-BATCH_FIELDS = 5
-"""obs, actions, rewards, next_obs, terminated: the step's first arguments."""
 
 
 class StepLayout(NamedTuple):
-    """How the step's tensors lie in the flat list the compiled library takes, and the
-    numbers that are compiled in rather than passed."""
+    """What the compiled library does not take as tensors: where they lie in its flat input
+    list (rl_core/step_state.py), and the settings compiled in."""
 
-    actor_tensors: int
-    critic_tensors: int
-    critic_adam: tuple[float, float, float]
-    """(beta1, beta2, eps) of the critics' Adam."""
-    policy_adam: tuple[float, float, float]
+    flat: FlatLayout
     settings: StepSettings
 
-
-def flat_inputs(
-    batch: list[Tensor],
-    actor: list[Tensor],
-    critic: list[Tensor],
-    critic_target: list[Tensor],
-    log_alpha: Tensor,
-    critic_adam: AdamGroup,
-    policy_adam: AdamGroup,
-) -> list[Tensor]:
-    """Every tensor the step reads or writes, each once, in the compiled library's order.
-    The Adam groups' parameters are left out: they are the networks' own tensors."""
-    tensors = [*batch, *actor, *critic, *critic_target, log_alpha]
-    for adam in (critic_adam, policy_adam):
-        tensors += [*adam.exp_avgs, *adam.exp_avg_sqs, *adam.steps, adam.lr]
-    return [tensor.detach() for tensor in tensors]  # views: the step writes into the originals
+    @classmethod
+    def of(cls, state: StepState, settings: StepSettings) -> StepLayout:
+        """The layout of the library that runs this state with these settings."""
+        return cls(step_state.flat_layout(state), settings)
 
 
 class ExportableStep(nn.Module):
@@ -85,27 +69,8 @@ class ExportableStep(nn.Module):
         self.layout = layout
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        layout, rest = self.layout, list(tensors)
-
-        def take(count: int) -> list[Tensor]:
-            taken = rest[:count]
-            del rest[:count]
-            return taken
-
-        batch = take(BATCH_FIELDS)
-        actor = take(layout.actor_tensors)
-        critic = take(layout.critic_tensors)
-        critic_target = take(layout.critic_tensors)
-        (log_alpha,) = take(1)
-        policy = actor + ([log_alpha] if layout.settings.tune_alpha else [])
-        groups = []
-        for params, hyper in ((critic, layout.critic_adam), (policy, layout.policy_adam)):
-            exp_avgs, exp_avg_sqs, steps = take(len(params)), take(len(params)), take(len(params))
-            (lr,) = take(1)
-            groups.append(AdamGroup(params, exp_avgs, exp_avg_sqs, steps, lr, *hyper))
-        return sac_step.gradient_step(
-            *batch, actor, critic, critic_target, log_alpha, *groups, layout.settings
-        )
+        batch, state = step_state.unflatten(tensors, self.layout.flat)
+        return sac_step.gradient_step(batch, state, self.layout.settings)
 
 
 CACHE_ENV = "RLOPS_CACHE_DIR"
@@ -174,7 +139,8 @@ def package_path(layout: StepLayout, inputs: list[Tensor]) -> Path:
     """The cached package for this step: its name hashes everything the compiled code
     depends on (the step's source, torch, the CPU's kernel flags, the thread count the loops
     were generated for, the tensors' shapes, dtypes and strides, the compiled-in numbers)."""
-    sources = [Path(sac_step.__file__).read_bytes(), Path(__file__).read_bytes()]
+    sources = [Path(module.__file__).read_bytes() for module in (sac_step, step_state)]
+    sources.append(Path(__file__).read_bytes())
     identity = {
         "torch": torch.__version__,
         "cpu_flags": cpu.kernel_flags(),
@@ -217,13 +183,14 @@ class CompiledStep:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Private, but the public loader (torch._inductor.aoti_load_package) imports inductor.
         self._runner = torch._C._aoti.AOTIModelPackageLoader(str(path), PACKAGE_MODEL, False, 1, -1)
 
-    def __call__(self, *step_args: Any) -> tuple[Tensor, Tensor, Tensor]:
-        """Called as `sac_step.gradient_step` is; its last argument, the settings, is
-        compiled in."""
-        batch, state = step_args[:BATCH_FIELDS], step_args[BATCH_FIELDS:-1]
-        critic_loss, actor_loss, alpha = self._runner.run(flat_inputs(list(batch), *state))
+    def __call__(
+        self, batch: Batch, state: StepState, settings: StepSettings
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One step; `settings` are compiled in (the package's name hashes them)."""
+        critic_loss, actor_loss, alpha = self._runner.run(step_state.flatten(batch, state))
         return critic_loss, actor_loss, alpha
 
 
@@ -232,8 +199,9 @@ def _load(path: Path) -> CompiledStep:
     return CompiledStep(path)
 
 
-def compiled_step(layout: StepLayout, inputs: list[Tensor]) -> CompiledStep:
+def compiled_step(batch: Batch, state: StepState, settings: StepSettings) -> CompiledStep:
     """The step for these inputs: from the cache, else compiled now (once per machine)."""
+    layout, inputs = StepLayout.of(state, settings), step_state.flatten(batch, state)
     path = package_path(layout, inputs)
     if not path.exists():
         build(layout, inputs, path)

@@ -25,7 +25,7 @@ from torch import nn
 from rl_core.actor_audit import check_archive, check_graphs
 from rl_core.envs import EnvSpec, make_env
 from rl_core.evaluation import Policy
-from rl_core.networks import SDE_MEAN_CLIP, Actor
+from rl_core.networks import Actor
 from rl_core.torchscript import quiet_torchscript
 
 EQUIVALENCE_TOLERANCE = 1e-5
@@ -39,26 +39,17 @@ class ExportMismatchError(RuntimeError):
 
 
 class InferenceActor(nn.Module):
-    """Deterministic action head of a trained `Actor`, written to be scriptable."""
+    """A trained `Actor`'s `deterministic_action` as a module's forward, the one thing an
+    export runs: the actor's own code on a copy of it, so a change to `Actor` reaches every
+    export. Freezing (`script_actor`) folds the module's parameters and branches into
+    constants."""
 
     def __init__(self, actor: Actor) -> None:
         super().__init__()
-        self.normalizer = copy.deepcopy(actor.normalizer)  # raw observations in
-        self.trunk = copy.deepcopy(actor.trunk)
-        head = actor.head
-        mean = nn.Linear(head.in_features, actor.act_dim)
-        with torch.no_grad():
-            mean.weight.copy_(head.weight[: actor.act_dim])
-            mean.bias.copy_(head.bias[: actor.act_dim])
-        # gSDE's mean is clipped (Actor.mean); Hardtanh is that clamp as a module.
-        clip = nn.Hardtanh(-SDE_MEAN_CLIP, SDE_MEAN_CLIP)
-        self.mean = nn.Sequential(mean, clip) if actor.spec.sde else mean
-        self.register_buffer("action_scale", actor.action_scale.detach().clone())
-        self.register_buffer("action_bias", actor.action_bias.detach().clone())
+        self.actor = copy.deepcopy(actor).requires_grad_(False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        hidden = self.trunk(self.normalizer(obs))
-        return torch.tanh(self.mean(hidden)) * self.action_scale + self.action_bias
+        return self.actor.deterministic_action(obs)
 
 
 def script_actor(actor: Actor) -> torch.jit.ScriptModule:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LOG_STD_MIN = -20.0
@@ -120,11 +121,17 @@ class Actor(nn.Module):
         # Mean and log-std heads share one matmul: rows [:act_dim] are the mean (under gSDE
         # the head is the mean alone).
         self.head = nn.Linear(hidden_sizes[-1], act_dim if self.spec.sde else 2 * act_dim)
+        # One log-std per (feature, action): SB3's full_std. None without gSDE (no
+        # state_dict entry), which TorchScript reads as a constant: the gSDE branches go.
+        self.sde_log_std: nn.Parameter | None = None
         if sde_log_std_init is not None:
-            # One log-std per (feature, action): SB3's full_std.
             self.sde_log_std = nn.Parameter(
                 torch.full((hidden_sizes[-1], act_dim), float(sde_log_std_init))
             )
+        # Attributes, not the module's constants: TorchScript (rl_core/export.py) reads no
+        # globals, and a frozen export folds attributes into constants.
+        self.log_std_min, self.log_std_max = LOG_STD_MIN, LOG_STD_MAX
+        self.sde_mean_clip, self.sde_variance_eps = SDE_MEAN_CLIP, SDE_VARIANCE_EPS
         self.register_buffer("action_scale", (action_high - action_low) / 2.0)
         self.register_buffer("action_bias", (action_high + action_low) / 2.0)
 
@@ -146,19 +153,23 @@ class Actor(nn.Module):
         return self.trunk(self.normalizer(obs))
 
     def mean(self, features: torch.Tensor) -> torch.Tensor:
-        """The pre-squash Gaussian's mean (clipped to +-SDE_MEAN_CLIP under gSDE)."""
-        mean = self.head(features)[..., : self.act_dim]
-        return mean.clamp(-SDE_MEAN_CLIP, SDE_MEAN_CLIP) if self.spec.sde else mean
+        """The pre-squash Gaussian's mean (clipped to +-SDE_MEAN_CLIP under gSDE): the head's
+        mean rows alone, so an exported actor (rl_core/export.py) computes no log-std."""
+        act_dim = self.act_dim
+        mean = F.linear(features, self.head.weight[:act_dim], self.head.bias[:act_dim])
+        if self.sde_log_std is not None:
+            mean = mean.clamp(-self.sde_mean_clip, self.sde_mean_clip)
+        return mean
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std of the pre-squash Gaussian at a raw observation (the head's
         log-std, clamped; under gSDE the state-dependent one of its variance)."""
         features = self.features(obs)
-        if self.spec.sde:
-            variance = features.square() @ (2.0 * self.sde_log_std).exp() + SDE_VARIANCE_EPS
+        if self.sde_log_std is not None:
+            variance = features.square() @ (2.0 * self.sde_log_std).exp() + self.sde_variance_eps
             return self.mean(features), 0.5 * variance.log()
         mean, log_std = self.head(features).split(self.act_dim, dim=-1)
-        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The evaluation action tanh(mean), scaled to the env's bounds."""

@@ -7,11 +7,13 @@ a page, so the whole step (bootstrap target, both losses and their gradients, bo
 steps, the Polyak update) is one pure function of tensors: no autograd graph, each weight
 converted to bf16 once per step instead of on every use. TorchScript or inductor compiles it
 (rl_core/step_compiler.py): no Python between ops, and with inductor the elementwise ops fused.
-tests/unit/test_sac_step.py checks the step against autograd on the same networks.
 
-The losses are Stable-Baselines3's (agent.py). A network is a flat list of its layers'
-(weight, bias) pairs: the actor's weights in nn.Linear's (out, in) layout, the twin critics'
-with a leading critic dimension, (n_critics, in, out), run as batched matmuls.
+The losses are Stable-Baselines3's, the algorithm's definition is rl_core/sac_reference.py,
+and tests/unit/test_sac_step.py holds this step to it on the same networks. The step runs
+the networks as lists of their tensors (rl_core/step_state.py), not through their modules'
+forward passes: it keeps every layer's input for its backward pass, casts each weight to bf16
+once per step, and must compile as one graph. So the actor's forward here (`mlp_forward` and
+the samples) is its own; that test is where it is checked against networks.Actor's.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ import torch
 from torch import Tensor
 from torch.autograd.profiler import record_function
 
+from rl_core.buffer import Batch
+from rl_core.step_state import AdamGroup, StepState
+
 CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE = "sac.critic_step", "sac.policy_step", "sac.target_update"
 """The step's phases as torch.profiler names them (benchmarks/profile_update.py reads them).
 `gradient_step` spells them out: TorchScript reads no module globals."""
+ADAM_SCOPE = "sac.adam_step"
+"""Each phase's Adam step, as torch.profiler names it (spelled out in `adam_step`)."""
 
 
 class StepSettings(NamedTuple):
@@ -40,29 +47,11 @@ class StepSettings(NamedTuple):
     log_std_max: float
     actor_bf16: list[bool]
     critic_bf16: list[bool]
-    fused_adam: bool
-    """Adam as one `aten._fused_adam_` kernel (TorchScript). Inductor cannot trace that
-    in-place op, and fuses Adam's arithmetic (`adam_arithmetic`) into its own loops instead."""
     sde: bool
     """gSDE: the actor's head gives the mean alone, and its last tensor is the log-std
     matrix of the noise (networks.Actor)."""
     sde_mean_clip: float
     sde_variance_eps: float
-
-
-class AdamGroup(NamedTuple):
-    """One fused Adam call: parameters, their gradients' moments and step counts, aligned."""
-
-    params: list[Tensor]
-    exp_avgs: list[Tensor]
-    exp_avg_sqs: list[Tensor]
-    steps: list[Tensor]
-    lr: Tensor
-    """A 0-d tensor, not a float: a compiled step then takes a learning-rate schedule's new
-    value as data, where a Python float would be baked into the graph and recompile it."""
-    beta1: float
-    beta2: float
-    eps: float
 
 
 class SquashedSample(NamedTuple):
@@ -270,43 +259,22 @@ def bootstrap_target(
     )
 
 
-def adam_step(group: AdamGroup, grads: list[Tensor], fused: bool) -> None:
-    """What torch.optim.Adam(fused=True).step() does, on the same state."""
-    torch._foreach_add_(group.steps, 1.0)
-    if fused:
-        torch.ops.aten._fused_adam_(
-            group.params,
-            grads,
-            group.exp_avgs,
-            group.exp_avg_sqs,
-            [],
-            group.steps,
-            lr=group.lr,
-            beta1=group.beta1,
-            beta2=group.beta2,
-            weight_decay=0.0,
-            eps=group.eps,
-            amsgrad=False,
-            maximize=False,
-        )
-    else:
-        adam_arithmetic(group, grads)
-
-
-def adam_arithmetic(group: AdamGroup, grads: list[Tensor]) -> None:
-    """Adam's update written out, the fused kernel's formula, for a compiler to fuse.
-
-    The bias corrections are computed once: a group's parameters all step together.
-    """
-    step = group.steps[0]
-    step_size = group.lr / (1.0 - torch.pow(group.beta1, step))
-    bias_correction2_sqrt = (1.0 - torch.pow(group.beta2, step)).sqrt()
-    for i in range(len(group.params)):
-        exp_avg, exp_avg_sq = group.exp_avgs[i], group.exp_avg_sqs[i]
-        exp_avg.lerp_(grads[i], 1.0 - group.beta1)
-        exp_avg_sq.mul_(group.beta2).addcmul_(grads[i], grads[i], value=1.0 - group.beta2)
-        denominator = exp_avg_sq.sqrt() / bias_correction2_sqrt + group.eps
-        group.params[i].sub_(step_size * exp_avg / denominator)
+def adam_step(group: AdamGroup, grads: list[Tensor]) -> None:
+    """What torch.optim.Adam(fused=True).step() does, on the same state, written out with
+    public ops (inductor fuses them into its own loops). The bias corrections are computed
+    once: a group's parameters all step together."""
+    with record_function("sac.adam_step"):
+        for step in group.steps:
+            step.add_(1.0)
+        step = group.steps[0]
+        step_size = group.lr / (1.0 - torch.pow(group.beta1, step))
+        bias_correction2_sqrt = (1.0 - torch.pow(group.beta2, step)).sqrt()
+        for i in range(len(group.params)):
+            exp_avg, exp_avg_sq = group.exp_avgs[i], group.exp_avg_sqs[i]
+            exp_avg.lerp_(grads[i], 1.0 - group.beta1)
+            exp_avg_sq.mul_(group.beta2).addcmul_(grads[i], grads[i], value=1.0 - group.beta2)
+            denominator = exp_avg_sq.sqrt() / bias_correction2_sqrt + group.eps
+            group.params[i].sub_(step_size * exp_avg / denominator)
 
 
 def critic_step(
@@ -322,7 +290,7 @@ def critic_step(
     activations = twin_q(obs, actions, critic_compute, settings.critic_bf16)
     loss, grad_q = critic_objective(activations[-1].squeeze(-1), target)
     grads, _ = mlp_backward(activations, critic_compute, grad_q.unsqueeze(-1), True)
-    adam_step(adam, grads, settings.fused_adam)
+    adam_step(adam, grads)
     return loss
 
 
@@ -423,43 +391,32 @@ def policy_step(
         )
     if settings.tune_alpha:
         grads.append(alpha_gradient(sample.log_prob, settings.target_entropy))
-    adam_step(adam, grads, settings.fused_adam)
+    adam_step(adam, grads)
     return loss
 
 
 def gradient_step(
-    obs: Tensor,
-    actions: Tensor,
-    rewards: Tensor,
-    next_obs: Tensor,
-    terminated: Tensor,
-    actor: list[Tensor],
-    critic: list[Tensor],
-    critic_target: list[Tensor],
-    log_alpha: Tensor,
-    critic_adam: AdamGroup,
-    policy_adam: AdamGroup,
-    settings: StepSettings,
+    batch: Batch, state: StepState, settings: StepSettings
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One SAC update on a batch of (normalized) observations, in place: critic loss, actor
-    loss, and the alpha the step used (its value before the step, as in SB3).
+    """One SAC update on a batch of (normalized) observations, in place on `state`: critic
+    loss, actor loss, and the alpha the step used (its value before the step, as in SB3).
 
     Critics first, then actor and log-alpha together (CleanRL's order), then the targets.
     """
     with torch.no_grad():
-        alpha = log_alpha.exp()
-        batch = obs.shape[0]
+        alpha = state.log_alpha.exp()
+        size = batch.obs.shape[0]
         with record_function("sac.critic_step"):
             # One actor pass serves both steps, since only the policy step changes the actor:
             # next actions for the bootstrap target, then the batch's actions (noise is drawn
             # in that order, as two passes would draw it).
-            actor_compute = compute_params(actor, settings.actor_bf16)
+            actor_compute = compute_params(state.actor, settings.actor_bf16)
             activations = mlp_forward(
-                torch.cat([next_obs, obs]), actor_compute, settings.actor_bf16
+                torch.cat([batch.next_obs, batch.obs]), actor_compute, settings.actor_bf16
             )
             head = activations[-1]
             if settings.sde:  # one noise matrix for the step (SB3 resets it per update)
-                sde_log_std = actor[-1]
+                sde_log_std = state.actor[-1]
                 exploration = sde_log_std.exp() * torch.randn_like(sde_log_std)
                 samples = state_dependent_sample(
                     head, activations[-2], exploration, sde_log_std, settings
@@ -470,28 +427,31 @@ def gradient_step(
                     head, torch.randn_like(head[:, : settings.act_dim]), settings
                 )
             target = bootstrap_target(
-                next_obs,
-                rows(samples, 0, batch),
-                rewards,
-                terminated,
-                critic_target,
+                batch.next_obs,
+                rows(samples, 0, size),
+                batch.rewards,
+                batch.terminated,
+                state.critic_target,
                 alpha,
                 settings,
             )
-            critic_loss = critic_step(obs, actions, target, critic, critic_adam, settings)
+            critic_loss = critic_step(
+                batch.obs, batch.actions, target, state.critic, state.critic_adam, settings
+            )
         with record_function("sac.policy_step"):
             actor_loss = policy_step(
-                obs,
-                [layer_input[batch:] for layer_input in activations],
-                rows(samples, batch, 2 * batch),
+                batch.obs,
+                [layer_input[size:] for layer_input in activations],
+                rows(samples, size, 2 * size),
                 actor_compute,
-                critic,
+                state.critic,
                 alpha,
                 exploration,
                 sde_log_std,
-                policy_adam,
+                state.policy_adam,
                 settings,
             )
         with record_function("sac.target_update"):
-            torch._foreach_lerp_(critic_target, critic, settings.tau)
+            for i in range(len(state.critic)):
+                state.critic_target[i].lerp_(state.critic[i], settings.tau)
     return critic_loss, actor_loss, alpha[0]

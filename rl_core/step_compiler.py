@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # the config imports this module: torch is imported only to compile
-    from rl_core.aot_step import StepLayout
+    from rl_core.buffer import Batch
+    from rl_core.sac_step import StepSettings
+    from rl_core.step_state import StepState
 
 StepCompiler = Literal["torchscript", "inductor", "reference"]
 INDUCTOR_MIN_UPDATES = 15_000
@@ -53,16 +55,16 @@ def resolve_step_compiler(setting: str, planned_updates: int) -> StepCompiler:
 
 
 def compile_step(
-    compiler: StepCompiler, layout: StepLayout, inputs: list[Any]
+    compiler: StepCompiler, batch: Batch, state: StepState, settings: StepSettings
 ) -> Callable[..., Any]:
-    """`sac_step.gradient_step` compiled by `compiler`. TorchScript compiles it once per
-    process for every shape; inductor once per machine for the shape of `inputs` (a
-    `StepLayout` and the flat tensors of `aot_step.flat_inputs`)."""
+    """`sac_step.gradient_step` compiled by `compiler`, called as it is. TorchScript compiles
+    it once per process for every shape; inductor once per machine for the shapes of this
+    batch and state, with these settings."""
     if compiler == "torchscript":
         return _scripted_step()
     from rl_core import aot_step
 
-    return aot_step.compiled_step(layout, inputs)
+    return aot_step.compiled_step(batch, state, settings)
 
 
 @functools.cache

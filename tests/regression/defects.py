@@ -49,12 +49,13 @@ import pytest
 import torch
 from torch import Tensor  # TorchScript resolves SquashedSample's fields by this name
 
-from rl_core import aot_step, evaluation, sac_step, training
+from rl_core import aot_step, evaluation, sac_step, step_state, training
 from rl_core.agent import SAC, UpdateStats
 from rl_core.buffer import Batch, ReplayBuffer
 from rl_core.envs import EnvSpec
 from rl_core.networks import Actor
 from rl_core.sac_step import SquashedSample, StepSettings
+from rl_core.step_state import StepState
 
 # --- The update (rl_core/sac_step.py): replacements TorchScript can script. ----------------
 
@@ -166,9 +167,10 @@ def _squashed_action_to_the_env(actor: Actor) -> evaluation.Policy:
 # --- Injection. ----------------------------------------------------------------------------
 
 
-def _compiled_here(layout: aot_step.StepLayout, inputs: list[torch.Tensor]) -> Any:
+def _compiled_here(batch: Batch, state: StepState, settings: StepSettings) -> Any:
     """Inductor's step compiled in this process, from the patched `sac_step`, into a private
     folder: the shared cache is keyed by the file on disk, which a defect does not change."""
+    layout, inputs = aot_step.StepLayout.of(state, settings), step_state.flatten(batch, state)
     folder = Path(tempfile.mkdtemp(prefix="rlops-defect-step-"))
     spec = folder / "spec.pt"
     torch.save({"layout": layout, "inputs": inputs, "threads": torch.get_num_threads()}, spec)

@@ -67,14 +67,14 @@ def test_the_bootstrap_target_takes_the_smaller_critic(values: tuple[float, floa
     alpha = torch.tensor([0.2])
     settings = agent._settings
     with torch.no_grad():
-        head = sac_step.mlp_forward(batch.next_obs, agent._actor_tensors, settings.actor_bf16)[-1]
+        head = sac_step.mlp_forward(batch.next_obs, agent.step_state.actor, settings.actor_bf16)[-1]
         next_action = sac_step.squashed_sample(head, torch.randn_like(head[:, :1]), settings)
         target = sac_step.bootstrap_target(
             batch.next_obs,
             next_action,
             batch.rewards,
             batch.terminated,
-            agent._target_layers,
+            agent.step_state.critic_target,
             alpha,
             settings,
         )
@@ -162,5 +162,5 @@ def test_an_agent_resumes_from_a_state_saved_before_its_first_update() -> None:
     resumed.load_state_dict(state)
     resumed.update(_batch())
     assert [step.item() for step in resumed.policy_optimizer.steps] == [1.0] * len(
-        resumed._policy_params
+        resumed.step_state.policy_adam.params
     )

@@ -13,6 +13,7 @@ from rl_core.export import (
     max_action_difference,
     random_observations,
 )
+from rl_core.networks import Actor
 from rl_core.training import train
 from tests.hostile_actors import shifted_actor
 
@@ -85,3 +86,22 @@ def test_a_gsde_actor_exports_with_its_clipped_mean(tmp_path) -> None:
     with torch.inference_mode():
         served = load_exported(result.path)(obs)
     torch.testing.assert_close(served, torch.full_like(served, 2.0 * math.tanh(2.0)))
+
+
+class _HalvedActor(Actor):
+    """An actor whose deterministic action is changed in its own code only."""
+
+    def to_env_action(self, squashed: torch.Tensor) -> torch.Tensor:
+        return 0.5 * squashed * self.action_scale + self.action_bias
+
+
+def test_the_export_runs_the_actors_own_code() -> None:
+    """A change to the actor's deterministic action reaches the export without a second copy
+    of it to edit (InferenceActor calls Actor.deterministic_action)."""
+    torch.manual_seed(0)
+    actor = _HalvedActor(3, 1, (16, 16), -2.0 * torch.ones(1), 2.0 * torch.ones(1), obs_clip=5.0)
+    obs = random_observations("Pendulum-v1", 32, seed=2)
+    with torch.inference_mode():
+        exported = export.script_actor(actor)(obs)
+        torch.testing.assert_close(exported, actor.deterministic_action(obs), atol=1e-6, rtol=0)
+        assert exported.abs().max() <= 1.0  # halved from Pendulum's bound of 2

@@ -186,10 +186,11 @@ def test_a_bf16_step_moves_the_networks_as_an_fp32_step_does() -> None:
     moves = {}
     for precision in ("ieee", "bf16"):
         agent = _agent(hidden_sizes=(128, 128), matmul_precision=precision)
-        before = [p.detach().clone() for p in agent._policy_params + agent._critic_layers]
+        trained = agent.step_state.policy_adam.params + agent.step_state.critic
+        before = [p.detach().clone() for p in trained]
         torch.manual_seed(3)
         agent.update(batch)
-        after = agent._policy_params + agent._critic_layers
+        after = trained
         moves[precision] = torch.cat(
             [(a - b).flatten() for a, b in zip(after, before, strict=True)]
         )
