@@ -41,7 +41,7 @@ from rl_core.buffer import Batch, ReplayBuffer
 from rl_core.checkpoint import save_checkpoint
 from rl_core.config import SACConfig, build_config
 from rl_core.envs import make_env, space_dims, to_env_action
-from rl_core.training import denormals_flushed, keep_freed_memory_mapped
+from rl_core.process_settings import tuned_for_training
 
 SHORT_RUN, FULL_RUN = 30_000, 1_000_000
 FILLS = (30_000, 100_000, 300_000, 1_000_000)
@@ -145,8 +145,6 @@ def main() -> None:
     args = parser.parse_args()
 
     config = build_config({"env_id": args.env, "total_timesteps": FULL_RUN})
-    torch.set_num_threads(config.torch_threads)
-    keep_freed_memory_mapped()
     env = make_env(config.env)
     obs_dim, act_dim = space_dims(env)
     agent = SAC(config, obs_dim, act_dim, env.action_space.low, env.action_space.high)
@@ -162,7 +160,7 @@ def main() -> None:
     rng = np.random.default_rng(config.seed)
 
     cached = set(aot_step.cache_dir().glob("*.pt2"))
-    with denormals_flushed():
+    with tuned_for_training(config.torch_threads):
         started = time.perf_counter()
         agent.update(buffer.sample(config.batch_size, rng))  # compiles or loads the step
         first_update_s = time.perf_counter() - started

@@ -55,15 +55,14 @@ from rl_core.agent import SAC
 from rl_core.buffer import ReplayBuffer
 from rl_core.config import SACConfig, build_config
 from rl_core.envs import make_env, space_dims, to_env_action
-from rl_core.sac_step import CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE
-from rl_core.training import denormals_flushed, keep_freed_memory_mapped
+from rl_core.process_settings import tuned_for_training
+from rl_core.sac_step import ADAM_SCOPE, CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE
 
 REPO = Path(__file__).resolve().parent.parent
 LOOP_PHASES = ("env step", "action selection", "replay add + sample")
 UPDATE_PHASES = {CRITIC_PHASE: "critic", POLICY_PHASE: "actor + alpha", TARGET_PHASE: "target"}
 PARTS = ("matmuls", "Adam", "other ops", "interpreter + dispatch")
 MATMUL_OPS = frozenset(f"aten::{name}" for name in ("mm", "bmm", "addmm", "baddbmm", "matmul"))
-ADAM_OPS = frozenset({"aten::_fused_adam_", "aten::_foreach_add_"})
 VIEW_OPS = frozenset(
     f"aten.{name}"
     for name in (
@@ -153,7 +152,7 @@ class _Stopwatch:
 def _part(event_name: str) -> str:
     if event_name in MATMUL_OPS:
         return "matmuls"
-    if event_name in ADAM_OPS:
+    if event_name == ADAM_SCOPE:
         return "Adam"
     return "other ops"
 
@@ -279,10 +278,8 @@ def main() -> None:
         }
     )
     split = config.effective_step_compiler == "torchscript"
-    torch.set_num_threads(config.torch_threads)
-    keep_freed_memory_mapped()
     loop = Loop.start(config, args.warmup)
-    with denormals_flushed():
+    with tuned_for_training(config.torch_threads):
         for _ in range(50):  # oneDNN creates its primitives, inductor compiles, on first use
             loop.step(_Stopwatch())
         if args.kernels_child:

@@ -6,14 +6,12 @@ env resets), and a checkpoint restores all of it, so a resumed run continues bit
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +40,11 @@ from rl_core.artifact_names import (
 )
 from rl_core.best_policy import PROGRESS_EVAL_METRIC, BestPolicy
 from rl_core.buffer import ReplayBuffer
-from rl_core.checkpoint import load_checkpoint, save_actor, save_checkpoint
+from rl_core.checkpoint import DiskFullError, load_checkpoint, save_actor, save_checkpoint
 from rl_core.config import SACConfig, stored_config
 from rl_core.envs import make_env, space_dims, to_env_action
 from rl_core.plots import reward_curve_png
+from rl_core.process_settings import tuned_for_training
 from rl_core.tracking import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
@@ -82,38 +81,6 @@ class _Progress:
     episode_end_steps: list[int] = field(default_factory=list)
     action_rng: np.random.Generator | None = None
     sample_rng: np.random.Generator | None = None
-
-
-@contextmanager
-def denormals_flushed() -> Iterator[None]:
-    """Flush denormal floats to zero for the block, then restore IEEE behaviour.
-
-    Denormals appear late in training and slow every CPU op they touch; but the flag is
-    process-wide processor state, and the rest of the caller's process (numpy, evaluation,
-    other libraries) is owed the IEEE arithmetic it started with.
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
-def keep_freed_memory_mapped() -> None:
-    """Stop glibc from returning freed activation buffers to the OS after every update.
-
-    Tensors of >=128 KiB are mmap'ed and unmapped on free by default, so each update pays
-    dozens of page faults re-allocating the same buffers. Raising the mmap and trim
-    thresholds keeps them in the heap (measured: ~50 faults and ~0.2 ms of system time per
-    update gone). A no-op where the C library is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, 1 << 30)
 
 
 def _seed_rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -241,8 +208,10 @@ class _Run:
                     if 0 < next_eval <= p.step:
                         self._evaluate_progress()
                         next_eval = _next_multiple(p.step, cfg.eval_every)
-                    if checkpoint_path is not None and 0 < next_checkpoint <= p.step:
-                        self.checkpoint(checkpoint_path)
+                    # The last step's checkpoint is train()'s final one: written once.
+                    due = 0 < next_checkpoint <= p.step < cfg.total_timesteps
+                    if checkpoint_path is not None and due:
+                        self.checkpoint_if_room(checkpoint_path)
                         next_checkpoint = _next_multiple(p.step, cfg.checkpoint_every)
             bar.update(task, completed=p.step)
         elapsed = time.perf_counter() - start_time
@@ -337,6 +306,21 @@ class _Run:
         log.info("checkpoint at step %d -> %s", self.progress.step, path)
         return path
 
+    def checkpoint_if_room(self, path: Path) -> None:
+        """A checkpoint along the way. A full disk skips it with one warning and training goes
+        on: the disk may have room again by the next one, the last checkpoint written stays the
+        resume point meanwhile, and only the final one, which the run cannot finish without,
+        fails it."""
+        try:
+            self.checkpoint(path)
+        except DiskFullError as exc:
+            log.warning(
+                "checkpoint at step %d skipped, training goes on (a retry resumes from the last "
+                "one written): %s",
+                self.progress.step,
+                exc,
+            )
+
 
 def _new_noise_due(step: int, train_freq: int, sde_sample_freq: int) -> bool:
     """Whether gSDE's noise matrix is redrawn before collecting env step `step` + 1: at the
@@ -376,31 +360,31 @@ def train(
                 f"checkpoint {resume_from} was made with a different config; only "
                 "total_timesteps may change on resume"
             )
-    torch.set_num_threads(config.torch_threads)
-    keep_freed_memory_mapped()
-    run = _Run(config, tracker, on_evaluation)
-    start_step = 0
-    if resume_from is not None:
-        run.load_state_dict(state)
-        start_step = run.progress.step
-        log.info("resumed from %s at step %d", resume_from, start_step)
-    else:
-        tracker.log_params({**config.resolved(), "preset": config.applied_preset or "none"})
-    run_lineage = lineage.collect(config) if tracker.enabled else {}
-    tracker.set_tags({f"lineage.{key}": _tag_value(value) for key, value in run_lineage.items()})
-    with tempfile.TemporaryDirectory() as scratch:
-        kept = Path(checkpoint_path) if checkpoint_path else None
-        # With a tracker, checkpoints always go to the artifact store, via scratch if need be.
-        path = kept or (Path(scratch) / CHECKPOINT_FILE if tracker.enabled else None)
-        with denormals_flushed():
+    with tuned_for_training(config.torch_threads):  # the process is as it was afterwards
+        run = _Run(config, tracker, on_evaluation)
+        start_step = 0
+        if resume_from is not None:
+            run.load_state_dict(state)
+            start_step = run.progress.step
+            log.info("resumed from %s at step %d", resume_from, start_step)
+        else:
+            tracker.log_params({**config.resolved(), "preset": config.applied_preset or "none"})
+        run_lineage = lineage.collect(config) if tracker.enabled else {}
+        tracker.set_tags(
+            {f"lineage.{key}": _tag_value(value) for key, value in run_lineage.items()}
+        )
+        with tempfile.TemporaryDirectory() as scratch:
+            kept = Path(checkpoint_path) if checkpoint_path else None
+            # With a tracker, checkpoints always go to the artifact store, via scratch if need be.
+            path = kept or (Path(scratch) / CHECKPOINT_FILE if tracker.enabled else None)
             speed = run.run(path, show_progress)
-        tracker.log_metrics({"steps_per_second_total": speed}, run.progress.step)
-        if path is not None:
-            run.checkpoint(path)
-            run.save_trained_actor(path.with_name(ACTOR_FILE))
-        if tracker.enabled:
-            _log_run_artifacts(run, tracker, Path(scratch), run_lineage)
-    run.env.close()
+            tracker.log_metrics({"steps_per_second_total": speed}, run.progress.step)
+            if path is not None:
+                run.checkpoint(path)
+                run.save_trained_actor(path.with_name(ACTOR_FILE))
+            if tracker.enabled:
+                _log_run_artifacts(run, tracker, Path(scratch), run_lineage)
+        run.env.close()
     p = run.progress
     return TrainResult(
         run.agent,

@@ -18,11 +18,28 @@ def test_continuous_env_other_than_pendulum_trains() -> None:
     assert result.agent.actor.action_scale.tolist() == [1.0]
 
 
-def test_training_gives_the_process_back_its_ieee_arithmetic() -> None:
-    """Denormals are flushed to zero only while training: afterwards they exist again."""
+def test_training_gives_the_process_back_its_settings() -> None:
+    """Denormals are flushed and torch runs on the config's threads only while training
+    (rl_core/process_settings.py): afterwards the caller's process is as it was."""
     denormal = torch.tensor([1e-40])  # below float32's smallest normal (1.2e-38)
-    cfg = SACConfig(total_timesteps=150, hidden_sizes=(8, 8), batch_size=8, learning_starts=50)
-    train(cfg, show_progress=False)
+    before = torch.get_num_threads()
+    seen: list[tuple[int, float]] = []
+
+    def during(step: int, mean_return: float) -> None:
+        seen.append((torch.get_num_threads(), (denormal * 1.0).item()))
+
+    cfg = SACConfig(
+        total_timesteps=250,  # Pendulum's first episode ends at step 200: one evaluation
+        hidden_sizes=(8, 8),
+        batch_size=8,
+        learning_starts=50,
+        torch_threads=before + 1,
+        eval_every=200,
+        progress_eval_seeds=(0,),
+    )
+    train(cfg, show_progress=False, on_evaluation=during)
+    assert seen == [(before + 1, 0.0)]  # while training: the config's threads, flushed
+    assert torch.get_num_threads() == before
     assert (denormal * 1.0).item() != 0.0
 
 
