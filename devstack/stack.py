@@ -57,6 +57,9 @@ from rlops_registry.access import AIRFLOW, POLICY_SERVER, USERS, client_env, pas
 STATE_FILE = "state.json"
 SERVING = "policy-server"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
+KEEPALIVE = Path(__file__).with_name("keepalive.py")
+"""Run as a script (it imports only the standard library): the services' cwd need not hold
+devstack."""
 Database = Literal["postgres", "airflow", "mlflow", "optuna"]
 Executor = Literal["LocalExecutor", "CeleryExecutor"]
 OPTUNA_STORAGE_ENV = "RLOPS_OPTUNA_STORAGE"
@@ -117,6 +120,10 @@ class Stack(BaseModel):
     redis_port: int = Field(default_factory=free_port)
     redis_password: str = Field(default_factory=_secret)
     worker_log_port: int = Field(default_factory=free_port)
+    # Where the LocalExecutor's tasks write their temporary files (checkpoints on their way to
+    # the artifact store): the scheduler's TMPDIR. None: the system's. Celery workers have a
+    # TMPDIR of their own (devstack.celery). The fault tests mount a small disk there.
+    task_tmpdir: Path | None = None
     processes: dict[str, ProcessRef] = Field(default_factory=dict)
     _popen: dict[str, subprocess.Popen[bytes]] = PrivateAttr(default_factory=dict)
 
@@ -301,14 +308,17 @@ class Stack(BaseModel):
 
     def task_env(self) -> dict[str, str]:
         """Where tasks run (the scheduler under the LocalExecutor): they also need MLflow and
-        the Optuna database."""
-        return (
+        the Optuna database, and their own TMPDIR when the stack has one."""
+        env = (
             self.airflow_env()
             | self.mlflow_client_env(AIRFLOW.name)
             | {
                 OPTUNA_STORAGE_ENV: self.postgres_dsn("optuna", "postgresql+psycopg2"),
             }
         )
+        if self.task_tmpdir is not None:
+            env["TMPDIR"] = str(self.task_tmpdir)
+        return env
 
     def worker_envs(self) -> dict[str, dict[str, str]]:
         """Each Celery worker's environment, by service name."""
@@ -329,10 +339,13 @@ class Stack(BaseModel):
         with_airflow: bool = True,
         executor: Executor = "LocalExecutor",
         workers: int = 0,
+        task_tmpdir: Path | None = None,
     ) -> Stack:
         """Start every service, wait until each answers, and record the stack in state_dir.
 
         With the CeleryExecutor, `workers` (at least one) Celery workers and their Redis too.
+        With `task_tmpdir` (an existing folder), LocalExecutor tasks keep their temporary files
+        there.
         Leftovers of an earlier stack in state_dir are deleted; a running one is an error.
         On any failure, whatever was already started is stopped again.
         """
@@ -354,6 +367,7 @@ class Stack(BaseModel):
             airflow_port=free_port() if with_airflow else None,
             executor=executor,
             workers=workers,
+            task_tmpdir=task_tmpdir,
         )
         try:
             stack._start_services()
@@ -369,6 +383,11 @@ class Stack(BaseModel):
         path.write_text(self.model_dump_json(indent=2))
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        """Start a service; an Airflow one under devstack.keepalive, which starts it again when
+        it exits on its own (as compose's restart policy does: Airflow's services exit when
+        their database restarts)."""
+        if name in AIRFLOW_SERVICES:
+            argv = [sys.executable, str(KEEPALIVE), name, "--", *argv]
         proc = spawn(argv, env, self.log(name))
         self._popen[name] = proc
         self.processes[name] = ref_of(proc)

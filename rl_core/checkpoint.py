@@ -4,13 +4,17 @@ A checkpoint holds the agent (actor, critics, targets, optimizers, entropy coeff
 replay buffer's filled rows, every RNG state, the step counter, the episode history and the
 resolved config. It is written at an episode boundary, so the environment needs nothing but
 its RNG state to continue, and saved with plain tensors so `torch.load(weights_only=True)`
-can read it safely.
+can read it safely. Both kinds of file are written atomically; one the disk has no room for is
+a `DiskFullError` that says where, how much and what to do, and leaves no partial file behind.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ from rl_core.envs import EnvSpec, make_env, space_dims
 from rl_core.networks import Actor, ActorSpec
 
 CHECKPOINT_FORMAT = 1
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""errnos of a write the disk (or a quota, or a file-size limit) has no room for."""
 
 
 class CheckpointError(ValueError):
@@ -32,6 +38,68 @@ class CheckpointError(ValueError):
     def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.reason = reason
+
+
+class DiskFullError(OSError):
+    """A checkpoint or actor file the disk had no room for. The partial file is removed and an
+    earlier file at the same path is left as it was: the last one written stays usable."""
+
+    def __init__(self, path: Path, needed: int, free: int) -> None:
+        folder = path.parent.resolve()
+        temporary = folder.is_relative_to(Path(tempfile.gettempdir()).resolve())
+        remedy = "point TMPDIR at a larger disk" if temporary else "write it to a larger disk"
+        super().__init__(
+            f"no room for {path.name} in {folder}: {_size(free)} free, it needs at least "
+            f"{_size(needed)}; free space there or {remedy}"
+        )
+        self.path, self.needed, self.free = path, needed, free
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} KiB"
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of the tensors in `value`: a lower bound of its file's size, known before writing."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return sum(_nbytes(item) for item in value)
+    return 0
+
+
+def _no_room(exc: BaseException | None) -> bool:
+    """Whether `exc` or an exception it arose from is a write the disk had no room for (torch
+    wraps the OSError of the file in a RuntimeError of its zip writer)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _write(path: str | Path, payload: dict[str, Any]) -> Path:
+    """`torch.save` of `payload` to `path`, atomically: a crash or a full disk mid-write never
+    leaves a truncated file at `path`, nor a partial one beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        with tmp.open("wb") as file:  # a Python file: a full disk raises an OSError with errno
+            torch.save(payload, file)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        if _no_room(exc):
+            raise DiskFullError(
+                path, _nbytes(payload), shutil.disk_usage(path.parent).free
+            ) from None
+        raise
+    os.replace(tmp, path)
+    return path
 
 
 def _read(path: str | Path, what: str) -> dict[str, Any]:
@@ -53,12 +121,7 @@ def _read(path: str | Path, what: str) -> dict[str, Any]:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomically write `state` (plus a format version) to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **_to_torch(state)}, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
-    return path
+    return _write(path, {"format": CHECKPOINT_FORMAT, **_to_torch(state)})
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -90,10 +153,7 @@ def save_actor(path: str | Path, actor: Actor, env: EnvSpec | str) -> Path:
     training state (replay rows, critics, optimizer moments)."""
     env = EnvSpec.of(env)
     state = {"spec": asdict(actor.spec), "env": env.as_dict(), "actor": actor.state_dict()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"actor_format": ACTOR_FORMAT, **state}, path)
-    return path
+    return _write(path, {"actor_format": ACTOR_FORMAT, **state})
 
 
 def load_actor(path: str | Path) -> tuple[Actor, EnvSpec]:

@@ -4,7 +4,8 @@ and the run completes with nothing lost.
 Each test injects one fault on a LocalExecutor stack of the module's own (so the faults run
 beside the other integration tests, on the other pytest-xdist worker), through `Stack.restart` (the
 service comes back on its port, with its data) or, for S3, SIGSTOP / SIGCONT (moto keeps its
-objects in RAM: a restarted one would come back empty), so later tests find the stack whole.
+objects in RAM: a restarted one would come back empty), or, for the disk, a small tmpfs on the
+tasks' TMPDIR filled to the last byte, so later tests find the stack whole.
 Each then checks the same outcome: the run succeeds, its candidate is one MLflow run with at
 most one model version, the model's aliases point at that version, and no process of the stack
 is left over outside its services. Each prints its row of the fault table: what the user saw
@@ -19,6 +20,7 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -29,7 +31,9 @@ from devstack import Stack, StackError
 from devstack.processes import free_port
 from devstack.scratch import temporary_stack
 from devstack.stack import ORPHANED_TASKS_CHECK_INTERVAL
+from rl_core.artifact_names import CHECKPOINT_FILE
 from rlops_airflow.mlflow_run import AirflowRun
+from tests.full_disk import fill, small_disk
 from tests.integration.conftest import (
     CHECKPOINT,
     DAG_ID,
@@ -58,9 +62,16 @@ FAULT_CONF = {
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def task_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tasks' TMPDIR (where checkpoints are written before their upload): a plain folder,
+    on which the disk test mounts a small disk."""
+    return tmp_path_factory.mktemp("task-tmp")
+
+
+@pytest.fixture(scope="module")
+def stack(task_tmpdir: Path) -> Iterator[Stack]:
     """The module's own stack: the faults below break and heal it, one after another."""
-    with temporary_stack("rlops-faults-") as running:
+    with temporary_stack("rlops-faults-", task_tmpdir=task_tmpdir) as running:
         yield running
 
 
@@ -244,6 +255,54 @@ def test_s3_down_during_checkpoint_uploads_loses_nothing(
     print(
         f"S3 down {S3_OUTAGE:.0f} s: run done {done - resumed:.1f} s after it answered again\n"
         f"{_timeline(api, run_id)}"
+    )
+
+
+TASK_DISK = 8 * 2**20  # bytes: a few checkpoints of FAULT_CONF's size, and Airflow's own files
+
+
+def test_disk_full_during_checkpoints_fails_in_one_line_and_a_retry_completes(
+    stack: Stack, pipeline_api: AirflowApi, client: MlflowClient, task_tmpdir: Path
+) -> None:
+    """The tasks' temporary disk fills up mid-training: the checkpoints along the way are
+    skipped (a warning each), the final one fails the try with one line naming the folder and
+    what to do; once there is room again, the retry resumes from the last stored checkpoint."""
+    model = "rlops-fault-disk"
+    api = pipeline_api
+    with small_disk(task_tmpdir, TASK_DISK) as disk:
+        run_id = api.start_run({**FAULT_CONF, "registered_model_name": model})
+        _mid_training(api, client, run_id)
+        filler = fill(disk)
+        filled = time.monotonic()
+        poll(
+            lambda: _train_state(api, run_id)[0] == "up_for_retry" or None,
+            "train failing on the full disk",
+        )
+        failed = time.monotonic()
+        filler.unlink()
+        _assert_nothing_lost(stack, api, client, run_id, model)
+    done = time.monotonic()
+
+    tries = api.task_tries(run_id, "train", map_index=0)
+    assert [ti["try_number"] for ti in tries] == [1, 2]
+    first = api.task_log(run_id, "train", try_number=1, map_index=0)
+    no_room = (
+        rf"no room for {CHECKPOINT_FILE} in {disk}/tmp\w+: 0 KiB free, it needs at least \d+ "
+        r"KiB; free space there or point TMPDIR at a larger disk"
+    )
+    error = re.search(rf"DiskFullError.{{0,40}}({no_room})", first)
+    assert error, first[-3000:]
+    skipped = re.findall(rf"checkpoint at step (\d+) skipped, .*?: {no_room}", first)
+    resumed = re.search(
+        r"resumed from \S+ at step (\d+)", api.task_log(run_id, "train", try_number=2, map_index=0)
+    )
+    assert resumed, "the retry trained from scratch"
+    assert FAULT_CONF["checkpoint_every"] <= int(resumed[1]) < FAULT_CONF["total_timesteps"]
+    print(
+        f"disk full: train try 1 failed {failed - filled:.1f} s after the disk filled, "
+        f"checkpoints of steps {skipped} skipped with a warning each; room again, run done "
+        f"{done - failed:.1f} s after, resumed at step {resumed[1]}; the try's error: "
+        f"{error[1]}\n{_timeline(api, run_id)}"
     )
 
 
