@@ -306,6 +306,28 @@ def test_disk_full_during_checkpoints_fails_in_one_line_and_a_retry_completes(
     )
 
 
+def test_an_airflow_service_that_exits_on_its_own_is_started_again(
+    stack: Stack, pipeline_api: AirflowApi
+) -> None:
+    """As docker-compose.yaml's restart policy does: Airflow's scheduler exits when its database
+    goes away (it did in the Postgres test on a loaded machine), and the devstack's keepalive
+    starts it again. Killed here alone, its supervisor left alive."""
+    ref = stack.processes["airflow-scheduler"]
+    (scheduler,) = [proc for proc in ref.members() if proc.ppid() == ref.pid]
+    killed = datetime.now(UTC)
+    scheduler.kill()
+
+    def heartbeat_after_kill() -> bool | None:
+        beat = pipeline_api.get("/api/v2/monitor/health")["scheduler"]["latest_scheduler_heartbeat"]
+        return (beat is not None and datetime.fromisoformat(beat) > killed) or None
+
+    poll(heartbeat_after_kill, "a scheduler heartbeating again", timeout=120)
+    (successor,) = [proc for proc in ref.members() if proc.ppid() == ref.pid]
+    assert successor.pid != scheduler.pid
+    log = stack.log("airflow-scheduler").read_text()
+    assert "devstack keepalive: airflow-scheduler exited with code -9; restarting it" in log
+
+
 def test_only_services_that_come_back_whole_can_be_restarted(tmp_path) -> None:
     """moto keeps S3 in RAM (a restart would empty it); an unknown name is refused too."""
     stack = Stack(state_dir=tmp_path, airflow_port=free_port())
