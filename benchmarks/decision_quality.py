@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rl_core import cpu
-from rl_core.config import build_config
-from rl_core.evaluation import Policy, actor_policy, evaluate
-from rl_core.training import train
+from rl_core.common import cpu
+from rl_core.common.config import build_config
+from rl_core.evaluation.episodes import Policy, actor_policy, evaluate
+from rl_core.run.training import train
 from rlops_airflow.drift import DriftRule, extend_streak, judge
 from rlops_airflow.promotion import Candidate, ChampionScore, Thresholds, decide
 
@@ -271,7 +271,7 @@ def main() -> None:
 
 
 def _action_bounds(env_id: str) -> tuple[float, float]:
-    from rl_core.envs import make_env
+    from rl_core.envs.spec import make_env
 
     env = make_env(env_id)
     space = env.action_space

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from rl_core.benchmark import benchmark_latency, format_latency_table
-from rl_core.checkpoint import load_agent
-from rl_core.config import SACConfig
-from rl_core.export import InferenceActor, export_actor, load_exported
-from rl_core.onnx_export import export_onnx, load_onnx
-from rl_core.torchscript import quiet_torchscript
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.policy.checkpoint import load_agent
+from rl_core.policy.export import InferenceActor, export_actor, load_exported
+from rl_core.policy.latency import benchmark_latency, format_latency_table
+from rl_core.policy.onnx_export import export_onnx, load_onnx
+from rl_core.run.training import train
+from rl_core.sac.torchscript import quiet_torchscript
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "results" / "pendulum-seed0.pt"
 

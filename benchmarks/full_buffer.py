@@ -34,14 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rl_core import aot_step, cpu
-from rl_core.agent import SAC
-from rl_core.best_policy import BestPolicy
-from rl_core.buffer import Batch, ReplayBuffer
-from rl_core.checkpoint import save_checkpoint
-from rl_core.config import SACConfig, build_config
-from rl_core.envs import make_env, space_dims, to_env_action
-from rl_core.process_settings import tuned_for_training
+from rl_core.common import cpu
+from rl_core.common.config import SACConfig, build_config
+from rl_core.common.process_settings import tuned_for_training
+from rl_core.envs.spec import make_env, space_dims, to_env_action
+from rl_core.policy.best_policy import BestPolicy
+from rl_core.policy.checkpoint import save_checkpoint
+from rl_core.sac import aot_step
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import Batch, ReplayBuffer
 
 SHORT_RUN, FULL_RUN = 30_000, 1_000_000
 FILLS = (30_000, 100_000, 300_000, 1_000_000)

@@ -9,7 +9,7 @@ seeding and resets, the warm-up, the step updates start at, what goes into the r
 (truncation is not termination), how many rows each batch is drawn from, and the exploration
 action. SB3 2.9.2 trains first, with the env's preset hyperparameters (as vs_sb3.py gives
 them), and its random draws are recorded: warm-up actions, every batch's row indices, every
-Gaussian draw. Then rlops' loop (`rl_core.training`) trains from SB3's initial weights, fed
+Gaussian draw. Then rlops' loop (`rl_core.run.training`) trains from SB3's initial weights, fed
 those same draws, with fp32 matmuls on 1 thread. A draw rlops asks for that SB3 did not make
 (an update at another step, a batch from another number of rows, noise of another shape)
 stops the run with the step where the two algorithms part.
@@ -49,9 +49,9 @@ from benchmarks.lockstep_sb3 import (
     rlops_order,
 )
 from benchmarks.vs_sb3 import job_config, rlops_job
-from rl_core import sac_step
-from rl_core.tracking import NullTracker
-from rl_core.training import _Run
+from rl_core.common.tracking import NullTracker
+from rl_core.run.training import _Run
+from rl_core.sac import sac_step
 
 REPORT_AFTER_WARMUP = (0, 1, 2, 10, 50, 100, 400, 1000, 2000, 5000, 10000, 20000)
 """Env steps past the warm-up after which the largest difference of the stored transitions

@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.lockstep_sb3 --updates 500 --batch 64
     .venv/bin/python -m benchmarks.lockstep_sb3 --sde      (both explore with gSDE)
 
-tests/unit/test_sac_step.py checks `rl_core/sac_step.py` against an autograd transcription of
+tests/unit/test_sac_step.py checks `rl_core/sac/sac_step.py` against an autograd transcription of
 SB3's update; this checks it against SB3 2.9.2's code itself. Both start from SB3's initial
 weights (copied into rlops' networks), take the same Pendulum-shaped batches and the same
 Gaussian noise (SB3's draws are recorded and handed to rlops), with fp32 matmuls, and after
@@ -40,10 +40,10 @@ import torch
 import torch.distributions.normal as torch_normal
 
 from benchmarks.vs_sb3 import sb3_python
-from rl_core import sac_step
-from rl_core.agent import SAC
-from rl_core.buffer import Batch
-from rl_core.config import build_config
+from rl_core.common.config import build_config
+from rl_core.sac import sac_step
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import Batch
 
 TINY = torch.finfo(torch.float32).tiny
 REPORT_AT = (1, 2, 5, 10, 50, 100, 200, 500, 1000)

@@ -5,7 +5,7 @@
 
 The two precisions alternate round by round in one process, so a noisy neighbour slows both
 alike; the table gives the median over rounds and the bf16/ieee ratio. This is the evidence
-behind `matmul_precision: auto` (rl_core/cpu.py).
+behind `matmul_precision: auto` (rl_core/common/cpu.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import time
 import numpy as np
 import torch
 
-from rl_core import cpu
-from rl_core.agent import SAC
-from rl_core.buffer import ReplayBuffer
-from rl_core.config import SACConfig
+from rl_core.common import cpu
+from rl_core.common.config import SACConfig
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import ReplayBuffer
 
 OBS_DIM, ACT_DIM = 3, 1  # Pendulum-v1
 PRECISIONS = ("bf16", "ieee")

@@ -12,7 +12,7 @@ prints:
 - one env step split into env step, action selection, replay add and sample, and the update's
   phases (critic step, actor and alpha step, target update), each split into matmuls, Adam,
   the other ops (elementwise, casts, reductions), and the TorchScript interpreter and
-  dispatch time between those ops (rl_core/sac_step.py runs the update as one graph). The
+  dispatch time between those ops (rl_core/sac/sac_step.py runs the update as one graph). The
   step total comes from an unprofiled pass; the shares within the update from a
   torch.profiler pass over the same loop (the profiler's own cost stays out of the total);
 - the work per update: FLOPs (torch.utils.flop_counter) and the bytes its ops read and write,
@@ -50,13 +50,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-from rl_core import cpu
-from rl_core.agent import SAC
-from rl_core.buffer import ReplayBuffer
-from rl_core.config import SACConfig, build_config
-from rl_core.envs import make_env, space_dims, to_env_action
-from rl_core.process_settings import tuned_for_training
-from rl_core.sac_step import ADAM_SCOPE, CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE
+from rl_core.common import cpu
+from rl_core.common.config import SACConfig, build_config
+from rl_core.common.process_settings import tuned_for_training
+from rl_core.envs.spec import make_env, space_dims, to_env_action
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import ReplayBuffer
+from rl_core.sac.sac_step import ADAM_SCOPE, CRITIC_PHASE, POLICY_PHASE, TARGET_PHASE
 
 REPO = Path(__file__).resolve().parent.parent
 LOOP_PHASES = ("env step", "action selection", "replay add + sample")

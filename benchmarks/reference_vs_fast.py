@@ -1,8 +1,8 @@
 """Updates/s and peak RSS: the hand-written step against the reference, eager and compiled.
 
-Issue 36 asks whether `torch.compile` of the readable step (rl_core/sac_reference.py:
+Issue 36 asks whether `torch.compile` of the readable step (rl_core/sac/sac_reference.py:
 forward, backward and torch.optim.Adam in one compiled function) comes within 15% of the
-hand-written step (rl_core/sac_step.py). Each variant runs in its own process (peak RSS is
+hand-written step (rl_core/sac/sac_step.py). Each variant runs in its own process (peak RSS is
 per process) on one thread, on random batches of the preset's shapes and sizes:
 
     .venv/bin/python benchmarks/reference_vs_fast.py [--updates 300] [--envs Pendulum-v1 ...]
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the parent process only starts children: torch is imported in them
-    from rl_core.agent import SAC
-    from rl_core.config import SACConfig
+    from rl_core.common.config import SACConfig
+    from rl_core.sac.agent import SAC
 
 VARIANTS = {
     "fast-inductor-ieee": "hand-written step, AOTInductor, fp32",
@@ -40,8 +40,8 @@ def _agent(env_id: str, variant: str) -> tuple[SAC, SACConfig]:
     import gymnasium as gym
     import numpy as np
 
-    from rl_core.agent import SAC
-    from rl_core.config import build_config
+    from rl_core.common.config import build_config
+    from rl_core.sac.agent import SAC
 
     compiler = variant.split("-")[1] if variant.startswith("fast") else "reference"
     precision = "auto" if variant.endswith("auto") else "ieee"
@@ -59,8 +59,8 @@ def measure(env_id: str, variant: str, updates: int) -> dict[str, object]:
     """One variant in this process: compile (first update) seconds, updates/s, peak RSS."""
     import torch
 
-    from rl_core import sac_reference
-    from rl_core.buffer import Batch
+    from rl_core.sac import sac_reference
+    from rl_core.sac.buffer import Batch
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -121,7 +121,7 @@ def _cache_state() -> str:
     shapes: a variant's first update (its compile) shows whether its own shape was cached."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    from rl_core.aot_step import cache_dir as aot_cache
+    from rl_core.sac.aot_step import cache_dir as aot_cache
 
     held = [str(p) for p in (Path(cache_dir()), aot_cache()) if p.is_dir() and any(p.iterdir())]
     return f"not empty ({', '.join(held)})" if held else "cold (caches empty)"
@@ -136,7 +136,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(*args.one, args.updates)))
         return
-    from rl_core import cpu
+    from rl_core.common import cpu
 
     caches = _cache_state()
     rows = []

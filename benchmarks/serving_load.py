@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/serving_load.py  # ~2 min; trains a policy first if missing
 
 The trained Pendulum policy of benchmarks/results/pendulum-seed0.pt (what export_latency.py
-uses) is logged as the pipeline logs it (`rl_core.policy_model`: an MLflow pyfunc model around
-the TorchScript actor) into a temporary MLflow store (SQLite), registered and crowned
+uses) is logged as the pipeline logs it (`rl_core.policy.policy_model`: an MLflow pyfunc model
+around the TorchScript actor) into a temporary MLflow store (SQLite), registered and crowned
 `champion`. Both servers then serve that very registered version, `models:/rlops-bench@champion`:
 `python -m rlops_serving` (its TorchScript fast path) and `mlflow models serve --env-manager
 local -w 1` (the pyfunc). Both get OMP_NUM_THREADS=1 (a second torch thread only competes with
@@ -44,10 +44,10 @@ from pathlib import Path
 import httpx
 from mlflow import MlflowClient
 
-from rl_core.checkpoint import load_agent
-from rl_core.config import SACConfig
-from rl_core.policy_model import log_policy_model
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.policy.checkpoint import load_agent
+from rl_core.policy.policy_model import log_policy_model
+from rl_core.run.training import train
 from rlops_registry.registry import CHAMPION, ModelRegistry
 from rlops_serving.auth import new_token, token_digest
 

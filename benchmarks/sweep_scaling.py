@@ -34,7 +34,7 @@ from devstack import Stack, StackError
 from devstack.airflow_api import AirflowApi
 from devstack.celery import MAX_WORKERS, WORKER_CONCURRENCY
 from devstack.scratch import temporary_stack
-from rl_core import cpu
+from rl_core.common import cpu
 
 DAG_ID = "rlops_sac_pipeline"
 SEEDS = 4

@@ -21,10 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rl_core import cpu
-from rl_core.config import SACConfig
-from rl_core.evaluation import evaluate
-from rl_core.training import train
+from rl_core.common import cpu
+from rl_core.common.config import SACConfig
+from rl_core.evaluation.episodes import evaluate
+from rl_core.run.training import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRECISIONS = ("auto", "bf16", "ieee")

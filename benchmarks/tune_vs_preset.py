@@ -33,15 +33,15 @@ from rich.table import Table
 
 from devstack.airflow_api import AirflowApi
 from devstack.scratch import temporary_stack
-from rl_core import cpu
-from rl_core.artifact_names import ACTOR_ARTIFACT_DIR, ACTOR_FILE
-from rl_core.checkpoint import load_actor
-from rl_core.confidence import mean_interval, paired_difference
-from rl_core.config import build_config
-from rl_core.envs import describe_env
-from rl_core.evaluation import actor_policy, evaluate
-from rl_core.search_space import preset_point
-from rl_core.training import train
+from rl_core.common import cpu
+from rl_core.common.artifact_names import ACTOR_ARTIFACT_DIR, ACTOR_FILE
+from rl_core.common.config import build_config
+from rl_core.common.search_space import preset_point
+from rl_core.envs.spec import describe_env
+from rl_core.evaluation.confidence import mean_interval, paired_difference
+from rl_core.evaluation.episodes import actor_policy, evaluate
+from rl_core.policy.checkpoint import load_actor
+from rl_core.run.training import train
 
 TUNE_DAG = "rlops_sac_tune"
 EVAL_SEED_START = 1000

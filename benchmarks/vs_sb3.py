@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rl_core.config import SACConfig
+    from rl_core.common.config import SACConfig
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -66,7 +66,7 @@ def sb3_python() -> Path:
 
 def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
     """The run's job: env, budget, seed and rlops' resolved hyperparameters for the env."""
-    from rl_core.config import build_config, parse_overrides
+    from rl_core.common.config import build_config, parse_overrides
 
     overrides = parse_overrides(args.set)
     config = build_config(
@@ -117,7 +117,7 @@ def rlops_job(args: argparse.Namespace, seed: int) -> dict[str, object]:
 
 def job_config(job: dict[str, object]) -> SACConfig:
     """rlops' config for a job, as `rlops_job` resolved it."""
-    from rl_core.config import build_config
+    from rl_core.common.config import build_config
 
     return build_config(
         {
@@ -134,8 +134,8 @@ def job_config(job: dict[str, object]) -> SACConfig:
 
 def run_rlops(job: dict[str, object]) -> dict[str, float]:
     """Train and evaluate with rlops in this process (called in a fresh subprocess)."""
-    from rl_core.evaluation import evaluate
-    from rl_core.training import train
+    from rl_core.evaluation.episodes import evaluate
+    from rl_core.run.training import train
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # measure training, not logging
     config = job_config(job)
@@ -202,7 +202,7 @@ def main() -> None:
         print(json.dumps(run_rlops(json.loads(args.worker))))
         return
 
-    from rl_core import cpu
+    from rl_core.common import cpu
 
     sb3_python()  # create the peer venv before timing anything
     rows: dict[str, list[dict[str, float]]] = {"rlops": [], "sb3": []}
@@ -252,7 +252,7 @@ def print_difference(rlops: list[float], sb3: list[float]) -> None:
     by which seeds are drawn; these say whether many seeds establish a difference."""
     from scipy.stats import mannwhitneyu
 
-    from rl_core.confidence import unpaired_difference
+    from rl_core.evaluation.confidence import unpaired_difference
 
     p_value = mannwhitneyu(rlops, sb3, alternative="two-sided").pvalue
     lower = sum(mine < theirs for mine, theirs in zip(rlops, sb3, strict=True))

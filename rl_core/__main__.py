@@ -2,6 +2,6 @@
 
 import sys
 
-from rl_core.cli import main
+from rl_core.run.cli import main
 
 sys.exit(main())

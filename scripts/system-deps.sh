@@ -3,7 +3,7 @@
 # (devstack runs a real cluster), Redis (the Celery broker of `devstack up --executor celery`),
 # headless Chromium with its WebDriver (the trigger form test), and OSMesa, the software OpenGL
 # that MuJoCo envs render episode videos with when there is no display (MUJOCO_GL=osmesa,
-# which rl_core.video chooses when MUJOCO_GL is unset). Idempotent and quick when everything
+# which rl_core.evaluation.video chooses when MUJOCO_GL is unset). Idempotent and quick when everything
 # is present: `apt-get update` runs only when something is missing.
 # Needs root to install (CI and the dev machines run as root); reads no stdin; prints one line
 # per package installed.

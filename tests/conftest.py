@@ -40,7 +40,7 @@ AIRFLOW_ENV = {
     "RLOPS_DEADLINE_ALERTS": "off",
 }
 os.environ.update(AIRFLOW_ENV)
-# Compiled training steps (rl_core/aot_step.py) in a cache of the session's own, shared by its
+# Compiled training steps (rl_core/sac/aot_step.py) in a cache of the session's own, shared by its
 # tests and the pipelines they run, not the developer's ~/.cache/rlops. Under pytest-xdist the
 # controller makes it and its workers inherit it (a step compiles once per run, not per worker);
 # whoever made it removes it.
@@ -128,7 +128,7 @@ def _no_ambient_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 RENDERING_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "SDL_VIDEODRIVER")
-"""Rendering backends `rl_core.video` (and MuJoCo) choose through the environment."""
+"""Rendering backends `rl_core.evaluation.video` (and MuJoCo) choose through the environment."""
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rl_core.torchscript import quiet_torchscript
+from rl_core.sac.torchscript import quiet_torchscript
 
 
 class MapsAFile(nn.Module):

@@ -7,8 +7,8 @@ returns of the last window are compared as the gate compares on eval seeds, with
 confidence level and non-inferiority margin: the challenger passes when the low end of the
 interval of the difference of means (challenger - champion) is at least
 `-margin * |champion's mean|`. The samples are different episodes, so the interval is the
-unpaired one (`rl_core.confidence.unpaired_difference`). The verdict is logged as a run in the
-monitoring experiment and tagged on the challenger. Promotion on a passing verdict is opt-in
+unpaired one (`rl_core.evaluation.confidence.unpaired_difference`). The verdict is logged as a run
+in the monitoring experiment and tagged on the challenger. Promotion on a passing verdict is opt-in
 (`promote_on_canary`), and only for a challenger whose reward and speedup gates passed.
 
 Served returns are what clients claim, so by default (`confirm_with_simulator`) a crowning
@@ -29,7 +29,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from rl_core.confidence import Interval, unpaired_difference
+from rl_core.evaluation.confidence import Interval, unpaired_difference
 from rlops_airflow.mlflow_run import AirflowRun
 from rlops_airflow.monitor_settings import DEFAULTS
 from rlops_airflow.monitoring import CANARY_SEEDS, fresh_seeds, millis, monitoring_run, simulate

@@ -29,10 +29,10 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from rl_core.benchmark import LatencyRow
-from rl_core.confidence import paired_difference
-from rl_core.evaluation import EVAL_MEAN_RETURN, EVAL_RETURN_CI_HIGH, EVAL_RETURN_CI_LOW
-from rl_core.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE
+from rl_core.evaluation.confidence import paired_difference
+from rl_core.evaluation.episodes import EVAL_MEAN_RETURN, EVAL_RETURN_CI_HIGH, EVAL_RETURN_CI_LOW
+from rl_core.evaluation.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE
+from rl_core.policy.latency import LatencyRow
 from rlops_airflow.mlflow_run import download, has_artifact, run_url
 from rlops_airflow.promotion import Candidate, ChampionScore, Decision, Thresholds
 from rlops_registry import tags
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 REPORT_ARTIFACT = "report/candidate.html"
 CURVE_ARTIFACT = "reward_curve.png"
-"""Where rl_core.training logs the reward curve of a tracked run."""
+"""Where rl_core.run.training logs the reward curve of a tracked run."""
 LATENCY_ARTIFACT = "benchmark/latency.json"
 """Where tasks.benchmark_candidate logs the latency rows (`LatencyRow.as_dict()` each)."""
 VIDEO_ARTIFACT = f"{VIDEO_ARTIFACT_DIR}/{VIDEO_FILE}"

@@ -172,7 +172,7 @@ def validate_env(settings: dict[str, Any]) -> dict[str, Any]:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from rl_core.envs import EnvError, describe_env
+    from rl_core.envs.spec import EnvError, describe_env
 
     run_settings = _settings(settings)
     tasks = task_code()

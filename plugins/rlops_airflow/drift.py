@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rl_core.confidence import Interval, unpaired_difference
+from rl_core.evaluation.confidence import Interval, unpaired_difference
 from rlops_airflow.monitor_settings import DEFAULTS
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from rl_core.tracking import get_or_create_experiment
+from rl_core.common.tracking import get_or_create_experiment
 from rlops_airflow.settings import artifact_location, experiment_name
 from rlops_registry import tags as tag_names
 

@@ -44,8 +44,8 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from rl_core.evaluation import evaluate
-from rl_core.tracking import get_or_create_experiment
+from rl_core.common.tracking import get_or_create_experiment
+from rl_core.evaluation.episodes import evaluate
 from rlops_airflow.drift import DriftRule, DriftVerdict, confirm, extend_streak, judge
 from rlops_airflow.mlflow_run import AirflowRun
 from rlops_airflow.monitor_settings import DEFAULTS

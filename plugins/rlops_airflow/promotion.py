@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rl_core.confidence import Interval, mean_interval, paired_difference
+from rl_core.evaluation.confidence import Interval, mean_interval, paired_difference
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sys
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from rl_core.evaluation import (
+from rl_core.evaluation.episodes import (
     EVAL_MEAN_RETURN,
     EVAL_RETURN_CI_HIGH,
     EVAL_RETURN_CI_LOW,

@@ -2,7 +2,7 @@
 
 Airflow cannot pass a conf to a run an asset event starts, so the pipeline's first task derives
 it here from the event (`rlops_airflow.assets.CHAMPION_DEGRADED`): the rolled-back version's
-candidate run logged its resolved training config (`config.yaml`, rl_core/training.py), and the
+candidate run logged its resolved training config (`config.yaml`, rl_core/run/training.py), and the
 conf rebuilt from it must give back the same config hash, or the run fails naming what differs.
 At most one drift-triggered run per model per `drift_retrain_cooldown_hours`: the last one is
 recorded on the registered model (`tags.DRIFT_RETRAIN_LAST`) with its Airflow run key, so a
@@ -121,9 +121,9 @@ def retrain_conf(degradation: Degradation) -> dict[str, Any]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from rl_core.artifact_names import CONFIG_ARTIFACT
-    from rl_core.config import build_config
-    from rl_core.tracking import logged_config
+    from rl_core.common.artifact_names import CONFIG_ARTIFACT
+    from rl_core.common.config import build_config
+    from rl_core.common.tracking import logged_config
     from rlops_airflow.settings import PIPELINE_OWNED, PipelineSettings
 
     name, number = degradation.model_name, degradation.rolled_back_version

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from rl_core.config import (
+from rl_core.common.config import (
     MAX_SEED,
     SACConfig,
     build_config,
@@ -30,8 +30,8 @@ from rl_core.config import (
     overrides_model,
     stored_config,
 )
-from rl_core.env_guard import MODULE_NAME
-from rl_core.env_plugins import offered_envs
+from rl_core.envs.env_guard import MODULE_NAME
+from rl_core.envs.env_plugins import offered_envs
 from rlops_airflow.promotion import Thresholds
 from rlops_registry.names import default_model_name
 

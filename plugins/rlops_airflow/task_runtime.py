@@ -26,7 +26,7 @@ def prepare_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow  # noqa: F401  (it sets up its loggers on import)
 
-    from rl_core.tracking import bound_mlflow_requests, wait_for_tracking_server
+    from rl_core.common.tracking import bound_mlflow_requests, wait_for_tracking_server
 
     for name in MLFLOW_LOGGERS:
         logger = logging.getLogger(name)

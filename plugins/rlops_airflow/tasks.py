@@ -18,18 +18,17 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
-from rl_core.artifact_names import (
+from rl_core.common.artifact_names import (
     ACTOR_ARTIFACT_DIR,
     ACTOR_FILE,
     BEST_ACTOR_FILE,
     CHECKPOINT_ARTIFACT_DIR,
     CHECKPOINT_FILE,
 )
-from rl_core.benchmark import benchmark_latency, format_latency_table
-from rl_core.checkpoint import load_actor
-from rl_core.config import SACConfig
-from rl_core.envs import EnvSpec
-from rl_core.evaluation import (
+from rl_core.common.config import SACConfig
+from rl_core.common.tracking import MlflowTracker, logged_config
+from rl_core.envs.spec import EnvSpec
+from rl_core.evaluation.episodes import (
     EVAL_MEAN_RETURN,
     EVAL_RETURN_CI_HIGH,
     EVAL_RETURN_CI_LOW,
@@ -38,12 +37,17 @@ from rl_core.evaluation import (
     evaluate,
     log_evaluation,
 )
-from rl_core.export import exported_policy
-from rl_core.networks import Actor
-from rl_core.policy_model import load_registered_actors, load_registered_policy, log_policy_model
-from rl_core.tracking import MlflowTracker, logged_config
-from rl_core.training import EvaluationHook, train
-from rl_core.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE, RenderError, record_episode
+from rl_core.evaluation.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE, RenderError, record_episode
+from rl_core.policy.checkpoint import load_actor
+from rl_core.policy.export import exported_policy
+from rl_core.policy.latency import benchmark_latency, format_latency_table
+from rl_core.policy.policy_model import (
+    load_registered_actors,
+    load_registered_policy,
+    log_policy_model,
+)
+from rl_core.run.training import EvaluationHook, train
+from rl_core.sac.networks import Actor
 from rlops_airflow.candidate_report import PromotionRecord, write_candidate_report
 from rlops_airflow.mlflow_run import (
     AirflowRun,

@@ -24,12 +24,12 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from rl_core.artifact_names import ACTOR_ARTIFACT_DIR, ACTOR_FILE
-from rl_core.checkpoint import load_actor
-from rl_core.config import build_config
-from rl_core.envs import describe_env
-from rl_core.evaluation import actor_policy, evaluate
-from rl_core.search_space import preset_point, sac_overrides
+from rl_core.common.artifact_names import ACTOR_ARTIFACT_DIR, ACTOR_FILE
+from rl_core.common.config import build_config
+from rl_core.common.search_space import preset_point, sac_overrides
+from rl_core.envs.spec import describe_env
+from rl_core.evaluation.episodes import actor_policy, evaluate
+from rl_core.policy.checkpoint import load_actor
 from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_keyed_run
 from rlops_airflow.tasks import train_in_run
 from rlops_airflow.tuning_settings import TuneSettings

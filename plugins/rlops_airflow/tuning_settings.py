@@ -11,8 +11,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, StrictBool, WithJsonSchema, model_validator
 
-from rl_core.config import MAX_SEED
-from rl_core.search_space import SearchSpace, narrowing_model, search_space
+from rl_core.common.config import MAX_SEED
+from rl_core.common.search_space import SearchSpace, narrowing_model, search_space
 from rlops_airflow.settings import PipelineSettings, form_field
 
 TUNING = "Tuning"

@@ -47,7 +47,7 @@ def validate_tuning(params: dict | None = None) -> None:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from rl_core.envs import EnvError, describe_env
+    from rl_core.envs.spec import EnvError, describe_env
     from rlops_airflow.settings import ConfError, validate_conf
     from rlops_airflow.tuning import TuningError, storage_url
     from rlops_airflow.tuning_settings import TuneSettings

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 
-from rl_core.tracking import get_or_create_experiment
+from rl_core.common.tracking import get_or_create_experiment
 from rlops_registry.served_episodes import served_experiment
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from rl_core.policy_integrity import encode_digests, recorded_digests
+from rl_core.policy.policy_integrity import encode_digests, recorded_digests
 from rlops_registry import tags
 
 CHAMPION = "champion"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from rl_core.tracking import get_or_create_experiment
+from rl_core.common.tracking import get_or_create_experiment
 from rlops_registry import tags
 
 SERVED_EXPERIMENT_ENV = "RLOPS_SERVED_EXPERIMENT"

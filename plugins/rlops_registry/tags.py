@@ -4,7 +4,7 @@ Model-version tags are read by the policy server and the drift monitor as well a
 pipeline; run tags tie an MLflow run to its Airflow run and record the pipeline's outcome.
 """
 
-from rl_core.policy_integrity import DIGESTS_TAG
+from rl_core.policy.policy_integrity import DIGESTS_TAG
 
 # --- on a registered model version -----------------------------------------------------------
 REWARD = "reward"
@@ -26,7 +26,7 @@ ARTIFACT_SHA256 = DIGESTS_TAG
 """"rlops.sha256": JSON object {file path: sha256} of every file of the version's policy
 folder, copied at register from its LoggedModel (which the export task created with it). The
 server, the monitor and promotion refuse a downloaded folder that differs
-(rl_core/policy_integrity.py); a version without it is refused as predating digest checks."""
+(rl_core/policy/policy_integrity.py); a version without it is refused as predating digest checks."""
 CONFIG_HASH = "config_hash"
 GIT_SHA = "git_sha"
 SOURCE_RUN_ID = "source_run_id"

@@ -1,14 +1,15 @@
 """The policy being served: one registered version's exported actor, loaded and checked.
 
-The version's MLflow model folder (`rl_core.policy_model`: a pyfunc around the TorchScript
+The version's MLflow model folder (`rl_core.policy.policy_model`: a pyfunc around the TorchScript
 file, with the ONNX file beside it) is fetched by version number, never by alias, so the alias
 moving during a download cannot mix two versions; the server then calls the exported actor
 directly, its fast path, in the runtime `ServingSettings.runtime` names: TorchScript, ONNX
 Runtime, or (`auto`) the faster of both on a short batch-1 timing. Before anything of it runs,
 its files are checked against the sha256 digests its version tags record
-(`rl_core.policy_integrity`) and its actors against the allowed ops (`rl_core.actor_audit`,
-`rl_core.onnx_audit`). A version is only served after a warm-up forward pass proves it maps
-observations of its declared size to finite actions of its declared size.
+(`rl_core.policy.policy_integrity`) and its actors against the allowed ops
+(`rl_core.policy.actor_audit`, `rl_core.policy.onnx_audit`). A version is only served after a
+warm-up forward pass proves it maps observations of its declared size to finite actions of its
+declared size.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import numpy as np
 import torch
 from mlflow import MlflowClient
 
-from rl_core.benchmark import timed_calls
-from rl_core.envs import EnvSpec
-from rl_core.onnx_export import OnnxActor
-from rl_core.policy_integrity import PolicyIntegrityError
-from rl_core.policy_model import PolicyActors, load_registered_actors
+from rl_core.envs.spec import EnvSpec
+from rl_core.policy.latency import timed_calls
+from rl_core.policy.onnx_export import OnnxActor
+from rl_core.policy.policy_integrity import PolicyIntegrityError
+from rl_core.policy.policy_model import PolicyActors, load_registered_actors
 
 log = logging.getLogger(__name__)
 

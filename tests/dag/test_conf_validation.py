@@ -15,8 +15,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from rl_core.networks import Actor
-from rl_core.policy_model import log_policy_model
+from rl_core.policy.policy_model import log_policy_model
+from rl_core.sac.networks import Actor
 from rlops_airflow.settings import ConfError, PipelineSettings, experiment_name, validate_conf
 from rlops_airflow.tuning_settings import TuneSettings
 from rlops_registry.registry import CHAMPION, ModelRegistry

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from devstack import Stack
 from devstack.airflow_api import RUN_TIMEOUT, AirflowApi
 from devstack.scratch import temporary_stack
-from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
+from rl_core.common.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
 from rlops_registry import tags
 
 # What the test files import from here.

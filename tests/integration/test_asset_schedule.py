@@ -27,8 +27,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
 from devstack import Stack
-from rl_core.artifact_names import CONFIG_ARTIFACT
-from rl_core.config import build_config
+from rl_core.common.artifact_names import CONFIG_ARTIFACT
+from rl_core.common.config import build_config
 from rlops_airflow.assets import CHAMPION, CHAMPION_DEGRADED
 from rlops_airflow.retrain import Degradation, RetrainMark
 from rlops_airflow.settings import ResolvedSettings

@@ -31,7 +31,7 @@ from devstack import Stack, StackError
 from devstack.processes import free_port
 from devstack.scratch import temporary_stack
 from devstack.stack import ORPHANED_TASKS_CHECK_INTERVAL
-from rl_core.artifact_names import CHECKPOINT_FILE
+from rl_core.common.artifact_names import CHECKPOINT_FILE
 from rlops_airflow.mlflow_run import AirflowRun
 from tests.full_disk import fill, small_disk
 from tests.integration.conftest import (

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from devstack import Stack
-from rl_core.tracking import WAIT_SECONDS_ENV, wait_for_tracking_server
+from rl_core.common.tracking import WAIT_SECONDS_ENV, wait_for_tracking_server
 
 pytestmark = pytest.mark.integration
 TINY = ["total_timesteps=300", "hidden_sizes=[16,16]", "learning_starts=50", "eval_seeds=[1000]"]

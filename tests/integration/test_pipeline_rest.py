@@ -26,8 +26,8 @@ from psycopg2.extras import RealDictCursor
 from devstack import Stack
 from devstack.processes import free_port, http_ok, ref_of, spawn, stop_groups, wait_until
 from devstack.stack import Database
-from rl_core.checkpoint import load_agent
-from rl_core.export import random_observations
+from rl_core.policy.checkpoint import load_agent
+from rl_core.policy.export import random_observations
 from rlops_registry.access import VIEWER
 from tests.dag.test_conf_validation import TRIGGER_REFUSALS
 from tests.integration.conftest import DAG_ID, DAG_PATH, TINY_CONF, AirflowApi

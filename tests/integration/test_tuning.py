@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from devstack import Stack
-from rl_core.search_space import preset_point
+from rl_core.common.search_space import preset_point
 from rlops_airflow import tuning
 from rlops_airflow.mlflow_run import AirflowRun, find_keyed_run
 from rlops_airflow.settings import validate_conf

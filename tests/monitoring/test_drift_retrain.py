@@ -10,8 +10,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from rl_core.artifact_names import CONFIG_ARTIFACT
-from rl_core.config import build_config
+from rl_core.common.artifact_names import CONFIG_ARTIFACT
+from rl_core.common.config import build_config
 from rlops_airflow import assets
 from rlops_airflow.retrain import (
     Degradation,

@@ -16,8 +16,8 @@ import yaml
 from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
 from mlflow import MlflowClient
 
-from rl_core.artifact_names import CONFIG_ARTIFACT
-from rl_core.config import build_config
+from rl_core.common.artifact_names import CONFIG_ARTIFACT
+from rl_core.common.config import build_config
 from rlops_airflow import assets
 from rlops_airflow.monitoring import REFERENCE_TAG
 from rlops_airflow.notify import EmailNotifier, WebhookNotifier, record_failure

@@ -9,10 +9,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from rl_core.checkpoint import save_actor
-from rl_core.networks import Actor
-from rl_core.policy_integrity import PolicyIntegrityError
-from rl_core.policy_model import log_policy_model
+from rl_core.policy.checkpoint import save_actor
+from rl_core.policy.policy_integrity import PolicyIntegrityError
+from rl_core.policy.policy_model import log_policy_model
+from rl_core.sac.networks import Actor
 from rlops_airflow.tasks import _champion_score, benchmark_candidate
 from rlops_registry import tags
 from rlops_registry.registry import ModelRegistry

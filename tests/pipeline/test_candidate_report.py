@@ -24,17 +24,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from rl_core import lineage
-from rl_core.benchmark import LatencyRow
-from rl_core.confidence import paired_difference
-from rl_core.evaluation import (
+from rl_core.evaluation.confidence import paired_difference
+from rl_core.evaluation.episodes import (
     EVAL_MEAN_RETURN,
     EVAL_RETURN_CI_HIGH,
     EVAL_RETURN_CI_LOW,
     EVALUATION_ARTIFACT,
     EvalResult,
 )
-from rl_core.plots import reward_curve_png
+from rl_core.evaluation.plots import reward_curve_png
+from rl_core.policy.latency import LatencyRow
+from rl_core.run import lineage
 from rlops_airflow.candidate_report import (
     CURVE_ARTIFACT,
     LATENCY_ARTIFACT,

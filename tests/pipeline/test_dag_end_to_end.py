@@ -24,9 +24,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
-from rl_core.checkpoint import load_agent
-from rl_core.export import random_observations
+from rl_core.common.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
+from rl_core.policy.checkpoint import load_agent
+from rl_core.policy.export import random_observations
 from rlops_airflow.candidate_report import REPORT_ARTIFACT
 from rlops_airflow.mlflow_run import download
 from tests.conftest import MLFLOW_ENV, airflow_dags_test

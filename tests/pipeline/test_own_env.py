@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from rl_core.envs import EnvSpec
-from rl_core.evaluation import evaluate
-from rl_core.export import exported_policy
-from rl_core.policy_model import load_policy_folder
+from rl_core.envs.spec import EnvSpec
+from rl_core.evaluation.episodes import evaluate
+from rl_core.policy.export import exported_policy
+from rl_core.policy.policy_model import load_policy_folder
 from tests.conftest import airflow_dags_test
 from tests.pipeline.conftest import QUICK_RUN
 

@@ -11,11 +11,11 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from rl_core.artifact_names import CONFIG_ARTIFACT
-from rl_core.checkpoint import load_actor, save_actor
-from rl_core.evaluation import EVALUATION_ARTIFACT, EvalResult, actor_policy, evaluate
-from rl_core.networks import Actor
-from rl_core.policy_model import log_policy_model
+from rl_core.common.artifact_names import CONFIG_ARTIFACT
+from rl_core.evaluation.episodes import EVALUATION_ARTIFACT, EvalResult, actor_policy, evaluate
+from rl_core.policy.checkpoint import load_actor, save_actor
+from rl_core.policy.policy_model import log_policy_model
+from rl_core.sac.networks import Actor
 from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_candidate_run
 from rlops_airflow.settings import PipelineSettings
 from rlops_airflow.tasks import (

@@ -10,11 +10,11 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from rl_core.artifact_names import CONFIG_ARTIFACT
-from rl_core.networks import Actor
-from rl_core.policy_model import log_policy_model
-from rl_core.presets import PRESETS
-from rl_core.tracking import logged_config
+from rl_core.common.artifact_names import CONFIG_ARTIFACT
+from rl_core.common.presets import PRESETS
+from rl_core.common.tracking import logged_config
+from rl_core.policy.policy_model import log_policy_model
+from rl_core.sac.networks import Actor
 from rlops_airflow import dag_tasks
 from rlops_airflow.mlflow_run import AirflowRun, get_or_create_candidate_run
 from rlops_airflow.settings import PipelineSettings

@@ -9,9 +9,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from rl_core import training
-from rl_core.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
-from rl_core.checkpoint import load_checkpoint
+from rl_core.common.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FILE
+from rl_core.policy.checkpoint import load_checkpoint
+from rl_core.run import training
 from rlops_airflow.mlflow_run import AirflowRun, download
 from rlops_airflow.tasks import train_candidate
 from rlops_registry import tags

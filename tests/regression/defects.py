@@ -4,7 +4,7 @@ Each defect patches one place of SAC (or sets a config value) for the duration o
 `Defect.injected()`: the learning guard enters it inside every training process, and
 tests/regression/defect_plugin.py for a whole pytest session, to see which defects the fast
 unit tests catch. They sit in different places on purpose: the update's losses and its
-squash (rl_core/sac_step.py), the Polyak rate, replay sampling and storage, the training
+squash (rl_core/sac/sac_step.py), the Polyak rate, replay sampling and storage, the training
 loop's done flag, what the agent hands the step for the target, and evaluation.
 
 Measured on AMD EPYC (family 25 model 17), median eval return over seeds 0 and 1 of the fast guard
@@ -28,7 +28,7 @@ Tried and left out, because they cost Pendulum under 6% of its return, which no 
 can tell from seed noise: the squash's log-prob correction dropped (-175) or sign-flipped
 (-179), and an evaluation acting one step late (-181).
 
-A defect in rl_core/sac_step.py must reach the compiled step. TorchScript scripts the
+A defect in rl_core/sac/sac_step.py must reach the compiled step. TorchScript scripts the
 patched module in this process. Inductor compiles in a child process, from the file on disk,
 into a cache keyed by that file: so while such a defect is injected, inductor's step is
 compiled here, from the patched module, into a private folder, never the shared cache.
@@ -49,15 +49,17 @@ import pytest
 import torch
 from torch import Tensor  # TorchScript resolves SquashedSample's fields by this name
 
-from rl_core import aot_step, evaluation, sac_step, step_state, training
-from rl_core.agent import SAC, UpdateStats
-from rl_core.buffer import Batch, ReplayBuffer
-from rl_core.envs import EnvSpec
-from rl_core.networks import Actor
-from rl_core.sac_step import SquashedSample, StepSettings
-from rl_core.step_state import StepState
+from rl_core.envs.spec import EnvSpec
+from rl_core.evaluation import episodes
+from rl_core.run import training
+from rl_core.sac import aot_step, sac_step, step_state
+from rl_core.sac.agent import SAC, UpdateStats
+from rl_core.sac.buffer import Batch, ReplayBuffer
+from rl_core.sac.networks import Actor
+from rl_core.sac.sac_step import SquashedSample, StepSettings
+from rl_core.sac.step_state import StepState
 
-# --- The update (rl_core/sac_step.py): replacements TorchScript can script. ----------------
+# --- The update (rl_core/sac/sac_step.py): replacements TorchScript can script. ----------------
 
 
 def _alpha_gradient_sign_flipped(log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -85,7 +87,7 @@ def _squashed_twice(head: Tensor, noise: Tensor, settings: StepSettings) -> Squa
     )
 
 
-# --- Replay storage and sampling (rl_core/buffer.py). -------------------------------------
+# --- Replay storage and sampling (rl_core/sac/buffer.py). -------------------------------------
 
 _real_sample = ReplayBuffer.sample
 _real_add = ReplayBuffer.add
@@ -118,7 +120,7 @@ def _next_obs_stored_as_obs(
     _real_add(self, obs, action, reward, obs, terminated)
 
 
-# --- The training loop's done flag (rl_core/training.py). ----------------------------------
+# --- The training loop's done flag (rl_core/run/training.py). ----------------------------------
 
 
 class _TruncationAsTermination(gym.Wrapper):
@@ -137,7 +139,7 @@ def _training_env_ends_at_the_time_limit(spec: EnvSpec | str) -> gym.Env:
     return _TruncationAsTermination(_real_make_env(spec))
 
 
-# --- The target's inputs (rl_core/agent.py, what it hands the step). -----------------------
+# --- The target's inputs (rl_core/sac/agent.py, what it hands the step). -----------------------
 
 _real_update = SAC.update
 
@@ -147,12 +149,12 @@ def _target_on_obs(self: SAC, batch: Batch) -> UpdateStats:
     return _real_update(self, batch._replace(next_obs=batch.obs))
 
 
-# --- Evaluation (rl_core/evaluation.py). ----------------------------------------------------
+# --- Evaluation (rl_core/evaluation/episodes.py). -----------------------------------------------
 
-_real_actor_policy = evaluation.actor_policy
+_real_actor_policy = episodes.actor_policy
 
 
-def _squashed_action_to_the_env(actor: Actor) -> evaluation.Policy:
+def _squashed_action_to_the_env(actor: Actor) -> episodes.Policy:
     """The evaluation policy sends the env tanh(mean) in [-1, 1], not scaled to its bounds
     (Pendulum's torque then tops out at 1 of 2)."""
     policy = _real_actor_policy(actor)
@@ -219,6 +221,6 @@ DEFECTS = {
         patches=((sac_step, "squashed_sample", _squashed_twice),)
     ),
     "evaluation sends the squashed action": Defect(
-        patches=((evaluation, "actor_policy", _squashed_action_to_the_env),)
+        patches=((episodes, "actor_policy", _squashed_action_to_the_env),)
     ),
 }

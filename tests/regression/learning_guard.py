@@ -4,8 +4,9 @@ show?
 A short run before the learning transition (~3-5k steps here) is chaotic: one rounding
 difference between two CPUs decides whether a seed has learned yet. So a guard trains past
 the transition and asks something robust: the **median over seeds** of the mean deterministic
-return on eval seeds 1000..1009, through the pipeline's own evaluation (rl_core/evaluation.py),
-must reach the guard's bound. An untrained actor scores about -1,200 to -1,800.
+return on eval seeds 1000..1009, through the pipeline's own evaluation
+(rl_core/evaluation/episodes.py), must reach the guard's bound. An untrained actor scores about
+-1,200 to -1,800.
 
 Two guards. `FAST` trains small networks (64x64, TorchScript, ieee: what "auto" picks for
 them) for 8k steps on seeds 0, 1, 2. `PRODUCTION` trains what ships: the default 256x256
@@ -54,11 +55,12 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from rl_core import cpu, evaluation
-from rl_core.agent import SAC
-from rl_core.buffer import ReplayBuffer
-from rl_core.config import SACConfig
-from rl_core.training import train
+from rl_core.common import cpu
+from rl_core.common.config import SACConfig
+from rl_core.evaluation import episodes
+from rl_core.run.training import train
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import ReplayBuffer
 from tests.regression.defects import DEFECTS, HEALTHY
 
 
@@ -125,10 +127,10 @@ class GuardResult:
 
 def guarded_return(seed: int, guard: Guard = FAST, **overrides: object) -> float:
     """Mean deterministic return on the eval seeds after `guard`'s training of `seed`, through
-    the evaluation the pipeline's gate runs (rl_core/evaluation.py)."""
+    the evaluation the pipeline's gate runs (rl_core/evaluation/episodes.py)."""
     config = SACConfig(**{**guard.config, "seed": seed, **overrides})
     actor = train(config, show_progress=False).agent.actor
-    return evaluation.evaluate(evaluation.actor_policy(actor), config.env, config.eval_seeds).mean
+    return episodes.evaluate(episodes.actor_policy(actor), config.env, config.eval_seeds).mean
 
 
 def run_guard(guard: Guard = FAST, defect: str | None = None, **overrides: object) -> GuardResult:
@@ -188,7 +190,7 @@ def run_rows(
 ) -> Iterator[tuple[str, dict[int, T], float]]:
     """Label, `work` per seed and seconds, row after row, each row in a pool of its own.
 
-    A process scripts SAC's step once and keeps it (rl_core/step_compiler.py): a process that
+    A process scripts SAC's step once and keeps it (rl_core/sac/step_compiler.py): a process that
     ran one defect would run it again under the next row's name. Fresh processes per row make
     each row run its own defect."""
     for label, (defect, overrides) in rows.items():

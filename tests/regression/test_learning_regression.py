@@ -16,9 +16,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from rl_core.config import SACConfig
-from rl_core.evaluation import evaluate
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.evaluation.episodes import evaluate
+from rl_core.run.training import train
 
 CONFIG = {
     "total_timesteps": 1_500,

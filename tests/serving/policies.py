@@ -1,7 +1,7 @@
 """Registered model versions for the serving and monitoring tests.
 
 Real policy models in a real MLflow registry, made as the pipeline makes them (a LoggedModel
-written by `rl_core.policy_model`, which records its files' digests; registered through
+written by `rl_core.policy.policy_model`, which records its files' digests; registered through
 `ModelRegistry.register`, which copies them onto the version; version tags `reward`,
 `env_id`), but untrained: a server does not care about the weights, and an untrained policy's
 return is known.
@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from mlflow import MlflowClient
 
-from rl_core.envs import make_env, space_dims
-from rl_core.networks import Actor
-from rl_core.policy_model import log_policy_model
+from rl_core.envs.spec import make_env, space_dims
+from rl_core.policy.policy_model import log_policy_model
+from rl_core.sac.networks import Actor
 from rlops_registry import tags
 from rlops_registry.registry import ModelRegistry
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from rl_core.policy_integrity import DIGESTS_TAG
+from rl_core.policy.policy_integrity import DIGESTS_TAG
 from rlops_airflow.monitoring import simulate
 from rlops_registry.registry import ModelRegistry
 from rlops_serving.policy import PolicyLoadError, load_policy

@@ -15,9 +15,9 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
-from rl_core.networks import Actor
-from rl_core.policy_integrity import DIGESTS_TAG, encode_digests, folder_digests
-from rl_core.policy_model import save_policy_model
+from rl_core.policy.policy_integrity import DIGESTS_TAG, encode_digests, folder_digests
+from rl_core.policy.policy_model import save_policy_model
+from rl_core.sac.networks import Actor
 from rlops_registry.registry import ModelRegistry
 from rlops_serving.policy import load_policy
 from tests.serving.conftest import AUTH, MODEL, running_server, settings

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from prometheus_client import Counter, Gauge, Histogram, Info, Summary
 from prometheus_client.metrics import MetricWrapperBase
 
-from rl_core.envs import EnvSpec
+from rl_core.envs.spec import EnvSpec
 from rlops_registry import tags as tag_names
 from rlops_registry.served_episodes import EpisodeLog
 from rlops_serving.metrics import ServingMetrics

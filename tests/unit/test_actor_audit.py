@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl_core.actor_audit import ActorAuditError
-from rl_core.config import SACConfig, build_config
-from rl_core.export import load_exported, script_actor
-from rl_core.networks import Actor
-from rl_core.presets import PRESETS
-from rl_core.torchscript import quiet_torchscript
+from rl_core.common.config import SACConfig, build_config
+from rl_core.common.presets import PRESETS
+from rl_core.policy.actor_audit import ActorAuditError
+from rl_core.policy.export import load_exported, script_actor
+from rl_core.sac.networks import Actor
+from rl_core.sac.torchscript import quiet_torchscript
 from tests.hostile_actors import (
     MapsAFile,
     SavesAFile,

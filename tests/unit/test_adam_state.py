@@ -1,4 +1,4 @@
-"""rlops keeps Adam's state itself (rl_core/adam_state.py) in torch.optim.Adam's format:
+"""rlops keeps Adam's state itself (rl_core/sac/adam_state.py) in torch.optim.Adam's format:
 checkpoints of either load into the other, and a state that does not fit is refused."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from rl_core.adam_state import AdamState
+from rl_core.sac.adam_state import AdamState
 
 
 def _params() -> list[torch.Tensor]:

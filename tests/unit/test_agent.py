@@ -9,11 +9,11 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rl_core import sac_step
-from rl_core.agent import SAC
-from rl_core.buffer import Batch
-from rl_core.config import SACConfig
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.run.training import train
+from rl_core.sac import sac_step
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import Batch
 
 OBS_DIM, ACT_DIM = 3, 1
 

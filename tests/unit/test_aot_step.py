@@ -1,4 +1,4 @@
-"""The step compiled ahead of time (rl_core/aot_step.py): cached per machine and shape, built
+"""The step compiled ahead of time (rl_core/sac/aot_step.py): cached per machine and shape, built
 in a child process, and run by a training process that never loads dynamo."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl_core import aot_step
-from rl_core.agent import SAC
-from rl_core.buffer import Batch
-from rl_core.config import SACConfig
+from rl_core.common.config import SACConfig
+from rl_core.sac import aot_step
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import Batch
 
 
 def _agent(**overrides: object) -> SAC:
@@ -63,8 +63,8 @@ def _modules_after_training(compiler: str) -> tuple[str, set[str]]:
     script = textwrap.dedent(
         f"""
         import sys
-        from rl_core.config import SACConfig
-        from rl_core.training import train
+        from rl_core.common.config import SACConfig
+        from rl_core.run.training import train
 
         config = SACConfig(total_timesteps=300, learning_starts=100, hidden_sizes=(16, 16),
                            batch_size=16, step_compiler="{compiler}")
@@ -84,7 +84,7 @@ def test_the_training_process_loads_no_compiler_to_run_the_compiled_step() -> No
     """The library is built in a child process: training with it imports nothing that
     training with TorchScript does not (torch.compile would add ~700 modules, inductor's
     code generators among them, and ~100 MiB), and neither imports dynamo, inductor or sympy
-    (torch.optim.Adam would: rlops keeps Adam's state itself, rl_core/adam_state.py)."""
+    (torch.optim.Adam would: rlops keeps Adam's state itself, rl_core/sac/adam_state.py)."""
     step, with_library = _modules_after_training("inductor")
     assert step == "CompiledStep"
     _, with_torchscript = _modules_after_training("torchscript")

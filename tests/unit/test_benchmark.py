@@ -1,9 +1,9 @@
 import torch
 
-from rl_core.benchmark import benchmark_latency, format_latency_table
-from rl_core.export import script_actor
-from rl_core.networks import Actor
-from rl_core.onnx_export import OnnxActor, onnx_program
+from rl_core.policy.export import script_actor
+from rl_core.policy.latency import benchmark_latency, format_latency_table
+from rl_core.policy.onnx_export import OnnxActor, onnx_program
+from rl_core.sac.networks import Actor
 
 
 def test_benchmark_rows_and_table() -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl_core.artifact_names import BEST_ACTOR_FILE
-from rl_core.checkpoint import load_actor
-from rl_core.config import ConfigError, SACConfig, build_config
-from rl_core.evaluation import actor_policy, evaluate
-from rl_core.training import train
+from rl_core.common.artifact_names import BEST_ACTOR_FILE
+from rl_core.common.config import ConfigError, SACConfig, build_config
+from rl_core.evaluation.episodes import actor_policy, evaluate
+from rl_core.policy.checkpoint import load_actor
+from rl_core.run.training import train
 
 RECIPE = dict(
     total_timesteps=1000, hidden_sizes=(32, 32), batch_size=32, learning_starts=50, seed=2

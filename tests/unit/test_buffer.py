@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rl_core.buffer import ReplayBuffer
+from rl_core.sac.buffer import ReplayBuffer
 
 
 def _fill(buffer: ReplayBuffer, n: int) -> None:
@@ -53,7 +53,7 @@ def test_state_round_trip() -> None:
 
 
 def test_state_holds_the_filled_rows_without_copying_them() -> None:
-    # A checkpoint of a full 1M buffer must not double its 168 MB (rl_core/buffer.py).
+    # A checkpoint of a full 1M buffer must not double its 168 MB (rl_core/sac/buffer.py).
     buffer = ReplayBuffer(10, obs_dim=3, act_dim=1)
     _fill(buffer, 7)
     table = buffer.state_dict()["table"]

@@ -1,16 +1,16 @@
 import pytest
 import torch
 
-from rl_core.checkpoint import (
+from rl_core.common.config import SACConfig
+from rl_core.envs.spec import EnvSpec
+from rl_core.policy.checkpoint import (
     load_actor,
     load_agent,
     load_checkpoint,
     save_actor,
     save_checkpoint,
 )
-from rl_core.config import SACConfig
-from rl_core.envs import EnvSpec
-from rl_core.training import train
+from rl_core.run.training import train
 
 SMALL = dict(hidden_sizes=(32, 32), batch_size=32, learning_starts=50, seed=4)
 

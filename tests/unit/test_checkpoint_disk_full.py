@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl_core.checkpoint import DiskFullError, load_checkpoint, save_actor, save_checkpoint
-from rl_core.config import SACConfig
-from rl_core.networks import Actor
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.policy.checkpoint import DiskFullError, load_checkpoint, save_actor, save_checkpoint
+from rl_core.run.training import train
+from rl_core.sac.networks import Actor
 from tests.full_disk import FILLER, fill, small_disk
 
 DISK_SIZE = 256 * 1024

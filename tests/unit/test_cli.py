@@ -6,10 +6,10 @@ import imageio.v3 as iio
 import pytest
 import torch
 
-from rl_core.checkpoint import save_actor
-from rl_core.cli import main
-from rl_core.networks import Actor
-from rl_core.policy_source import ACCEPTED
+from rl_core.policy.checkpoint import save_actor
+from rl_core.policy.policy_source import ACCEPTED
+from rl_core.run.cli import main
+from rl_core.sac.networks import Actor
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "export", "bench", "video"])

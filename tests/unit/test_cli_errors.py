@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl_core.checkpoint import save_actor
-from rl_core.cli import main
-from rl_core.networks import Actor
+from rl_core.policy.checkpoint import save_actor
+from rl_core.run.cli import main
+from rl_core.sac.networks import Actor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -169,7 +169,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(args: object) -> int:
         raise KeyError("a bug")
 
-    monkeypatch.setattr("rl_core.cli.cmd_evaluate", broken)
+    monkeypatch.setattr("rl_core.run.cli.cmd_evaluate", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["evaluate", "anything"])
 

@@ -4,7 +4,12 @@ are the same on every call (a retried task decides the same)."""
 import numpy as np
 import pytest
 
-from rl_core.confidence import Interval, mean_interval, paired_difference, unpaired_difference
+from rl_core.evaluation.confidence import (
+    Interval,
+    mean_interval,
+    paired_difference,
+    unpaired_difference,
+)
 
 
 def test_the_interval_holds_the_mean_and_narrows_with_more_episodes() -> None:

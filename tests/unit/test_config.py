@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rl_core.config import ConfigError, SACConfig, load_config
+from rl_core.common.config import ConfigError, SACConfig, load_config
 
 
 def test_defaults_are_rl_zoo_pendulum() -> None:
@@ -78,7 +78,7 @@ def test_config_hash_is_stable_and_sensitive() -> None:
 
 def test_a_module_or_file_kwarg_a_conf_may_not_ask_is_refused_at_the_door() -> None:
     """`rlops train --set` and config files go through `build_config`: the run stops before
-    the env (rl_core/envs.py refuses them too) or anything else is built."""
+    the env (rl_core/envs/spec.py refuses them too) or anything else is built."""
     with pytest.raises(ConfigError, match=r"env_packages\[0\]: module 'subprocess' is not allowed"):
         load_config(overrides=["env_packages=[subprocess]"])
     with pytest.raises(ConfigError, match=r"env_id: module 'os' is not allowed"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rl_core import cpu
-from rl_core.config import SACConfig
-from rl_core.lineage import numeric_fingerprint
+from rl_core.common import cpu
+from rl_core.common.config import SACConfig
+from rl_core.run.lineage import numeric_fingerprint
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-from rl_core.config import SACConfig
-from rl_core.evaluation import evaluate
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.evaluation.episodes import evaluate
+from rl_core.run.training import train
 
 
 def _eval_returns(seed: int) -> list[float]:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from rl_core.env_guard import ALLOW_FILE_KWARGS_ENV, ALLOWED_MODULES_ENV
-from rl_core.envs import (
+from rl_core.envs.env_guard import ALLOW_FILE_KWARGS_ENV, ALLOWED_MODULES_ENV
+from rl_core.envs.spec import (
     EnvError,
     EnvSpec,
     describe_env,
@@ -209,7 +209,7 @@ def test_image_observations_are_refused_as_not_flat(env_module: str) -> None:
 def test_offered_envs_come_from_package_metadata_without_importing(monkeypatch) -> None:
     from importlib.metadata import EntryPoint
 
-    from rl_core import env_plugins
+    from rl_core.envs import env_plugins
 
     declared = [EntryPoint("Mine-v0", "no_such_module.envs:Mine", env_plugins.ENTRY_POINT_GROUP)]
     monkeypatch.setattr(

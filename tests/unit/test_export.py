@@ -4,17 +4,17 @@ import warnings
 import pytest
 import torch
 
-from rl_core import export
-from rl_core.config import SACConfig
-from rl_core.export import (
+from rl_core.common.config import SACConfig
+from rl_core.policy import export
+from rl_core.policy.export import (
     ExportMismatchError,
     export_actor,
     load_exported,
     max_action_difference,
     random_observations,
 )
-from rl_core.networks import Actor
-from rl_core.training import train
+from rl_core.run.training import train
+from rl_core.sac.networks import Actor
 from tests.hostile_actors import shifted_actor
 
 

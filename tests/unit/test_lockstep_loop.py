@@ -9,10 +9,10 @@ import torch
 
 from benchmarks.lockstep_loop import ReplayedRngs
 from benchmarks.lockstep_sb3 import LockstepMismatch, given_noise, rlops_order
-from rl_core import sac_step
-from rl_core.config import build_config
-from rl_core.tracking import NullTracker
-from rl_core.training import _Run
+from rl_core.common.config import build_config
+from rl_core.common.tracking import NullTracker
+from rl_core.run.training import _Run
+from rl_core.sac import sac_step
 
 WARMUP, STEPS, BATCH = 5, 8, 4
 

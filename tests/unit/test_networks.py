@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from rl_core.networks import Actor, TwinQCritic
+from rl_core.sac.networks import Actor, TwinQCritic
 
 
 def _actor(obs_dim: int = 3, act_dim: int = 2) -> Actor:

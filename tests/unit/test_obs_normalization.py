@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from rl_core.checkpoint import load_actor
-from rl_core.config import SACConfig
-from rl_core.export import random_observations
-from rl_core.networks import ObsNormalizer
-from rl_core.policy_model import _pyfunc, load_policy_folder, save_policy_model
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.policy.checkpoint import load_actor
+from rl_core.policy.export import random_observations
+from rl_core.policy.policy_model import _pyfunc, load_policy_folder, save_policy_model
+from rl_core.run.training import train
+from rl_core.sac.networks import ObsNormalizer
 
 RECIPE = {
     "env_id": "MountainCarContinuous-v0",  # position ~-0.5, velocity < 0.07: far from N(0, 1)

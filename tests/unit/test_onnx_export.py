@@ -14,12 +14,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from rl_core import onnx_export
-from rl_core.actor_audit import ActorAuditError
-from rl_core.export import EQUIVALENCE_TOLERANCE, ExportMismatchError
-from rl_core.networks import Actor
-from rl_core.onnx_audit import ALLOWED_ONNX_OPS
-from rl_core.onnx_export import OnnxActor, export_onnx, load_onnx, onnx_program
+from rl_core.policy import onnx_export
+from rl_core.policy.actor_audit import ActorAuditError
+from rl_core.policy.export import EQUIVALENCE_TOLERANCE, ExportMismatchError
+from rl_core.policy.onnx_audit import ALLOWED_ONNX_OPS
+from rl_core.policy.onnx_export import OnnxActor, export_onnx, load_onnx, onnx_program
+from rl_core.sac.networks import Actor
 from tests.hostile_actors import shifted_actor
 from tests.unit.test_actor_audit import _variants
 

@@ -14,9 +14,8 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from rl_core.export import random_observations
-from rl_core.networks import Actor
-from rl_core.policy_integrity import (
+from rl_core.policy.export import random_observations
+from rl_core.policy.policy_integrity import (
     DIGESTS_TAG,
     PolicyIntegrityError,
     UnverifiedPolicyError,
@@ -24,7 +23,7 @@ from rl_core.policy_integrity import (
     recorded_digests,
     verify_folder,
 )
-from rl_core.policy_model import (
+from rl_core.policy.policy_model import (
     PolicyFolderError,
     load_policy_actors,
     load_policy_folder,
@@ -32,6 +31,7 @@ from rl_core.policy_model import (
     read_policy_meta,
     save_policy_model,
 )
+from rl_core.sac.networks import Actor
 
 ENV_ID = "Pendulum-v1"
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl_core.config import ConfigError, SACConfig, build_config, load_config
-from rl_core.policy_model import save_policy_model
-from rl_core.presets import PRESETS
-from rl_core.training import train
+from rl_core.common.config import ConfigError, SACConfig, build_config, load_config
+from rl_core.common.presets import PRESETS
+from rl_core.policy.policy_model import save_policy_model
+from rl_core.run.training import train
 
 
 def test_a_preset_applies_by_env_id_under_what_the_user_sets() -> None:

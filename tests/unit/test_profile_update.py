@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.profile_update import PARTS, UPDATE_PHASES, Loop, update_shares
-from rl_core.config import build_config
+from rl_core.common.config import build_config
 
 
 def test_update_time_is_split_into_every_phase_and_part():

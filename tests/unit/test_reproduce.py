@@ -10,9 +10,10 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 
-from rl_core import cpu, lineage
-from rl_core.cli import main
-from rl_core.reproduce import REPRODUCES_TAG, MetricRow, compare, reproduce, resolve_run_id
+from rl_core.common import cpu
+from rl_core.run import lineage
+from rl_core.run.cli import main
+from rl_core.run.reproduce import REPRODUCES_TAG, MetricRow, compare, reproduce, resolve_run_id
 
 TINY = [
     "total_timesteps=300",

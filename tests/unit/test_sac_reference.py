@@ -1,6 +1,6 @@
 """`step_compiler: reference`: a run trains with the algorithm's definition
-(rl_core/sac_reference.py), and its checkpoints are the fast step's. That the two steps are equal
-is tests/unit/test_sac_step.py."""
+(rl_core/sac/sac_reference.py), and its checkpoints are the fast step's. That the two steps are
+equal is tests/unit/test_sac_step.py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from rl_core import sac_reference
-from rl_core.agent import SAC
-from rl_core.checkpoint import load_checkpoint
-from rl_core.config import SACConfig
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.policy.checkpoint import load_checkpoint
+from rl_core.run.training import train
+from rl_core.sac import sac_reference
+from rl_core.sac.agent import SAC
 
 SMALL = dict(
     hidden_sizes=(32, 32),

@@ -1,6 +1,6 @@
-"""The hand-written gradient step (rl_core/sac_step.py) against the algorithm's definition.
+"""The hand-written gradient step (rl_core/sac/sac_step.py) against the algorithm's definition.
 
-The reference is rl_core/sac_reference.py: SAC as autograd computes it, the modules' own
+The reference is rl_core/sac/sac_reference.py: SAC as autograd computes it, the modules' own
 forward passes, torch.distributions for the squashed Gaussian's log-prob (under gSDE, SB3's
 StateDependentNoiseDistribution written with them), `backward()` and torch.optim.Adam's
 `step()`. In fp32 the compiled steps must land on the same parameters, Polyak targets,
@@ -18,11 +18,11 @@ from torch.distributions import Normal
 from torch.distributions.transforms import TanhTransform
 from torch.profiler import profile
 
-from rl_core import sac_step
-from rl_core.agent import SAC, _bf16_layers
-from rl_core.buffer import Batch
-from rl_core.config import SACConfig
-from rl_core.networks import LOG_STD_MAX, LOG_STD_MIN, SDE_MEAN_CLIP
+from rl_core.common.config import SACConfig
+from rl_core.sac import sac_step
+from rl_core.sac.agent import SAC, _bf16_layers
+from rl_core.sac.buffer import Batch
+from rl_core.sac.networks import LOG_STD_MAX, LOG_STD_MIN, SDE_MEAN_CLIP
 
 
 def _agent(obs_dim: int = 3, act_dim: int = 1, **overrides: object) -> SAC:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from rl_core.config import build_config
-from rl_core.presets import PRESETS
-from rl_core.search_space import (
+from rl_core.common.config import build_config
+from rl_core.common.presets import PRESETS
+from rl_core.common.search_space import (
     SearchSpaceError,
     preset_point,
     sac_overrides,

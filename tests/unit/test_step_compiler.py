@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rl_core import step_compiler
-from rl_core.agent import SAC, UpdateStats
-from rl_core.buffer import Batch
-from rl_core.config import SACConfig
-from rl_core.step_compiler import INDUCTOR_MIN_UPDATES, resolve_step_compiler
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.run.training import train
+from rl_core.sac import step_compiler
+from rl_core.sac.agent import SAC, UpdateStats
+from rl_core.sac.buffer import Batch
+from rl_core.sac.step_compiler import INDUCTOR_MIN_UPDATES, resolve_step_compiler
 
 
 @pytest.mark.parametrize(

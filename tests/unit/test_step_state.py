@@ -1,4 +1,4 @@
-"""The gradient step's inputs (rl_core/step_state.py): one NamedTuple, and the flat tensor
+"""The gradient step's inputs (rl_core/sac/step_state.py): one NamedTuple, and the flat tensor
 list the compiled library takes, whose order only `flatten` and `unflatten` know."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl_core import step_state
-from rl_core.agent import SAC
-from rl_core.buffer import Batch
-from rl_core.config import SACConfig
+from rl_core.common.config import SACConfig
+from rl_core.sac import step_state
+from rl_core.sac.agent import SAC
+from rl_core.sac.buffer import Batch
 
 
 def _agent(**overrides: object) -> SAC:

@@ -3,9 +3,9 @@ import sys
 
 import pytest
 
-from rl_core.config import SACConfig
-from rl_core.tracking import MlflowTracker, NullTracker, make_tracker
-from rl_core.training import train
+from rl_core.common.config import SACConfig
+from rl_core.common.tracking import MlflowTracker, NullTracker, make_tracker
+from rl_core.run.training import train
 
 TINY = SACConfig(
     total_timesteps=600, hidden_sizes=(32, 32), batch_size=32, learning_starts=50, log_every=200
@@ -17,9 +17,9 @@ def test_tracker_is_noop_without_uri_and_never_imports_mlflow() -> None:
     code = (
         "import os, sys\n"
         "os.environ.pop('MLFLOW_TRACKING_URI', None)\n"
-        "from rl_core.config import SACConfig\n"
-        "from rl_core.tracking import make_tracker\n"
-        "from rl_core.training import train\n"
+        "from rl_core.common.config import SACConfig\n"
+        "from rl_core.common.tracking import make_tracker\n"
+        "from rl_core.run.training import train\n"
         "cfg = SACConfig(total_timesteps=300, hidden_sizes=(16,), batch_size=16,"
         " learning_starts=50, log_every=100)\n"
         "with make_tracker() as tracker:\n"

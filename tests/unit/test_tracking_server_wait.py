@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rl_core.tracking import (
+from rl_core.common.tracking import (
     MLFLOW_REQUEST_BOUNDS,
     WAIT_SECONDS_ENV,
     TrackingServerUnreachable,

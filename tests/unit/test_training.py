@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from rl_core.config import SACConfig
-from rl_core.training import _new_noise_due, train
+from rl_core.common.config import SACConfig
+from rl_core.run.training import _new_noise_due, train
 
 
 def test_continuous_env_other_than_pendulum_trains() -> None:
@@ -20,7 +20,7 @@ def test_continuous_env_other_than_pendulum_trains() -> None:
 
 def test_training_gives_the_process_back_its_settings() -> None:
     """Denormals are flushed and torch runs on the config's threads only while training
-    (rl_core/process_settings.py): afterwards the caller's process is as it was."""
+    (rl_core/common/process_settings.py): afterwards the caller's process is as it was."""
     denormal = torch.tensor([1e-40])  # below float32's smallest normal (1.2e-38)
     before = torch.get_num_threads()
     seen: list[tuple[int, float]] = []

@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from rl_core.video import RenderError, record_episode, use_headless_rendering
+from rl_core.evaluation.video import RenderError, record_episode, use_headless_rendering
 
 
 def _full_torque(obs: np.ndarray) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_an_env_without_rgb_array_rendering_is_named(env_without_rendering, tmp_
 
 
 def test_a_failing_renderer_is_named_with_its_reason(counter, tmp_path: Path) -> None:
-    from rl_core.envs import EnvSpec
+    from rl_core.envs.spec import EnvSpec
 
     spec = EnvSpec("Counter-v0", kwargs={"broken": True})
     with pytest.raises(RenderError, match=r"'Counter-v0' cannot render .* \(OSError: no canvas\)"):
@@ -140,7 +140,7 @@ def test_mujoco_without_an_opengl_backend_says_what_to_set(tmp_path: Path) -> No
     code = textwrap.dedent(
         f"""
         import numpy as np
-        from rl_core.video import RenderError, record_episode
+        from rl_core.evaluation.video import RenderError, record_episode
         try:
             record_episode(lambda o: np.zeros(6, np.float32), "HalfCheetah-v5", 0,
                            {str(tmp_path / "h.gif")!r}, max_frames=2)

@@ -1,0 +1,1 @@
+"""Measuring a policy: deterministic episodes, confidence intervals, videos and plots."""

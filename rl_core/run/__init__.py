@@ -1,0 +1,1 @@
+"""A training run end to end: the training loop, lineage, reproduction, and the CLI."""
