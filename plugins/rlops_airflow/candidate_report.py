@@ -31,7 +31,7 @@ from mlflow.entities import Run
 
 from rl_core.evaluation.confidence import paired_difference
 from rl_core.evaluation.episodes import EVAL_MEAN_RETURN, EVAL_RETURN_CI_HIGH, EVAL_RETURN_CI_LOW
-from rl_core.evaluation.video import VIDEO_ARTIFACT_DIR, VIDEO_FILE
+from rl_core.evaluation.video import VIDEO_ARTIFACT
 from rl_core.policy.latency import LatencyRow
 from rlops_airflow.mlflow_run import download, has_artifact, run_url
 from rlops_airflow.promotion import Candidate, ChampionScore, Decision, Thresholds
@@ -43,10 +43,8 @@ REPORT_ARTIFACT = "report/candidate.html"
 CURVE_ARTIFACT = "reward_curve.png"
 """Where rl_core.run.training logs the reward curve of a tracked run."""
 LATENCY_ARTIFACT = "benchmark/latency.json"
-"""Where tasks.benchmark_candidate logs the latency rows (`LatencyRow.as_dict()` each)."""
-VIDEO_ARTIFACT = f"{VIDEO_ARTIFACT_DIR}/{VIDEO_FILE}"
+"""Where `stages.export.benchmark_candidate` logs the latency rows (`LatencyRow.as_dict()` each)."""
 LINEAGE_PREFIX = "lineage."
-_MAX_REASON = 1000  # characters of a failure kept in the tag (MLflow caps tag values)
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("rlops_airflow", "templates"),
@@ -88,7 +86,7 @@ def write_candidate_report(run_id: str, record: PromotionRecord) -> None:
     except Exception as exc:
         log.exception("candidate report NOT written for MLflow run %s", run_id)
         reason = f"failed: {type(exc).__name__}: {exc}; see the promote task's log"
-        client.set_tag(run_id, tags.REPORT, reason[:_MAX_REASON])
+        client.set_tag(run_id, tags.REPORT, reason[: tags.REASON_LIMIT])
         return
     client.set_tag(run_id, tags.REPORT, REPORT_ARTIFACT)
     log.info(

@@ -1,4 +1,4 @@
-"""The pipeline's Airflow tasks: thin TaskFlow wrappers around `rlops_airflow.tasks`.
+"""The pipeline's Airflow tasks: thin TaskFlow wrappers around `rlops_airflow.stages`.
 
 This module is imported when the DAG file is parsed, so it imports only Airflow; torch,
 gymnasium and mlflow load inside the task bodies, on the worker. No task argument is named
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import task
@@ -75,14 +74,12 @@ def airflow_run(dag_run: Any) -> AirflowRun:
     return AirflowRun(dag_run.dag_id, dag_run.run_id, ui_url)
 
 
-def task_code() -> ModuleType:
-    """`rlops_airflow.tasks`, once MLflow is ready for a task (see `prepare_mlflow`)."""
+def prepare_task() -> None:
+    """MLflow ready for a task (see `prepare_mlflow`): called before a stage module is
+    imported, since importing one imports mlflow."""
     from rlops_airflow.task_runtime import prepare_mlflow
 
     prepare_mlflow()
-    from rlops_airflow import tasks
-
-    return tasks
 
 
 def publish_run_link(ti: Any, mlflow_run_id: str) -> None:
@@ -145,7 +142,7 @@ def _drift_retrain_conf(events: list[Any], params: dict[str, Any], dag_run: Any)
     for older in events[:-1]:  # one run retrains one model: the newest event's
         log.warning("not retrained by this run (one model per run): %s", older.extra)
     log.info("started by the rollback of %s: %s", drift.lineage, drift.reason)
-    task_code()  # MLflow configured for this worker
+    prepare_task()  # retrain_conf reads the rolled-back version's run
     try:
         conf = retrain.retrain_conf(drift)
     except (retrain.RetrainError, ValueError) as exc:
@@ -175,11 +172,13 @@ def validate_env(settings: dict[str, Any]) -> dict[str, Any]:
     from rl_core.envs.spec import EnvError, describe_env
 
     run_settings = _settings(settings)
-    tasks = task_code()
+    prepare_task()
+    from rlops_airflow.stages.register import ModelEnvMismatch, check_model_env
+
     try:
         summary = describe_env(run_settings.sac_config().env)
-        tasks.check_model_env(run_settings)
-    except (EnvError, tasks.ModelEnvMismatch) as exc:
+        check_model_env(run_settings)
+    except (EnvError, ModelEnvMismatch) as exc:
         raise AirflowFailException(str(exc)) from None
     log.info(
         "env %s: %d observations, %d actions in [%s, %s], episodes of %s steps",
@@ -209,9 +208,11 @@ def train(
     seed: int, settings: dict[str, Any], dag_run: Any = None, ti: Any = None
 ) -> dict[str, Any]:
     """Train SAC with `seed` (resuming from the last checkpoint on retry)."""
-    tasks = task_code()
+    prepare_task()
+    from rlops_airflow.stages.train import train_candidate
+
     run_settings = _settings(settings)
-    result = tasks.train_candidate(run_settings, airflow_run(dag_run), seed)
+    result = train_candidate(run_settings, airflow_run(dag_run), seed)
     if run_settings.drift_retrain_of:
         from mlflow import MlflowClient
 
@@ -227,16 +228,20 @@ def train(
 @task
 def evaluate(trained: dict[str, Any], settings: dict[str, Any], ti: Any = None) -> dict:
     """Quality gate: mean deterministic return on the fixed eval seeds."""
-    tasks = task_code()
+    prepare_task()
+    from rlops_airflow.stages.evaluate import evaluate_candidate
+
     publish_run_link(ti, trained["mlflow_run_id"])
-    return {**trained, **tasks.evaluate_candidate(_settings(settings), trained["mlflow_run_id"])}
+    return {**trained, **evaluate_candidate(_settings(settings), trained["mlflow_run_id"])}
 
 
 @task
 def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
     """The sweep's best candidate goes on; the others stay as MLflow runs."""
-    tasks = task_code()
-    winner = tasks.select_candidate(evaluations[:])  # one read; iterating probes past the end
+    prepare_task()
+    from rlops_airflow.stages.evaluate import select_candidate as select_best
+
+    winner = select_best(evaluations[:])  # one read; iterating probes past the end
     publish_run_link(ti, winner["mlflow_run_id"])
     return winner
 
@@ -245,9 +250,11 @@ def select_candidate(evaluations: list[dict[str, Any]], ti: Any = None) -> dict[
 def export_torchscript(candidate: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     """The policy as an MLflow model (pyfunc around the TorchScript actor, checked against
     the eager one); returns its `models:/` URI."""
-    tasks = task_code()
+    prepare_task()
+    from rlops_airflow.stages.export import export_candidate
+
     publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.export_candidate(candidate["mlflow_run_id"], candidate["actor_artifact"])
+    return export_candidate(candidate["mlflow_run_id"], candidate["actor_artifact"])
 
 
 @task
@@ -255,11 +262,11 @@ def benchmark_latency(
     candidate: dict[str, Any], exported: dict[str, Any], ti: Any = None
 ) -> dict[str, Any]:
     """Eager vs TorchScript latency at batch 1/8/32/128; speedup as metrics."""
-    tasks = task_code()
+    prepare_task()
+    from rlops_airflow.stages.export import benchmark_candidate
+
     publish_run_link(ti, candidate["mlflow_run_id"])
-    return tasks.benchmark_candidate(
-        candidate["mlflow_run_id"], candidate["actor_artifact"], exported
-    )
+    return benchmark_candidate(candidate["mlflow_run_id"], candidate["actor_artifact"], exported)
 
 
 @task
@@ -272,11 +279,13 @@ def register(
     ti: Any = None,
 ) -> dict[str, Any]:
     """A model version in the MLflow registry, tagged with the gate results."""
-    tasks = task_code()
+    prepare_task()
+    from rlops_airflow.stages.register import register_candidate
+
     publish_run_link(ti, candidate["mlflow_run_id"])
     airflow = airflow_run(dag_run)
     run_settings = _settings(settings)
-    registered = tasks.register_candidate(run_settings, airflow, candidate, exported, latency)
+    registered = register_candidate(run_settings, airflow, candidate, exported, latency)
     if run_settings.drift_retrain_of:
         from rlops_registry import tags
         from rlops_registry.registry import ModelRegistry
@@ -296,10 +305,12 @@ def promote(
 ) -> dict:
     """PythonOperator callable: champion only if the gate passes on the figures upstream
     measured; else tagged rejected."""
-    tasks = task_code()
+    prepare_task()
+    from rlops_airflow.stages.promote import promote_candidate
+
     publish_run_link(ti, candidate["mlflow_run_id"])
     return {
-        **tasks.promote_candidate(_settings(settings), candidate, latency, registered),
+        **promote_candidate(_settings(settings), candidate, latency, registered),
         "model_name": registered["model_name"],
     }
 

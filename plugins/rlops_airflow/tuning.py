@@ -31,7 +31,7 @@ from rl_core.envs.spec import describe_env
 from rl_core.evaluation.episodes import actor_policy, evaluate
 from rl_core.policy.checkpoint import load_actor
 from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_keyed_run
-from rlops_airflow.tasks import train_in_run
+from rlops_airflow.stages.train import train_in_run
 from rlops_airflow.tuning_settings import TuneSettings
 from rlops_registry import tags
 

@@ -6,6 +6,9 @@ pipeline; run tags tie an MLflow run to its Airflow run and record the pipeline'
 
 from rl_core.policy.policy_integrity import DIGESTS_TAG
 
+REASON_LIMIT = 1000
+"""Characters of a failure's reason kept in a tag (MLflow caps tag values)."""
+
 # --- on a registered model version -----------------------------------------------------------
 REWARD = "reward"
 """Mean deterministic return on the eval seeds: what the gate and the drift guard compare."""

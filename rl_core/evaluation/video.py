@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # gymnasium, numpy and the image libraries load when a video 
 
 VIDEO_ARTIFACT_DIR = "video"
 VIDEO_FILE = "episode.gif"
+VIDEO_ARTIFACT = f"{VIDEO_ARTIFACT_DIR}/{VIDEO_FILE}"
+"""Where a run's episode GIF lies among its artifacts."""
 DEFAULT_MAX_FRAMES = 100
 DEFAULT_MAX_SIDE = 256
 MIN_FPS = 10.0

@@ -13,7 +13,8 @@ from rl_core.policy.checkpoint import save_actor
 from rl_core.policy.policy_integrity import PolicyIntegrityError
 from rl_core.policy.policy_model import log_policy_model
 from rl_core.sac.networks import Actor
-from rlops_airflow.tasks import _champion_score, benchmark_candidate
+from rlops_airflow.stages.export import benchmark_candidate
+from rlops_airflow.stages.promote import _champion_score
 from rlops_registry import tags
 from rlops_registry.registry import ModelRegistry
 from tests.hostile_actors import SavesAFile, save_scripted

@@ -44,7 +44,7 @@ from rlops_airflow.candidate_report import (
 from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_candidate_run
 from rlops_airflow.promotion import reward_interval
 from rlops_airflow.settings import PipelineSettings
-from rlops_airflow.tasks import promote_candidate
+from rlops_airflow.stages.promote import promote_candidate
 from rlops_registry import tags
 from rlops_registry.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tests.browser import chromium, save_screenshot

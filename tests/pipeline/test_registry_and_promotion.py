@@ -18,16 +18,11 @@ from rl_core.policy.policy_model import log_policy_model
 from rl_core.sac.networks import Actor
 from rlops_airflow.mlflow_run import AirflowRun, download, get_or_create_candidate_run
 from rlops_airflow.settings import PipelineSettings
-from rlops_airflow.tasks import (
-    ModelEnvMismatch,
-    check_model_env,
-    evaluate_candidate,
-    export_candidate,
-    promote_candidate,
-    register_candidate,
-    select_candidate,
-    train_candidate,
-)
+from rlops_airflow.stages.evaluate import evaluate_candidate, select_candidate
+from rlops_airflow.stages.export import export_candidate
+from rlops_airflow.stages.promote import promote_candidate
+from rlops_airflow.stages.register import ModelEnvMismatch, check_model_env, register_candidate
+from rlops_airflow.stages.train import train_candidate
 from rlops_registry.registry import (
     CHALLENGER,
     CHAMPION,

@@ -18,7 +18,7 @@ from rl_core.sac.networks import Actor
 from rlops_airflow import dag_tasks
 from rlops_airflow.mlflow_run import AirflowRun, get_or_create_candidate_run
 from rlops_airflow.settings import PipelineSettings
-from rlops_airflow.tasks import register_candidate
+from rlops_airflow.stages.register import register_candidate
 from rlops_registry import tags
 from tests.pipeline.conftest import TINY_SAC
 

@@ -13,7 +13,7 @@ from rl_core.common.artifact_names import CHECKPOINT_ARTIFACT_DIR, CHECKPOINT_FI
 from rl_core.policy.checkpoint import load_checkpoint
 from rl_core.run import training
 from rlops_airflow.mlflow_run import AirflowRun, download
-from rlops_airflow.tasks import train_candidate
+from rlops_airflow.stages.train import train_candidate
 from rlops_registry import tags
 
 AIRFLOW = AirflowRun("rlops_sac_pipeline", "scheduled__resume")
