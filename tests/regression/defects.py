@@ -36,7 +36,9 @@ compiled here, from the patched module, into a private folder, never the shared 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -175,6 +177,7 @@ def _compiled_here(batch: Batch, state: StepState, settings: StepSettings) -> An
     folder: the shared cache is keyed by the file on disk, which a defect does not change."""
     layout, inputs = aot_step.StepLayout.of(state, settings), step_state.flatten(batch, state)
     folder = Path(tempfile.mkdtemp(prefix="rlops-defect-step-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the library stays loaded till then
     spec = folder / "spec.pt"
     torch.save({"layout": layout, "inputs": inputs, "threads": torch.get_num_threads()}, spec)
     # Exporting and compiling here, not in a child as rl_core does, meets torch's own
