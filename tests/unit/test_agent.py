@@ -82,6 +82,19 @@ def test_the_bootstrap_target_takes_the_smaller_critic(values: tuple[float, floa
     torch.testing.assert_close(target, expected)
 
 
+def test_the_bootstrap_target_is_taken_at_the_next_observation() -> None:
+    """The critics regress on r + gamma * V(s'): two batches that differ only in s' must move
+    them differently (the same noise drawn in both)."""
+    batch = _batch()
+    critics = []
+    for next_obs in (batch.next_obs, batch.next_obs + 1.0):
+        agent = _agent()
+        torch.manual_seed(5)
+        agent.update(batch._replace(next_obs=next_obs))
+        critics.append(_params(agent.critic))
+    assert any(not torch.equal(a, b) for a, b in zip(*critics, strict=True))
+
+
 def test_a_terminal_transition_does_not_bootstrap() -> None:
     rewards = torch.tensor([1.0, 1.0])
     terminated = torch.tensor([1.0, 0.0])

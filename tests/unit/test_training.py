@@ -1,7 +1,11 @@
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from rl_core.common.config import SACConfig
+from rl_core.policy.checkpoint import load_checkpoint
 from rl_core.run.training import _new_noise_due, train
 
 
@@ -59,3 +63,13 @@ def test_gsde_redraws_its_noise_per_chunk_and_every_sample_freq_steps(
     in it are a multiple of sde_sample_freq."""
     steps = [s for s in range(10) if _new_noise_due(s, train_freq, sde_sample_freq)]
     assert steps == redrawn_before
+
+
+def test_a_time_limit_is_stored_as_not_terminal(tmp_path: Path) -> None:
+    """Pendulum ends only at its time limit (200 steps): truncated, never terminated, so every
+    stored transition bootstraps, the episode's last one included."""
+    cfg = SACConfig(total_timesteps=250, hidden_sizes=(8, 8), batch_size=8, learning_starts=50)
+    train(cfg, checkpoint_path=tmp_path / "checkpoint.pt", show_progress=False)
+    table = np.asarray(load_checkpoint(tmp_path / "checkpoint.pt")["buffer"]["table"])
+    assert len(table) == 250  # the time limit's transition (row 199) among them
+    assert not table[:, -1].any()
