@@ -25,6 +25,10 @@ from rl_core.envs.spec import env_spec_version
 GIT_SHA_ENV = "RLOPS_GIT_SHA"
 """Set in images built without a .git folder (the Dockerfile passes it as a build arg)."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SWITCH_STEP = "step_compiler_switch_step"
+"""Lineage key of an inductor run: the env step from whose update on inductor's compiled step
+ran; TorchScript's ran before it while the step compiled in the background (a fresh cache),
+and the two round differently, so a replay switches at the same step."""
 TRACKED_PACKAGES = ("torch", "gymnasium", "numpy", "mlflow", "apache-airflow")
 
 
@@ -88,6 +92,17 @@ def numeric_fingerprint(config: SACConfig) -> dict[str, object]:
         "matmul_precision": config.effective_matmul_precision,
         "step_compiler": config.effective_step_compiler,
     }
+
+
+def step_compiler_ran(planned: str, switch_step: int | None) -> dict[str, object]:
+    """What ran the gradient step, for the lineage: a run planned on inductor ran TorchScript
+    until `switch_step`, and throughout when the compiled step never came (failed to compile,
+    or the run ended first)."""
+    if planned != "inductor":
+        return {"step_compiler": planned}
+    if switch_step is None:
+        return {"step_compiler": "torchscript"}
+    return {"step_compiler": "inductor", SWITCH_STEP: switch_step}
 
 
 def collect(config: SACConfig) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 `reproduce()` takes a run id or `models:/<name>@<alias>` (or `models:/<name>/<version>`),
 fetches the run's resolved config and lineage, lists what differs between then and now (code,
-packages, machine), trains again with the same config and seeds, evaluates on the same eval
-seeds and compares per-episode returns within a tolerance. The reproduction is its own MLflow
-run, tagged `rlops.reproduces=<original run id>`. Needs MLflow (`MLFLOW_TRACKING_URI`).
+packages, machine), trains again with the same config and seeds, running the step compiler the
+original ran (and switching from TorchScript's step to inductor's at its recorded env step),
+evaluates on the same eval seeds and compares per-episode returns within a tolerance. The
+reproduction is its own MLflow run, tagged `rlops.reproduces=<original run id>`. Needs MLflow
+(`MLFLOW_TRACKING_URI`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,17 @@ def lineage_differences(then: dict, now: dict) -> dict[str, tuple[object, object
     return {k: (then.get(k), now.get(k)) for k in COMPARED_LINEAGE if then.get(k) != now.get(k)}
 
 
+def replayed(config: SACConfig, then: dict) -> tuple[SACConfig, int | None]:
+    """The config and `train(switch_at=...)` that run the gradient step as the original did:
+    TorchScript throughout when its inductor step never ran, else inductor from its recorded
+    switch step (from the first update for a run recorded before switches were)."""
+    if config.effective_step_compiler != "inductor":
+        return config, None
+    if then.get("step_compiler") == "torchscript":
+        return config.model_copy(update={"step_compiler": "torchscript"}), None
+    return config, int(then.get(lineage.SWITCH_STEP, 0))
+
+
 def _download_json(run_id: str, artifact: str, scratch: Path) -> dict:
     import mlflow
 
@@ -158,10 +171,11 @@ def reproduce(reference: str, tolerance: float = 0.0, show_progress: bool = True
     """Re-train and re-evaluate the referenced run; see the module docstring."""
     run_id, (config, then, original_eval, experiment) = _read_reference(reference)
     torch.set_num_threads(config.torch_threads)  # so the lineage below is the run's setting
+    config, switch_at = replayed(config, then)
     differences = lineage_differences(then, lineage.collect(config))
     tags = {REPRODUCES_TAG: run_id}
     with MlflowTracker(experiment, run_name=f"reproduce {run_id[:8]}", tags=tags) as tracker:
-        result = train(config, tracker=tracker, show_progress=show_progress)
+        result = train(config, tracker=tracker, show_progress=show_progress, switch_at=switch_at)
         evaluation = evaluate(result.agent.act, config.env, original_eval["seeds"])
         log_evaluation(tracker, evaluation, result.steps)
     rows = compare(original_eval, evaluation.as_dict(), tolerance)

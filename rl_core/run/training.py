@@ -2,6 +2,14 @@
 
 One seed drives everything (torch init and action noise, warm-up actions, replay sampling,
 env resets), and a checkpoint restores all of it, so a resumed run continues bit-for-bit.
+
+An inductor run whose step is not compiled yet does not wait for it: the compile starts in the
+background before the first env step, and until it is ready the updates run TorchScript's step
+on one thread, leaving the compile a core (two torch threads sharing two cores with a busy
+process collapse to a fraction of their speed). The env step of the switch is recorded
+(checkpoint, lineage tag `step_compiler_switch_step`) because the two steps round differently:
+a resumed run past it compiles before its first update, and a replay (`switch_at`) switches at
+the same step.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from rl_core.policy.best_policy import PROGRESS_EVAL_METRIC, BestPolicy
 from rl_core.policy.checkpoint import DiskFullError, load_checkpoint, save_actor, save_checkpoint
 from rl_core.run import lineage
 from rl_core.sac.agent import SAC, UpdateStats
-from rl_core.sac.buffer import ReplayBuffer
+from rl_core.sac.buffer import Batch, ReplayBuffer
 
 log = logging.getLogger(__name__)
 RECENT_EPISODES = 10
@@ -70,6 +78,8 @@ class TrainResult:
     checkpoint_path: Path | None = None
     best: BestPolicy | None = None
     """The best policy of the evaluations during training (None without `eval_every`)."""
+    switch_step: int | None = None
+    """The env step from whose update on inductor's compiled step ran (None: it never did)."""
 
 
 @dataclass
@@ -127,7 +137,11 @@ class _Run:
     """Mutable state of one training run; `train()` is the public entry point."""
 
     def __init__(
-        self, config: SACConfig, tracker: Tracker, on_evaluation: EvaluationHook | None = None
+        self,
+        config: SACConfig,
+        tracker: Tracker,
+        on_evaluation: EvaluationHook | None = None,
+        switch_at: int | None = None,
     ) -> None:
         self.config = config
         self.tracker = tracker
@@ -141,6 +155,9 @@ class _Run:
         self.progress = _Progress(action_rng=action_rng, sample_rng=sample_rng)
         self.act_dim = act_dim
         self.best = BestPolicy()
+        self.switch_at = switch_at
+        self.switch_step: int | None = None
+        self._awaiting_switch = False
 
     def state_dict(self) -> dict[str, Any]:
         p = self.progress
@@ -152,6 +169,7 @@ class _Run:
             "episode_end_steps": list(p.episode_end_steps),
             "agent": self.agent.state_dict(),
             "best_policy": self.best.state_dict(),
+            "step_switch": self.switch_step,
             "buffer": self.buffer.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -166,6 +184,7 @@ class _Run:
         if "best_policy" in state:  # checkpoints from before evaluation during training
             self.best.load_state_dict(state["best_policy"])
         self.buffer.load_state_dict({k: np.asarray(v) for k, v in state["buffer"].items()})
+        self.switch_step = state.get("step_switch")  # None: TorchScript ran, and still may
         p = self.progress
         p.step = int(state["step"])
         p.episode_returns = [float(r) for r in state["episode_returns"]]
@@ -188,6 +207,10 @@ class _Run:
         next_eval = _next_multiple(p.step, cfg.eval_every)
         obs: np.ndarray | None = None  # reset lazily, so a checkpoint never sits after a reset
         episode_return = 0.0
+        if self.switch_step is None and self.agent.step_compiler == "inductor":
+            self.agent.begin_compiled_step(self._example_batch())  # for torch_threads
+            torch.set_num_threads(1)  # until the switch; past it, the first update compiles
+            self._awaiting_switch = True
         with _progress_bar(show_progress) as bar:
             task = bar.add_task(
                 "train", total=cfg.total_timesteps, completed=p.step, speed=0.0, recent=float("nan")
@@ -240,8 +263,33 @@ class _Run:
         if self.config.normalize_obs:
             self.agent.actor.normalizer.update(torch.as_tensor(obs, dtype=torch.float32)[None])
 
+    def _example_batch(self) -> Batch:
+        """Zeros laid out as the replay buffer's batches (shapes, strides): what inductor's
+        step is compiled for before the buffer holds anything."""
+        zeros = ReplayBuffer(1, self.buffer.obs_dim, self.buffer.act_dim)
+        obs, action = np.zeros(self.buffer.obs_dim), np.zeros(self.buffer.act_dim)
+        zeros.add(obs, action, 0.0, obs, False)
+        return zeros.sample(self.config.batch_size, np.random.default_rng(0))
+
+    def _switch_when_ready(self) -> None:
+        """Run inductor's compiled step from this update on if it is ready, or, replaying a
+        recorded switch, from exactly `switch_at` on (waiting for the compile there)."""
+        step = self.progress.step
+        if self.switch_at is not None and step < self.switch_at:
+            return
+        switched = self.agent.switch_to_compiled(wait=self.switch_at is not None)
+        if switched:
+            self.switch_step = step
+            self.tracker.set_tags({f"lineage.{lineage.SWITCH_STEP}": str(step)})
+            log.info("step %d: the updates run inductor's compiled step from here on", step)
+        if switched or not self.agent.step_compiling:  # or its compile failed: TorchScript on
+            self._awaiting_switch = False
+            torch.set_num_threads(self.config.torch_threads)
+
     def _update(self) -> None:
         """`gradient_steps` SAC updates on fresh replay batches, their stats kept for the log."""
+        if self._awaiting_switch:
+            self._switch_when_ready()
         if self.config.learning_rate_schedule != "constant":
             self.agent.set_learning_rate(self.config.learning_rate_at(self.progress.step))
         for _ in range(self.config.gradient_steps):
@@ -342,12 +390,16 @@ def train(
     resume_from: str | Path | None = None,
     show_progress: bool = True,
     on_evaluation: EvaluationHook | None = None,
+    switch_at: int | None = None,
 ) -> TrainResult:
     """Train SAC per `config`, optionally resuming from a checkpoint file.
 
     With `checkpoint_path`, a checkpoint is written at the first episode end after every
     `checkpoint_every` steps and once at the end, and each is logged to the tracker. With
-    `eval_every`, `on_evaluation` hears each evaluation during training.
+    `eval_every`, `on_evaluation` hears each evaluation during training. An inductor run
+    switches from TorchScript's step to the compiled one as soon as it is compiled, or, with
+    `switch_at` (replaying a recorded `switch_step`; 0: the first update), at that env step's
+    update, waiting there for the compile.
     """
     tracker = tracker or NullTracker()
     if resume_from is not None:
@@ -361,7 +413,7 @@ def train(
                 "total_timesteps may change on resume"
             )
     with tuned_for_training(config.torch_threads):  # the process is as it was afterwards
-        run = _Run(config, tracker, on_evaluation)
+        run = _Run(config, tracker, on_evaluation, switch_at)
         start_step = 0
         if resume_from is not None:
             run.load_state_dict(state)
@@ -377,7 +429,14 @@ def train(
             kept = Path(checkpoint_path) if checkpoint_path else None
             # With a tracker, checkpoints always go to the artifact store, via scratch if need be.
             path = kept or (Path(scratch) / CHECKPOINT_FILE if tracker.enabled else None)
-            speed = run.run(path, show_progress)
+            try:
+                speed = run.run(path, show_progress)
+            finally:
+                run.agent.stop_background_compile()
+            if tracker.enabled:  # what ran, now that it is known
+                ran = lineage.step_compiler_ran(run.agent.step_compiler, run.switch_step)
+                run_lineage.update(ran)
+                tracker.set_tags({f"lineage.{key}": _tag_value(v) for key, v in ran.items()})
             tracker.log_metrics({"steps_per_second_total": speed}, run.progress.step)
             if path is not None:
                 run.checkpoint(path)
@@ -396,6 +455,7 @@ def train(
         start_step,
         kept,
         run.best if run.best.actor_state is not None else None,
+        run.switch_step,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from rl_core.common.config import SACConfig
-from rl_core.sac import sac_reference
+from rl_core.sac import aot_step, sac_reference
 from rl_core.sac.adam_state import AdamState
 from rl_core.sac.buffer import Batch
 from rl_core.sac.networks import (
@@ -33,8 +34,10 @@ from rl_core.sac.networks import (
     TwinQCritic,
 )
 from rl_core.sac.sac_step import StepSettings
-from rl_core.sac.step_compiler import compile_step
+from rl_core.sac.step_compiler import compile_step, scripted_step
 from rl_core.sac.step_state import StepState
+
+log = logging.getLogger(__name__)
 
 BF16_MIN_GEMM_WIDTH = 64
 """Narrower GEMMs stay fp32 under bf16: for them oneDNN's fixed cost per bf16 call outweighs
@@ -152,6 +155,8 @@ class SAC:
         """What the compiled step reads and writes (rl_core/sac/sac_step.py); the reference step
         works on the modules and torch.optim.Adam instead."""
         self._step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self._background: aot_step.BackgroundCompile | None = None
+        """Inductor's step compiling while the updates run TorchScript (`begin_compiled_step`)."""
 
     def _step_state(self, actor_tensors: list[torch.Tensor]) -> StepState:
         """The step's view of this agent's tensors: the tensors themselves, and the Adam
@@ -197,13 +202,64 @@ class SAC:
         what it measured, by name."""
         if self.step_compiler == "reference":
             return UpdateStats(*sac_reference.update(self._learner, batch))
-        batch = batch._replace(
-            obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
-        )
-        if self._step is None:  # inductor compiles for these shapes; TorchScript for all
-            self._step = compile_step(self.step_compiler, batch, self.step_state, self._settings)
+        batch = self._normalized(batch)
+        if self._step is None:  # inductor compiles for these shapes (unless in the background)
+            compiler = "torchscript" if self._background is not None else self.step_compiler
+            self._step = compile_step(compiler, batch, self.step_state, self._settings)
         critic_loss, actor_loss, alpha = self._step(batch, self.step_state, self._settings)
         return UpdateStats(critic_loss, actor_loss, alpha)
+
+    def _normalized(self, batch: Batch) -> Batch:
+        """The batch as the step takes it: observations through the actor's normalizer."""
+        return batch._replace(
+            obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
+        )
+
+    def begin_compiled_step(self, example: Batch) -> None:
+        """For an inductor run, compile its step for batches laid out as `example` (zeros
+        will do) in the background, and run TorchScript's step (the same function, on the same
+        tensors) until `switch_to_compiled` finds the package ready. Without this call, the
+        first update compiles and waits."""
+        if self.step_compiler == "inductor" and self._step is None and self._background is None:
+            self._background = aot_step.background_compile(
+                self._normalized(example), self.step_state, self._settings
+            )
+
+    def switch_to_compiled(self, wait: bool = False) -> bool:
+        """Whether updates run inductor's compiled step from the next one on: after
+        `begin_compiled_step`, once its package is ready (with `wait`, blocking until it is);
+        without it, from the first update. A failed compile leaves TorchScript's step, with one
+        warning."""
+        background = self._background
+        if background is not None:
+            status = background.wait() if wait else background.poll()
+            if status == "running":
+                return False
+            self._background = None
+            if status == "ready":
+                self._step = aot_step.load(background.path)
+            else:
+                self._step = scripted_step()
+                log.warning(
+                    "step_compiler=inductor: compiling the training step failed, training goes "
+                    "on with TorchScript's step (step_compiler=torchscript needs no C++ "
+                    "compiler):\n%s",
+                    background.errors,
+                )
+        compiled = self._step is None or isinstance(self._step, aot_step.CompiledStep)
+        return self.step_compiler == "inductor" and compiled
+
+    @property
+    def step_compiling(self) -> bool:
+        """Whether inductor's step is compiling in the background (`begin_compiled_step`) and
+        the updates run TorchScript's meanwhile."""
+        return self._background is not None
+
+    def stop_background_compile(self) -> None:
+        """Stop a background compile still running (the run ended first); no switch follows."""
+        if self._background is not None:
+            self._background.close()
+            self._background = None
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """The rate every optimizer uses from the next step on (a learning-rate schedule)."""

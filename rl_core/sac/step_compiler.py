@@ -7,7 +7,10 @@ ops, bf16 casts and Adam into a few generated C++ loops; rlops runs it ahead of 
 An update took 1.4-1.7 ms against TorchScript's 2.5 (Pendulum, 256x256, bf16, AMD EPYC).
 It costs a C++ compiler and Python's headers, and one compile per machine and step shape:
 13 s with empty caches on that machine. So "auto" picks inductor where it can build and the
-run is long enough to repay even a first compile.
+run is long enough to repay even a first compile. A training run does not wait for that
+compile: it runs in the background while the updates run TorchScript's step, and the run
+switches to the compiled one when it is ready, recording the env step of the switch
+(rl_core/run/training.py; the compile and its machine-wide lock: rl_core/sac/aot_step.py).
 "reference" compiles nothing: it runs the algorithm's definition (rl_core/sac/sac_reference.py)
 with autograd, eagerly: about half the updates/s (benchmarks/reference_vs_fast.py).
 """
@@ -61,14 +64,15 @@ def compile_step(
     it once per process for every shape; inductor once per machine for the shapes of this
     batch and state, with these settings."""
     if compiler == "torchscript":
-        return _scripted_step()
+        return scripted_step()
     from rl_core.sac import aot_step
 
     return aot_step.compiled_step(batch, state, settings)
 
 
 @functools.cache
-def _scripted_step() -> Callable[..., Any]:
+def scripted_step() -> Callable[..., Any]:
+    """`sac_step.gradient_step` under TorchScript, scripted once per process (for all shapes)."""
     import torch
 
     from rl_core.sac import sac_step

@@ -204,6 +204,8 @@ class Defect:
                 patcher.setattr(owner, name, replacement)
             if any(owner is sac_step for owner, _, _ in self.patches):
                 patcher.setattr(aot_step, "compiled_step", _compiled_here)
+                # No background compile (of the file on disk): the first update compiles here.
+                patcher.setattr(aot_step, "background_compile", lambda *inputs: None)
             yield dict(self.overrides or {})
 
 

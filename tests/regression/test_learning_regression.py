@@ -37,7 +37,7 @@ def trained(step_compiler: str) -> tuple[dict[str, bytes], list[float]]:
     this process. Bytes, not tensors: torch would share a tensor's memory with the parent
     through the child, which exits once it has answered."""
     config = SACConfig(**CONFIG, step_compiler=step_compiler)
-    agent = train(config, show_progress=False).agent
+    agent = train(config, show_progress=False, switch_at=0).agent  # inductor from the start
     returns = evaluate(agent.act, config.env, config.eval_seeds).returns
     weights = {
         name: t.detach().contiguous().numpy().tobytes()

@@ -3,12 +3,14 @@ in a child process, and run by a training process that never loads dynamo."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import pwd
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +70,7 @@ def _modules_after_training(compiler: str) -> tuple[str, set[str]]:
 
         config = SACConfig(total_timesteps=300, learning_starts=100, hidden_sizes=(16, 16),
                            batch_size=16, step_compiler="{compiler}")
-        agent = train(config, show_progress=False).agent
+        agent = train(config, show_progress=False, switch_at=0).agent  # compiled throughout
         print(type(agent._step).__name__, " ".join(sys.modules))
         """
     )
@@ -185,3 +187,27 @@ def test_a_private_cache_of_ours_is_created_0700_and_loaded_from(
     second.update(_batch())
     assert second._step.path == built[0]  # loaded from our cache, not built again
     assert len(built) == 1
+
+
+def test_a_blocking_build_waits_for_the_lock_and_compiles_nothing_the_holder_left(
+    monkeypatch, tmp_path, good_package
+) -> None:
+    """One compile per machine also for the first update that compiles and waits: while
+    another process holds the package's lock, `build` waits, then finds its package."""
+    monkeypatch.setenv("RLOPS_CACHE_DIR", str(tmp_path))
+    target = aot_step.cache_dir() / good_package.name
+    lock = os.open(target.with_name(target.name + aot_step.LOCK_SUFFIX), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+
+    def no_compile(*args: object) -> None:
+        raise AssertionError("build compiled a package the lock holder left")
+
+    monkeypatch.setattr(aot_step, "_start_child", no_compile)
+    waiting = threading.Thread(target=aot_step.build, args=(None, None, target))
+    waiting.start()
+    waiting.join(timeout=1.0)
+    assert waiting.is_alive()  # waits for the holder
+    target.write_bytes(good_package.read_bytes())
+    os.close(lock)
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()
