@@ -184,8 +184,10 @@ class Stack(BaseModel):
 
     @staticmethod
     def _base_env() -> dict[str, str]:
-        """A clean environment: nothing from the caller's MLFLOW_*, AIRFLOW_*, AWS_* leaks in."""
-        env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ") if k in os.environ}
+        """A clean environment: nothing from the caller's MLFLOW_*, AIRFLOW_*, AWS_* leaks in;
+        the caller's OpenMP tuning does (the tests lower GOMP_SPINCOUNT: tests/conftest.py)."""
+        kept = ("HOME", "LANG", "LC_ALL", "TZ", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+        env = {k: os.environ[k] for k in kept if k in os.environ}
         path = os.environ.get("PATH", os.defpath)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
         env["MLFLOW_DISABLE_TELEMETRY"] = "true"

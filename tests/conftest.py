@@ -40,6 +40,13 @@ AIRFLOW_ENV = {
     "RLOPS_DEADLINE_ALERTS": "off",
 }
 os.environ.update(AIRFLOW_ENV)
+# The suite runs two pytest workers on two cores, so two trainings (or a training and a busy
+# service) often share them. torch's OpenMP threads spin 300,000 times at each barrier before
+# sleeping (libgomp's default), and with a second process on the cores the spinning thread
+# holds the core its partner needs: two 5k-step Pendulum trainings at once took 260 s instead of
+# 23 s (AMD EPYC, 2 cores). 1,000 spins keep one training at its speed and two at ~40 s. Every
+# process the suite starts inherits it (libgomp reads it when torch loads it, after this).
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 # Compiled training steps (rl_core/sac/aot_step.py) in a cache of the session's own, shared by its
 # tests and the pipelines they run, not the developer's ~/.cache/rlops. Under pytest-xdist the
 # controller makes it and its workers inherit it (a step compiles once per run, not per worker);
