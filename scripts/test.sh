@@ -15,6 +15,7 @@ NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 
 echo "==> pytest"
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
-# Two workers (the CI box has two cores, and much of the suite waits on services); the tests of one
+# Three workers on the CI box's two cores: much of the suite waits on services (heartbeats, a
+# killed scheduler's successor, a paused S3), and a third worker fills those waits; the tests of one
 # stack share a worker, so each stack starts once (tests/conftest.py: STACK_FIXTURES).
-.venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
+.venv/bin/python -m pytest -n 3 --dist loadgroup "$@"
